@@ -1,0 +1,184 @@
+"""Small helpers shared by every layer: seeding, option checking, optional imports."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import os
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, MissingDependencyError
+
+__all__ = [
+    "check_option",
+    "check_random_state",
+    "check_spatial_dims",
+    "optional_import",
+    "seed_everything",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """Seed Python's, NumPy's and PyTorch's global random number generators.
+
+    The library itself never relies on global state (every random choice takes a
+    ``random_state`` or a :class:`torch.Generator`); this is an opt-in convenience for
+    user scripts.
+
+    Parameters
+    ----------
+    seed : int
+        The seed, a non-negative integer below ``2**32``.
+    deterministic : bool, default False
+        Also ask PyTorch for deterministic algorithms (slower on GPUs).
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not an integer in ``[0, 2**32)``.
+
+    Examples
+    --------
+    >>> import latentaudit as la
+    >>> la.seed_everything(0)
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+        0 <= int(seed) < 2**32
+    ):
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if hasattr(torch.backends, "cudnn"):
+            torch.backends.cudnn.benchmark = False
+
+
+def check_random_state(random_state: Any) -> np.random.RandomState:
+    """Turn ``random_state`` into a :class:`numpy.random.RandomState`.
+
+    Follows :func:`sklearn.utils.check_random_state`: ``None`` gives NumPy's global
+    state, an int a new seeded state, and a ``RandomState`` is passed through.
+
+    Parameters
+    ----------
+    random_state : None, int or numpy.random.RandomState
+        The seed or state.
+
+    Returns
+    -------
+    numpy.random.RandomState
+    """
+    from sklearn.utils import check_random_state as _sk_check_random_state
+
+    return _sk_check_random_state(random_state)
+
+
+def check_option(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Check that ``value`` is one of ``choices``, suggesting the closest one if not.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, used in the message.
+    value : object
+        The value given.
+    choices : iterable
+        The allowed values.
+
+    Returns
+    -------
+    object
+        ``value`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        (as :class:`latentaudit.errors.ConfigError`) naming the allowed values and,
+        for strings, the closest one ("did you mean ...?").
+
+    Examples
+    --------
+    >>> check_option("method", "tsne", ["tsne", "umap", "pca"])
+    'tsne'
+    """
+    choices = list(choices)
+    if value in choices:
+        return value
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.5)
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+    allowed = ", ".join(repr(c) for c in choices)
+    raise ConfigError(f"{name} must be one of {allowed}, got {value!r}{hint}")
+
+
+def optional_import(module: str, extra: str | None = None, feature: str | None = None):
+    """Import an optional dependency or raise a helpful error.
+
+    Parameters
+    ----------
+    module : str
+        The module to import, e.g. ``"pydicom"``.
+    extra : str, optional
+        The name of the latentaudit extra that installs it, e.g. ``"dicom"``.
+    feature : str, optional
+        What needs it, for the message.
+
+    Returns
+    -------
+    module
+        The imported module.
+
+    Raises
+    ------
+    ImportError
+        (as :class:`latentaudit.errors.MissingDependencyError`) when it is missing.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        what = feature or "this feature"
+        how = f"pip install 'latentaudit[{extra}]'" if extra else f"pip install {module}"
+        raise MissingDependencyError(
+            f"{what} needs the optional package {module!r}, which is not installed; "
+            f"install it with: {how}"
+        ) from err
+
+
+def check_spatial_dims(spatial_dims: int) -> int:
+    """Check that ``spatial_dims`` is 2 or 3.
+
+    Parameters
+    ----------
+    spatial_dims : int
+        The number of spatial dimensions.
+
+    Returns
+    -------
+    int
+        ``spatial_dims`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        (as :class:`latentaudit.errors.ConfigError`) for anything but 2 or 3.
+    """
+    if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    return int(spatial_dims)
