@@ -53,5 +53,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import data, datasets, errors, nn
-    from .data import ArrayDataset, DicomDataset, ImageFolderDataset, NiftiDataset
+    from . import data, datasets, errors, nn  # noqa: F401
+    from .data import (  # noqa: F401
+        ArrayDataset,
+        DicomDataset,
+        ImageFolderDataset,
+        NiftiDataset,
+    )

@@ -55,7 +55,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     seed = int(seed)
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeding the legacy global state is the point
     os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import torch

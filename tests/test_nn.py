@@ -1,0 +1,147 @@
+"""Tests of latentaudit.nn: every factory serves 2-D and 3-D."""
+
+import pytest
+import torch
+from torch import nn
+
+import latentaudit as la
+from latentaudit.nn import (
+    Attention,
+    Downsample,
+    Upsample,
+    conv,
+    conv_transpose,
+    group_count,
+    norm,
+    pool,
+    timestep_embedding,
+)
+
+
+def _x(spatial_dims, channels=4, side=8, n=2):
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(n, channels, *([side] * spatial_dims), generator=generator)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_conv_keeps_size_and_strides(spatial_dims):
+    x = _x(spatial_dims)
+    assert conv(spatial_dims, 4, 6)(x).shape == (2, 6, *([8] * spatial_dims))
+    assert conv(spatial_dims, 4, 6, stride=2)(x).shape == (2, 6, *([4] * spatial_dims))
+    assert conv(spatial_dims, 4, 6, kernel_size=1)(x).shape == (2, 6, *([8] * spatial_dims))
+    expected = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+    assert isinstance(conv(spatial_dims, 4, 6), expected)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_conv_transpose_doubles(spatial_dims):
+    y = conv_transpose(spatial_dims, 4, 3)(_x(spatial_dims))
+    assert y.shape == (2, 3, *([16] * spatial_dims))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("kind", ["group", "batch", "instance", "layer", "none"])
+def test_norm_kinds(spatial_dims, kind):
+    layer = norm(kind, spatial_dims, 12)
+    x = _x(spatial_dims, channels=12) * 5 + 3
+    y = layer(x)
+    assert y.shape == x.shape
+    if kind in ("group", "layer", "instance"):
+        # normalised: mean close to 0 per sample
+        assert y.mean().abs() < 0.1
+
+
+def test_group_count_divides():
+    assert group_count(64) == 32
+    assert group_count(12) == 12
+    assert group_count(48, 32) == 24
+    assert group_count(7, 32) == 7
+    assert isinstance(norm("group", 2, 48), nn.GroupNorm) and norm("group", 2, 48).num_groups == 24
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_pool_kinds(spatial_dims):
+    x = _x(spatial_dims)
+    assert pool("max", spatial_dims)(x).shape == (2, 4, *([4] * spatial_dims))
+    assert pool("avg", spatial_dims)(x).shape == (2, 4, *([4] * spatial_dims))
+    assert pool("adaptive_avg", spatial_dims)(x).shape == (2, 4, *([1] * spatial_dims))
+    g = pool("adaptive_avg", spatial_dims)(x).flatten(1)
+    torch.testing.assert_close(g, x.flatten(2).mean(-1))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("mode", ["conv", "avg"])
+def test_downsample(spatial_dims, mode):
+    y = Downsample(spatial_dims, 4, 6, mode=mode)(_x(spatial_dims))
+    assert y.shape == (2, 6, *([4] * spatial_dims))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("mode", ["nearest", "transpose", "nearest_noconv"])
+def test_upsample(spatial_dims, mode):
+    out = 4 if mode == "nearest_noconv" else 6
+    y = Upsample(spatial_dims, 4, out, mode=mode)(_x(spatial_dims))
+    assert y.shape == (2, out, *([16] * spatial_dims))
+
+
+def test_upsample_noconv_cannot_change_channels():
+    with pytest.raises(la.errors.ConfigError, match="cannot change the number of channels"):
+        Upsample(2, 4, 8, mode="nearest_noconv")
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_attention_starts_as_identity_and_mixes_positions(spatial_dims):
+    x = _x(spatial_dims, channels=8, side=4)
+    block = Attention(spatial_dims, 8, num_heads=2)
+    torch.testing.assert_close(block(x), x)  # zero-initialised output projection
+    nn.init.normal_(block.proj.weight)
+    y = block(x)
+    assert y.shape == x.shape
+    # changing one position changes the output at another position (global mixing)
+    x2 = x.clone()
+    x2.view(2, 8, -1)[:, :, 0] += 3.0
+    y2 = block(x2)
+    assert not torch.allclose(y.view(2, 8, -1)[:, :, -1], y2.view(2, 8, -1)[:, :, -1])
+
+
+def test_attention_matches_naive_softmax_attention():
+    torch.manual_seed(0)
+    block = Attention(2, 4, num_heads=1)
+    nn.init.normal_(block.proj.weight)
+    x = torch.randn(1, 4, 3, 3)
+    h = block.norm(x).reshape(1, 4, -1)
+    q, k, v = block.qkv(h).chunk(3, dim=1)
+    w = torch.softmax(q.transpose(1, 2) @ k / 2.0, dim=-1)  # sqrt(head_dim=4) = 2
+    expected = x + block.proj((w @ v.transpose(1, 2)).transpose(1, 2)).reshape(1, 4, 3, 3)
+    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_head_channels():
+    assert Attention(2, 16, head_channels=4).num_heads == 4
+    with pytest.raises(ValueError, match="divide channels"):
+        Attention(2, 10, num_heads=3)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: conv(4, 1, 1), lambda: norm("group", 1, 4), lambda: pool("max", 4),
+    lambda: Downsample(5, 4), lambda: Attention(0, 4)])
+def test_bad_spatial_dims_message(factory):
+    with pytest.raises(ValueError, match=r"spatial_dims must be 2 or 3, got"):
+        factory()
+
+
+def test_unknown_option_suggests():
+    with pytest.raises(ValueError, match="did you mean 'group'"):
+        norm("gruop", 2, 8)
+    with pytest.raises(ValueError, match="did you mean 'adaptive_avg'"):
+        pool("adaptive-avg", 2)
+
+
+def test_timestep_embedding():
+    t = torch.tensor([0, 10, 999])
+    e = timestep_embedding(t, 16)
+    assert e.shape == (3, 16)
+    torch.testing.assert_close(e[0, :8], torch.ones(8))  # cos(0)
+    torch.testing.assert_close(e[0, 8:], torch.zeros(8))  # sin(0)
+    assert timestep_embedding(t, 7).shape == (3, 7)
+    assert not torch.allclose(e[1], e[2])
