@@ -3,5 +3,32 @@ slicing, resampling, pad/crop and intensity scaling; metadata aligned by id."""
 
 from ._array import ArrayDataset
 from ._base import ImageDataset
+from ._dicom import DicomDataset
+from ._folder import ImageFolderDataset
+from ._nifti import NiftiDataset
+from ._roi import ROI
+from ._transforms import (
+    center_slices,
+    pad_or_crop,
+    resample,
+    resize,
+    scale_intensity,
+    slice_to_image,
+    to_canonical,
+)
 
-__all__ = ["ArrayDataset", "ImageDataset"]
+__all__ = [
+    "ROI",
+    "ArrayDataset",
+    "DicomDataset",
+    "ImageDataset",
+    "ImageFolderDataset",
+    "NiftiDataset",
+    "center_slices",
+    "pad_or_crop",
+    "resample",
+    "resize",
+    "scale_intensity",
+    "slice_to_image",
+    "to_canonical",
+]

@@ -1,0 +1,615 @@
+"""Behaviour shared by every encoder: input handling for ``encode``, configs, save/load,
+and ``fit`` as a thin call into :func:`latentaudit.training.train`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..errors import CheckpointError, ConfigError, InputShapeError, InputTypeError
+
+__all__ = ["BaseEncoder", "ModelEncoder", "load_pretrained"]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """Put ``module`` in eval mode for a block and restore its previous mode after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def images_from_batch(batch) -> Any:
+    """The image tensor of a batch: a tensor, a ``{"image": ...}`` dict (latentaudit's
+    datasets) or the first element of a tuple (``TensorDataset``)."""
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return batch
+    if isinstance(batch, Mapping):
+        if "image" not in batch:
+            raise InputTypeError(
+                f"batches given as dicts must hold the images under 'image'; got keys "
+                f"{sorted(map(str, batch))}")
+        return batch["image"]
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch[0]
+    raise InputTypeError(
+        f"expected a batch of images (a tensor, a dict with 'image', or a tuple whose first "
+        f"element is the images), got {type(batch).__name__}")
+
+
+class BaseEncoder(nn.Module):
+    """Base class of latentaudit's encoders: the ``encode`` machinery.
+
+    Subclasses provide ``latent_dim``, ``spatial_dims``, ``in_channels`` (or None),
+    :meth:`_expected_spatial_shape` and :meth:`_encode_batch`.
+    """
+
+    #: Number of channels the encoder expects, or None when it takes any.
+    in_channels: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the encoder's first parameter or buffer (CPU if it has none)."""
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def _expected_spatial_shape(self) -> tuple[int, ...] | None:
+        """The spatial shape the encoder needs, or None when any size works."""
+        return None
+
+    def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_images(self, x, what: str = "images") -> torch.Tensor:
+        """Validate a batch of images and return it as a float32 tensor."""
+        name = type(self).__name__
+        if isinstance(x, np.ndarray):
+            if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+                raise InputTypeError(f"{name} expects real-valued {what}, got a NumPy array "
+                                     f"of dtype {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        if not isinstance(x, torch.Tensor):
+            raise InputTypeError(
+                f"{name} expects {what} as a torch.Tensor or numpy.ndarray, got "
+                f"{type(x).__name__}")
+        if x.is_complex():
+            raise InputTypeError(f"{name} expects real-valued {what}, got dtype {x.dtype}")
+        sd = self.spatial_dims
+        layout = "(N, C, H, W)" if sd == 2 else "(N, C, D, H, W)"
+        if x.ndim == sd + 1:
+            raise InputShapeError(
+                f"{name} expects a batch of {what} shaped {layout}; got a single image of "
+                f"shape {tuple(x.shape)}; add a batch axis, e.g. x[None]")
+        if x.ndim != sd + 2:
+            raise InputShapeError(
+                f"{name} (spatial_dims={sd}) expects {what} shaped {layout}, got shape "
+                f"{tuple(x.shape)}")
+        channels = self.in_channels
+        if channels is not None and x.shape[1] != channels:
+            raise InputShapeError(
+                f"{name} expects {channels} channel(s), got {x.shape[1]} (batch of shape "
+                f"{tuple(x.shape)}); images are channel-first, {layout}")
+        spatial = self._expected_spatial_shape()
+        if spatial is not None and tuple(x.shape[2:]) != tuple(spatial):
+            want = "x".join(map(str, spatial))
+            got = "x".join(map(str, x.shape[2:]))
+            raise InputShapeError(
+                f"{name} was built for {what} of size {want}, got {got} (batch of shape "
+                f"{tuple(x.shape)}); resize, pad or crop them to {want} (the datasets' size= "
+                f"option does this)")
+        if x.dtype != torch.float32:
+            x = x.float()
+        return x
+
+    def _image_batches(self, x, batch_size: int) -> tuple[Iterator, int | None, bool]:
+        """Batches of images from any accepted input, their total count if known, and
+        whether the input was a tensor (the output then goes to its device)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            x = self._check_images(x)
+            return iter(x.split(batch_size)), len(x), True
+        if isinstance(x, DataLoader):
+            total = len(x.dataset) if hasattr(x.dataset, "__len__") else None
+            return (images_from_batch(b) for b in x), total, False
+        if hasattr(x, "__getitem__") and hasattr(x, "__len__") and not isinstance(
+                x, (str, bytes, list, tuple, dict)):
+            loader = DataLoader(x, batch_size=batch_size, shuffle=False)
+            return (images_from_batch(b) for b in loader), len(x), False
+        raise InputTypeError(
+            f"{type(self).__name__}.encode expects a tensor or NumPy array of images, a "
+            f"dataset or a DataLoader, got {type(x).__name__}")
+
+    def encode(self, x, *, batch_size: int = 64, verbose: bool = False) -> torch.Tensor:
+        """Embed images.
+
+        Runs in eval mode without gradients, on the encoder's device, in batches; the
+        encoder's previous mode is restored.
+
+        Parameters
+        ----------
+        x : torch.Tensor, numpy.ndarray, Dataset or DataLoader
+            A batch ``(N, C, H, W)`` or ``(N, C, D, H, W)``, or a dataset or loader whose
+            items are ``{"image": ..., "index": ...}`` dicts (or tuples whose first element
+            is the image).
+        batch_size : int, default 64
+            Images per forward pass (for datasets and large arrays).
+        verbose : bool, default False
+            Show a progress bar.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, latent_dim)`` float32: on the input's device for a tensor, else on the
+            CPU.
+
+        Raises
+        ------
+        InputShapeError
+            For images of the wrong number of dimensions, channels or size.
+        InputTypeError
+            For inputs of another type.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=8)
+        >>> enc.encode(torch.zeros(3, 1, 16, 16)).shape
+        torch.Size([3, 8])
+        """
+        batches, total, _ = self._image_batches(x, batch_size)
+        out_device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        device = self.device
+        outputs = []
+        from tqdm.auto import tqdm
+
+        with torch.no_grad(), eval_mode(self), tqdm(
+                total=total, disable=not verbose, unit="img",
+                desc=f"encoding with {type(self).__name__}") as bar:
+            for images in batches:
+                images = self._check_images(images)
+                z = self._encode_batch(images.to(device))
+                if z.ndim != 2 or z.shape != (len(images), self.latent_dim):
+                    raise InputShapeError(
+                        f"{type(self).__name__} produced embeddings of shape "
+                        f"{tuple(z.shape)} for {len(images)} images; expected "
+                        f"({len(images)}, {self.latent_dim})")
+                outputs.append(z.float().to(out_device))
+                bar.update(len(images))
+        if not outputs:
+            return torch.empty(0, self.latent_dim, device=out_device)
+        return torch.cat(outputs)
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _tuples(value):
+    # Configs hold tuples, never lists; JSON has only lists.
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+class ModelEncoder(BaseEncoder):
+    """Base class of latentaudit's own, trainable encoders.
+
+    Each subclass is built from one config dataclass (``config_class``), names itself by
+    ``model_type``, and implements ``loss(batch)``.  This class adds
+
+    - ``save_pretrained`` / ``from_pretrained``: a JSON config plus safetensors weights,
+      no pickled code;
+    - ``config_hash``: a stable SHA-256 of the config, for provenance;
+    - ``fit``: a thin call into :func:`latentaudit.training.train`, with the model's
+      default training options (``default_training``).
+
+    Parameters
+    ----------
+    config : dataclass instance
+        The model's config, an instance of ``config_class``.
+    """
+
+    model_type: ClassVar[str] = ""
+    config_class: ClassVar[type] = type(None)
+    default_training: ClassVar[dict[str, Any]] = {}
+    _registry: ClassVar[dict[str, type[ModelEncoder]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("model_type"):
+            ModelEncoder._registry[cls.model_type] = cls
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise InputTypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                                 f"got {type(config).__name__}")
+        self.config = config
+        self._training_step = 0
+        self._count_steps = True
+
+    # -- properties of the protocol -------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        """Length of one embedding."""
+        return int(self.config.latent_dim)
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 for images, 3 for volumes."""
+        return int(self.config.spatial_dims)
+
+    @property
+    def in_channels(self) -> int:  # type: ignore[override]
+        """Number of image channels."""
+        return int(self.config.in_channels)
+
+    # -- configs --------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config):
+        """Build the model from its config dataclass.
+
+        Parameters
+        ----------
+        config : dataclass instance or dict
+            An instance of ``config_class`` or a dict of its fields.
+
+        Returns
+        -------
+        ModelEncoder
+        """
+        if isinstance(config, Mapping):
+            config = cls._config_from_dict(dict(config), source="the config dict")
+        if not isinstance(config, cls.config_class):
+            raise InputTypeError(f"{cls.__name__}.from_config needs a "
+                                 f"{cls.config_class.__name__} or a dict, got "
+                                 f"{type(config).__name__}")
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+
+    @classmethod
+    def _config_from_dict(cls, data: dict, source: str):
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            import difflib
+
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, sorted(names), n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"{source} has unknown {cls.config_class.__name__} field(s): "
+                              f"{', '.join(hints)}")
+        return cls.config_class(**_tuples(data))
+
+    def config_dict(self) -> dict:
+        """The config as JSON-ready plain data.
+
+        Returns
+        -------
+        dict
+        """
+        return _jsonable(dataclasses.asdict(self.config))
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-256 of the model type and config (canonical JSON), for provenance.
+
+        Two models with the same architecture and options share the hash whatever their
+        weights or the library version.
+
+        Returns
+        -------
+        str
+            64 hexadecimal digits.
+        """
+        payload = json.dumps({"model_type": self.model_type, "config": self.config_dict()},
+                             sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    # -- save and load --------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Save the config (``config.json``) and weights (``model.safetensors``).
+
+        Each file is written to a temporary name and renamed, so an interruption never
+        leaves a half-written model.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            Folder to write into (created if needed).
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+
+        Examples
+        --------
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=8)
+        >>> path = enc.save_pretrained("my_vae")  # doctest: +SKIP
+        >>> same = BetaVAEEncoder.from_pretrained("my_vae")  # doctest: +SKIP
+        """
+        from safetensors.torch import save_file
+
+        from .. import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        document = {"model_type": self.model_type, "latentaudit_version": __version__,
+                    "config": self.config_dict()}
+        config_path = directory / CONFIG_NAME
+        tmp = config_path.with_name(f"{CONFIG_NAME}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, config_path)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        weights_path = directory / WEIGHTS_NAME
+        tmp = weights_path.with_name(f"{WEIGHTS_NAME}.tmp-{os.getpid()}")
+        save_file(state, str(tmp), metadata={"format": "pt", "model_type": self.model_type,
+                                             "latentaudit_version": __version__})
+        os.replace(tmp, weights_path)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location=None):
+        """Load a model written by :meth:`save_pretrained`.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The folder holding ``config.json`` and ``model.safetensors``.
+        map_location : str or torch.device, optional
+            Device to put the model on (default: CPU).
+
+        Returns
+        -------
+        ModelEncoder
+            The model, in eval mode.  Called on a subclass, the saved model must be of that
+            type; called on :class:`ModelEncoder`, the type is read from the config.
+
+        Raises
+        ------
+        CheckpointError
+            If a file is missing or corrupt, or the weights do not fit the config; the
+            message names the file.
+
+        Examples
+        --------
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder.from_pretrained("my_vae")  # doctest: +SKIP
+        """
+        return load_pretrained(directory, map_location=map_location, expected=cls)
+
+    # -- latents --------------------------------------------------------------------------
+    def _check_latents(self, z) -> torch.Tensor:
+        """Validate latents ``(N, latent_dim)`` and return them as a float32 tensor."""
+        if isinstance(z, np.ndarray):
+            z = torch.from_numpy(np.ascontiguousarray(z))
+        if not isinstance(z, torch.Tensor):
+            raise InputTypeError(f"latents must be a torch.Tensor or numpy.ndarray, got "
+                                 f"{type(z).__name__}")
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            hint = "; add a batch axis, e.g. z[None]" if z.ndim == 1 else ""
+            raise InputShapeError(f"{type(self).__name__} expects latents of shape (N, "
+                                  f"{self.latent_dim}), got {tuple(z.shape)}{hint}")
+        return z.float()
+
+    def _map_latents(self, z, fn, batch_size: int, item_shape: tuple[int, ...]) -> torch.Tensor:
+        """Apply ``fn`` to batches of latents in eval mode without gradients; the result
+        goes to ``z``'s device for a tensor, else to the CPU."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        z = self._check_latents(z)
+        device = self.device
+        outputs = []
+        with torch.no_grad(), eval_mode(self):
+            for chunk in z.split(batch_size):
+                outputs.append(fn(chunk.to(device)).float().to(z.device))
+        if not outputs:
+            return torch.empty(0, *item_shape, device=z.device)
+        return torch.cat(outputs).contiguous()
+
+    # -- training -------------------------------------------------------------------------
+    def set_training_step(self, step: int) -> None:
+        """Tell the model which optimiser step it is at (for schedules inside ``loss``).
+
+        :func:`latentaudit.training.train` calls this before every step.  A model never
+        told counts its own training-mode ``loss`` calls instead.
+
+        Parameters
+        ----------
+        step : int
+            Number of optimiser steps done so far.
+        """
+        self._training_step = int(step)
+        self._count_steps = False
+
+    def _current_step(self) -> int:
+        step = self._training_step
+        if self._count_steps and self.training and torch.is_grad_enabled():
+            self._training_step += 1
+        return step
+
+    def _training_dataset(self, dataset):
+        from ..data import ArrayDataset
+
+        if isinstance(dataset, (np.ndarray, torch.Tensor)):
+            self._check_images(dataset, "training images")
+            return ArrayDataset(dataset)
+        if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and len(dataset):
+            first = images_from_batch(dataset[0])
+            first = torch.as_tensor(first)
+            self._check_images(first[None], "training images")
+        return dataset
+
+    def fit(self, dataset, *, max_steps: int, batch_size: int = 32, device=None,
+            checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+            verbose: bool = True, **options):
+        """Train the model with :func:`latentaudit.training.train`.
+
+        Parameters
+        ----------
+        dataset : Dataset, numpy.ndarray or torch.Tensor
+            Training images: a map-style dataset yielding ``{"image", "index"}`` dicts
+            (latentaudit's datasets) or an array ``(N, C, *spatial)``.
+        max_steps : int
+            Optimiser steps of the whole run.
+        batch_size : int, default 32
+            Images per step (per micro-batch with gradient accumulation).
+        device : str or torch.device, optional
+            Where to train (the model stays there).  Default: where the model is.
+        checkpoint_dir : str or os.PathLike, optional
+            Folder for atomic checkpoints, from which ``resume=True`` continues.
+        resume : bool, default False
+            Continue the run saved in ``checkpoint_dir``.
+        verbose : bool, default True
+            Show a progress bar.
+        **options
+            Any other option of :func:`latentaudit.training.train` (``lr``,
+            ``ema_decay``, ``validation``, ``precision``, ``time_limit``, ...); the model's
+            ``default_training`` fills in the ones not given.
+
+        Returns
+        -------
+        self
+            With ``history_``, the training history (a DataFrame).
+
+        Raises
+        ------
+        InputShapeError
+            If the dataset's images do not fit the model.
+        TrainingError
+            If the loss becomes NaN or infinite.
+        """
+        from ..training import train
+
+        dataset = self._training_dataset(dataset)
+        merged = {**self.default_training, **options}
+        self.history_ = train(self, dataset, max_steps=max_steps, batch_size=batch_size,
+                              device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+                              verbose=verbose, **merged)
+        return self
+
+    def loss(self, batch):  # pragma: no cover - abstract
+        """The training loss of one batch; see the subclass."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"model_type={self.model_type!r}, latent_dim={self.latent_dim}"
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"the saved model's config file {str(path)!r} does not exist")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"the config file {str(path)!r} is not valid JSON: {err}"
+                              ) from err
+    if not isinstance(document, dict) or "model_type" not in document or not isinstance(
+            document.get("config"), dict):
+        raise CheckpointError(f"the config file {str(path)!r} lacks 'model_type' and a "
+                              f"'config' object; it was not written by save_pretrained")
+    return document
+
+
+def load_pretrained(directory: str | os.PathLike, map_location=None,
+                    expected: type | None = None) -> ModelEncoder:
+    """Load any latentaudit encoder saved with ``save_pretrained``.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder holding ``config.json`` and ``model.safetensors``.
+    map_location : str or torch.device, optional
+        Device to put the model on (default: CPU).
+    expected : type, optional
+        Require the saved model to be of this class (or a subclass).
+
+    Returns
+    -------
+    ModelEncoder
+        The model, in eval mode.
+
+    Raises
+    ------
+    CheckpointError
+        If a file is missing or corrupt, the model type is unknown or unexpected, or the
+        weights do not fit the config.
+
+    Examples
+    --------
+    >>> from latentaudit.encoders import load_pretrained
+    >>> enc = load_pretrained("my_vae")  # doctest: +SKIP
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"no saved model at {str(directory)!r}: the folder does not exist")
+    config_path = directory / CONFIG_NAME
+    document = _read_json(config_path)
+    model_type = document["model_type"]
+    cls = ModelEncoder._registry.get(model_type)
+    if cls is None:
+        raise CheckpointError(
+            f"the config file {str(config_path)!r} names model_type {model_type!r}, which "
+            f"this latentaudit does not know (known: {sorted(ModelEncoder._registry)})")
+    if expected is not None and expected is not ModelEncoder and not issubclass(cls, expected):
+        raise CheckpointError(
+            f"{str(config_path)!r} describes a {cls.__name__} (model_type {model_type!r}), "
+            f"not a {expected.__name__}; load it with {cls.__name__}.from_pretrained")
+    try:
+        config = cls._config_from_dict(document["config"], source=repr(str(config_path)))
+        model = cls.from_config(config)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"the config in {str(config_path)!r} is invalid: {err}") from err
+    weights_path = directory / WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise CheckpointError(f"the saved model's weights file {str(weights_path)!r} does not "
+                              f"exist")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"cannot read the weights file {str(weights_path)!r}: "
+                              f"{type(err).__name__}: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"the weights in {str(weights_path)!r} do not fit the config in "
+                              f"{str(config_path)!r}: {err}") from err
+    if map_location is not None:
+        model.to(map_location)
+    model.eval()
+    return model
