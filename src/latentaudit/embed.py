@@ -1050,7 +1050,7 @@ def _write_metadata(path: Path, metadata: pd.DataFrame) -> None:
 
 
 def _read_metadata(path: Path, dtypes: dict) -> pd.DataFrame:
-    table = pd.read_json(path, orient="table", convert_dates=True)
+    table = pd.read_json(path, orient="table")
     # the table schema keeps kinds, not resolutions (datetime64[us] comes back as [ns])
     for column, dtype in dtypes.items():
         if column in table.columns and str(table[column].dtype) != dtype:

@@ -61,7 +61,8 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         t-SNE's effective number of neighbours; lowered to ``(n_samples - 1) / 3`` for
         small inputs.
     n_neighbors : int, default 15
-        UMAP's neighbourhood size.
+        UMAP's neighbourhood size.  (UMAP starts from a PCA initialisation, like
+        t-SNE, so that a fixed ``random_state`` gives the same map.)
     min_dist : float, default 0.1
         UMAP's minimum distance between points of the map.
     metric : str, default "euclidean"
@@ -318,14 +319,18 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         if self.max_iter is not None:
             options["n_epochs"] = _check_iter(self.max_iter)
         n_neighbors = int(min(self.n_neighbors, len(X) - 1))
-        model = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors,
+        # UMAP's compiled code writes into its input, which may be a read-only memory-map
+        X = np.array(X, dtype=np.float32, order="C")
+        # PCA initialisation, as for t-SNE: umap-learn's spectral initialisation is not
+        # reproducible when the neighbour graph falls apart into components
+        model = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, init="pca",
                           min_dist=self.min_dist, metric=self.metric, random_state=seed,
                           n_jobs=1 if self.n_jobs is None else int(self.n_jobs),
-                          verbose=bool(self.verbose), transform_mode="graph", **options)
-        # with transform_mode="graph" fit_transform returns the graph, not the map
-        embedding = model.fit(X).embedding_
+                          verbose=bool(self.verbose), **options)
+        embedding = model.fit_transform(X)
         self.model_ = model
-        self.n_iter_ = int(getattr(model, "_n_epochs", None) or model.n_epochs or 0)
+        # UMAP's own default: 500 epochs up to 10,000 points, 200 beyond
+        self.n_iter_ = int(model.n_epochs or (500 if len(X) <= 10_000 else 200))
         return np.asarray(embedding, dtype=np.float64)
 
     # -- new points --------------------------------------------------------------------
@@ -378,7 +383,21 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         # epochs, edge pruning and negative samples depend on the whole batch; placing
         # each point at the membership-weighted mean of its training neighbours (UMAP's
         # initial placement) keeps every point independent of the others
-        graph = self.model_.transform(X).tocsr()
+        X = np.array(X, dtype=np.float32, order="C")
+        if getattr(self.model_, "_input_hash", None) is not None:
+            import joblib
+
+            # UMAP answers its own training input with its fitted graph, not with the
+            # bipartite graph to the training points: return the fitted map instead,
+            # which is where each training point lands on its own anyway
+            if joblib.hash(X) == self.model_._input_hash:
+                return self.embedding_.copy()
+        mode = self.model_.transform_mode
+        self.model_.transform_mode = "graph"
+        try:
+            graph = self.model_.transform(X).tocsr()
+        finally:
+            self.model_.transform_mode = mode
         graph.eliminate_zeros()
         weights = np.asarray(graph.sum(axis=1)).ravel()
         placed = np.full((X.shape[0], self.embedding_.shape[1]), np.nan)

@@ -766,6 +766,11 @@ class _Trainer:
                 stop_reason = self._loop(start_step)
             finally:
                 model.train(was_training)
+                if self.channels_last:
+                    # Channels-last is a speed detail of training; the model goes back to
+                    # the default layout so its outputs match a freshly loaded copy bit
+                    # for bit.
+                    model.to(memory_format=torch.contiguous_format)
         if self.ema is not None and o["use_ema_weights"]:
             self.ema.copy_to(model)
         history = pd.DataFrame(self.history, columns=self._columns())

@@ -71,7 +71,7 @@ class ArrayDataset(ImageDataset):
             if table is not None:
                 from ._base import read_table
 
-                table = read_table(table)
+                table = read_table(table, id_column)
                 if len(table) != n:
                     raise DataError(
                         f"metadata has {len(table)} rows but there are {n} images; give one "

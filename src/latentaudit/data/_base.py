@@ -136,7 +136,9 @@ def as_image_array(images, spatial_dims: int | None = None, name: str = "images"
         raise InputShapeError(
             f"{name} must be {expected} for spatial_dims={spatial_dims}, "
             f"got shape {images.shape}")
-    if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
+    real = np.issubdtype(images.dtype, np.number) and not np.issubdtype(
+        images.dtype, np.complexfloating)
+    if not real:
         raise DataError(f"{name} must hold real numbers, got dtype {images.dtype}")
     images = images.astype(np.float32, copy=False)
     return images
@@ -169,7 +171,7 @@ def align_metadata(ids: Sequence, metadata, id_column: str, *, source: str = "im
     ids = np.asarray([str(i) for i in ids], dtype=object)
     if metadata is None:
         return pd.DataFrame({id_column: ids}), np.ones(len(ids), dtype=bool)
-    table = read_table(metadata)
+    table = read_table(metadata, id_column)
     if id_column not in table.columns:
         raise DataError(
             f"the metadata table has no id column {id_column!r}; its columns are "
@@ -194,8 +196,20 @@ def align_metadata(ids: Sequence, metadata, id_column: str, *, source: str = "im
     return rows.reset_index(drop=True), keep
 
 
-def read_table(metadata) -> pd.DataFrame:
-    """Read a metadata table from a DataFrame or a CSV/TSV path, naming the file on error."""
+def read_table(metadata, id_column: str | None = None) -> pd.DataFrame:
+    """Read a metadata table from a DataFrame or a CSV/TSV path, naming the file on error.
+
+    Parameters
+    ----------
+    metadata : pandas.DataFrame, str or os.PathLike
+        The table, or the path of a CSV (``.csv``) or TSV (``.tsv``) file.
+    id_column : str, optional
+        Read this column as text, so ids such as ``"001"`` keep their leading zeros.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     if isinstance(metadata, pd.DataFrame):
         return metadata
     import os
@@ -206,7 +220,8 @@ def read_table(metadata) -> pd.DataFrame:
             raise DataError(f"metadata file {path!r} does not exist")
         sep = "\t" if path.endswith((".tsv", ".tsv.gz")) else ","
         try:
-            return pd.read_csv(path, sep=sep)
+            dtype = {id_column: str} if id_column else None
+            return pd.read_csv(path, sep=sep, dtype=dtype)
         except Exception as err:  # pandas raises many kinds
             raise DataError(f"cannot read metadata file {path!r}: {err}") from err
     raise DataError(

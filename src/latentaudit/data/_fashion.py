@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +152,3 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
                         align_corners=False, antialias=size < images.shape[-1])
     return out.clamp_(-1, 1).numpy()
 
-
-def _fashion_dir_from_env() -> Path | None:  # pragma: no cover - convenience for scripts
-    value = os.environ.get("LATENTAUDIT_FASHION_MNIST")
-    return Path(value) if value else None

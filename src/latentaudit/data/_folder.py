@@ -107,7 +107,7 @@ class ImageFolderDataset(ImageDataset):
         self.intensity = _check_intensity(intensity, ("dtype",))
         self.on_error = check_option("on_error", on_error, ("raise", "skip"))
         self.verbose = verbose
-        table = read_table(csv_or_table).reset_index(drop=True)
+        table = read_table(csv_or_table, id_column).reset_index(drop=True)
         if root is None:
             root = (os.path.dirname(os.path.abspath(os.fspath(csv_or_table)))
                     if not isinstance(csv_or_table, pd.DataFrame) else os.getcwd())
@@ -179,14 +179,14 @@ class ImageFolderDataset(ImageDataset):
     @staticmethod
     def _check_file(path: str) -> tuple[int, int]:
         """Open the file's header; return its (H, W)."""
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         if not os.path.isfile(path):
             raise DataError(f"image file {path!r} does not exist")
         try:
             with Image.open(path) as img:
                 width, height = img.size
-        except (UnidentifiedImageError, OSError) as err:
+        except Exception as err:  # UnidentifiedImageError, OSError, DecompressionBombError
             raise DataError(f"cannot read image file {path!r}: {err}") from err
         return height, width
 

@@ -335,6 +335,8 @@ def pad_or_crop(array: np.ndarray, size: Sequence[int], mode: str = "center", rn
     ------
     ValueError
         (as :class:`latentaudit.errors.ConfigError`) for a bad ``size`` or ``mode``.
+    TypeError
+        (as :class:`latentaudit.errors.InputTypeError`) for an ``rng`` of another type.
 
     Examples
     --------
@@ -426,7 +428,13 @@ def _check_percentiles(lower, upper) -> tuple[float, float]:
 
 def _scale_inplace(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
     """Percentile-scale a writeable float array to [-1, 1] in place (see scale_intensity)."""
-    lo, hi = np.percentile(array, [lower, upper])
+    # percentiles ignore voxel order: read in memory order (an F-ordered volume would
+    # otherwise be transposed into a C-ordered copy) and partition one private copy
+    flat = array.ravel(order="K")
+    if np.may_share_memory(flat, array):
+        flat = flat.copy()
+    lo, hi = np.percentile(flat, [lower, upper], overwrite_input=True)
+    del flat
     lo, hi = float(lo), float(hi)
     if hi > lo:
         array -= lo

@@ -81,6 +81,8 @@ class _VolumeDataset(ImageDataset):
             raise ConfigError("roi= needs size= (regions differ in size from subject to subject)")
         if roi is not None and self.n_slices is None:
             raise ConfigError("roi= with spatial_dims=2 needs an integer n_slices, got None")
+        if roi is not None:
+            roi._margin_voxels(np.ones(3), self.spatial_dims)  # checks the margin's length
         self.roi = roi
         self.on_error = check_option("on_error", on_error, ("raise", "skip"))
         if isinstance(cache_size, bool) or not isinstance(cache_size, (int, np.integer)) or (
@@ -124,7 +126,7 @@ class _VolumeDataset(ImageDataset):
             raise DataError(f"several inputs share the id(s) {_few(repeated)}; ids must be "
                             f"unique (pass ids= to set them)")
         skipped: list[tuple] = []
-        table = None if metadata is None else read_table(metadata)
+        table = None if metadata is None else read_table(metadata, id_column)
         usable = list(range(len(entries)))
         if table is not None:
             if self.id_column not in table.columns:
@@ -132,6 +134,10 @@ class _VolumeDataset(ImageDataset):
                     f"the metadata table has no id column {self.id_column!r}; its columns are "
                     f"{list(map(str, table.columns))}; pass id_column= to name the right one")
             table_ids = table[self.id_column].astype(str)
+            repeated = table_ids[table_ids.duplicated()].unique()
+            if len(repeated):
+                raise DataError(f"the metadata table has repeated ids in {self.id_column!r}: "
+                                f"{_few(repeated)}; each subject must appear once")
             known = set(table_ids)
             missing = [k for k in usable if subject_ids[k] not in known]
             file_ids = set(subject_ids)
@@ -223,8 +229,8 @@ class _VolumeDataset(ImageDataset):
         if self.canonical:
             try:
                 shape, affine = _ras_header(shape, affine)
-            except DataError as err:
-                raise DataError(f"{name!r}: {err}") from None
+            except Exception as err:  # DataError, or numpy's LinAlgError for odd affines
+                raise DataError(f"{name!r} cannot be reoriented to RAS: {err}") from None
         stack_shape = _stack_shape(shape, self.slice_axis)
         stack_spacing = _stack_spacing(_voxel_sizes(affine), self.slice_axis)
         if self.spatial_dims == 2 and self.n_slices is not None and (
@@ -276,18 +282,19 @@ class _VolumeDataset(ImageDataset):
         data = _squeeze_to_3d(data, name)
         if data.dtype != np.float32 or not data.flags.writeable:
             data = data.astype(np.float32)
-        if self.canonical:
-            data, affine = _reorient_to_ras(data, affine)
         low, high = float(data.min()), float(data.max())
         if not (np.isfinite(low) and np.isfinite(high)):
             n_bad = int(np.count_nonzero(~np.isfinite(data)))
             raise DataError(f"{name!r} contains {n_bad} NaN or infinite voxel value(s); "
                             f"replace them or pass on_error='skip'")
+        # scale while the array is still in the reader's memory order (fast), then reorient
         if self.intensity is not None:
             _scale_inplace(data, *self.intensity)
             pad_value = -1.0
         else:
             pad_value = low
+        if self.canonical:
+            data, affine = _reorient_to_ras(data, affine)
         stack = slice_to_image(data, self.slice_axis)
         spacing = _stack_spacing(_voxel_sizes(affine), self.slice_axis)
         if self.roi is not None:

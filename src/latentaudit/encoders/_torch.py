@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, InputShapeError, InputTypeError
+from ..errors import ConfigError, InputShapeError, InputTypeError, LatentAuditError
 from ..utils import check_option, check_spatial_dims
 from ._base import BaseEncoder, eval_mode
 
@@ -96,6 +96,7 @@ class TorchEncoder(BaseEncoder):
                 raise ConfigError(f"input_shape must be one image's shape {layout} for "
                                   f"spatial_dims={spatial_dims}, got {input_shape!r}")
         self.input_shape = input_shape
+        self._latent_dim: int | None = None
         if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(
                 latent_dim, (int, np.integer)) or latent_dim < 1):
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim!r}")
@@ -131,7 +132,7 @@ class TorchEncoder(BaseEncoder):
         with torch.no_grad(), eval_mode(self):
             try:
                 z = self._encode_batch(x)
-            except InputShapeError:
+            except LatentAuditError:
                 raise
             except Exception as err:  # whatever the user's module raises
                 raise ConfigError(f"the dry run of the wrapped {type(self.module).__name__} on "
@@ -187,5 +188,5 @@ class TorchEncoder(BaseEncoder):
 
     def extra_repr(self) -> str:
         pooling = self.pooling if isinstance(self.pooling, str) else "callable"
-        return (f"spatial_dims={self.spatial_dims}, latent_dim={self.latent_dim}, "
+        return (f"spatial_dims={self.spatial_dims}, latent_dim={self._latent_dim}, "
                 f"pooling={pooling!r}")

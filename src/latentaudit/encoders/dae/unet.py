@@ -165,10 +165,34 @@ class ResBlock(nn.Module):
             bias = bias * cond_scale
         h = F.group_norm(h, self.out_groups, None, None, self.out_norm.eps)
         h = torch.addcmul(bias.reshape(shape).to(h.dtype), h, weight.reshape(shape).to(h.dtype))
-        h = F.silu(h)
-        if self.dropout > 0:
-            h = F.dropout(h, self.dropout, self.training)
+        # In place: addcmul's backward does not need its output.
+        h = F.silu(h, inplace=True)
+        if self.dropout > 0 and self.training:
+            h = dropout(h, self.dropout)
         return self.out_conv(h)
+
+
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout (training mode) with a mask drawn by one uniform draw per element.
+
+    Same distribution as :func:`torch.nn.functional.dropout`, about twice as fast on CPUs,
+    where ``bernoulli_`` dominates the cost of a dropout layer.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input.
+    p : float
+        Probability of zeroing an element, in ``[0, 1)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``x`` with elements zeroed with probability ``p`` and the rest scaled by
+        ``1 / (1 - p)``.
+    """
+    keep = torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+    return x * keep
 
 
 class _Stage(nn.Module):

@@ -1,0 +1,286 @@
+"""The k-nearest-neighbour graph shared by label issues, outliers and near-duplicates.
+
+Small inputs get the exact graph from scikit-learn's brute-force search.  Large inputs get
+an approximate graph from pynndescent (NN-descent), built with more neighbours than asked
+for so that the ``n_neighbors`` kept reach a recall of about 0.95 or more on embedding-like
+data; :func:`estimate_recall` measures it against the exact answer on a sample.
+
+pynndescent compiles its kernels with numba, which takes tens of seconds in a fresh
+process.  :func:`enable_numba_cache` turns numba's on-disk cache on for pynndescent's
+compiled functions that allow it, so later processes load most of them from disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from ..errors import ConfigError
+from ..utils import check_option, check_random_state, optional_import
+
+__all__ = [
+    "KNNGraph",
+    "build_knn_graph",
+    "enable_numba_cache",
+    "estimate_recall",
+    "exact_neighbors",
+]
+
+logger = logging.getLogger(__name__)
+
+_CACHE_STATE: dict[str, bool] = {}
+
+
+@dataclasses.dataclass
+class KNNGraph:
+    """A k-nearest-neighbour graph without self-loops.
+
+    Attributes
+    ----------
+    indices : numpy.ndarray of shape (n_samples, n_neighbors)
+        Row positions of each row's neighbours, nearest first (``-1`` where NN-descent
+        found fewer).
+    distances : numpy.ndarray of shape (n_samples, n_neighbors)
+        Euclidean distances, float32, ``inf`` where ``indices`` is ``-1``.
+    method : str
+        ``"exact"`` or ``"nndescent"``.
+    build_seconds : float
+        Wall time of the construction (numba compilation included on a first call).
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+    method: str
+    build_seconds: float = 0.0
+
+    @property
+    def n_neighbors(self) -> int:
+        """Number of neighbours per row."""
+        return int(self.indices.shape[1])
+
+
+def enable_numba_cache() -> bool:
+    """Turn on numba's on-disk cache for pynndescent's compiled functions.
+
+    pynndescent leaves the cache off for many of its functions, so every fresh process
+    compiles them again (tens of seconds).  This switches it on for each one that does
+    not have it yet; numba writes the cache next to pynndescent's sources, or to the
+    user's cache folder when those are read-only (or to ``NUMBA_CACHE_DIR``).  Functions
+    that numba cannot cache (those calling ``numba.get_num_threads()``) still compile in
+    every process.  Set the environment variable ``LATENTAUDIT_NUMBA_CACHE=0`` to leave
+    pynndescent untouched.
+
+    Returns
+    -------
+    bool
+        Whether caching was switched on (``False`` when disabled or pynndescent is
+        missing).
+
+    Examples
+    --------
+    >>> from latentaudit.audit._neighbors import enable_numba_cache
+    >>> enable_numba_cache() in (True, False)
+    True
+    """
+    if "done" in _CACHE_STATE:
+        return _CACHE_STATE["done"]
+    if os.environ.get("LATENTAUDIT_NUMBA_CACHE", "1").strip().lower() in ("0", "false", "no"):
+        _CACHE_STATE["done"] = False
+        return False
+    try:
+        import pynndescent  # noqa: F401
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        _CACHE_STATE["done"] = False
+        return False
+    n_enabled = 0
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("pynndescent") or module is None:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and type(obj._cache).__name__ == "NullCache":
+                try:
+                    obj.enable_caching()
+                    n_enabled += 1
+                except Exception as err:  # no writable cache location, or numba changed
+                    logger.debug("numba cache not enabled for %s: %s", obj, err)
+    logger.debug("enabled numba's disk cache for %d pynndescent functions", n_enabled)
+    _CACHE_STATE["done"] = True
+    return True
+
+
+def _drop_self(indices: np.ndarray, distances: np.ndarray, n_neighbors: int, row_ids=None):
+    """Remove each row's own index (or, when absent, its farthest neighbour)."""
+    n = indices.shape[0]
+    row_ids = np.arange(n) if row_ids is None else np.asarray(row_ids)
+    is_self = indices == row_ids[:, None]
+    # duplicates can push a row's own index out of its list; drop the last one instead
+    first_self = np.where(is_self.any(axis=1), is_self.argmax(axis=1), indices.shape[1] - 1)
+    keep = np.ones_like(is_self)
+    keep[np.arange(n), first_self] = False
+    indices = indices[keep].reshape(n, -1)[:, :n_neighbors]
+    distances = distances[keep].reshape(n, -1)[:, :n_neighbors]
+    return np.ascontiguousarray(indices, dtype=np.int64), np.ascontiguousarray(
+        distances, dtype=np.float32
+    )
+
+
+def exact_neighbors(data, queries, n_neighbors: int, *, n_jobs=None):
+    """Exact Euclidean nearest neighbours by brute force (scikit-learn).
+
+    Parameters
+    ----------
+    data : array-like of shape (n_samples, n_features)
+        The points searched.
+    queries : array-like of shape (n_queries, n_features)
+        The query points.
+    n_neighbors : int
+        Neighbours per query (at most ``n_samples``).
+    n_jobs : int, optional
+        Threads.
+
+    Returns
+    -------
+    indices : numpy.ndarray of shape (n_queries, n_neighbors)
+    distances : numpy.ndarray of shape (n_queries, n_neighbors)
+    """
+    search = NearestNeighbors(n_neighbors=n_neighbors, algorithm="brute", n_jobs=n_jobs)
+    search.fit(data)
+    distances, indices = search.kneighbors(queries)
+    return indices.astype(np.int64), distances.astype(np.float32)
+
+
+def _default_build_neighbors(n_neighbors: int) -> int:
+    # NN-descent's recall for the nearest k rises steeply with the size of the list it
+    # maintains; twice the request (at least 30) reached recall >= 0.95 on embedding-like
+    # data of 100k x 512 (benchmarks/bench_audit.py).
+    return max(2 * (n_neighbors + 1), 30)
+
+
+def build_knn_graph(
+    x,
+    n_neighbors: int = 15,
+    *,
+    method: str = "auto",
+    exact_max_samples: int = 10_000,
+    build_neighbors: int | None = None,
+    random_state=None,
+    n_jobs=None,
+) -> KNNGraph:
+    """Build the k-nearest-neighbour graph of the rows of ``x``.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_features)
+        The points (converted to C-contiguous float32).
+    n_neighbors : int, default 15
+        Neighbours kept per row (self excluded).
+    method : {"auto", "exact", "nndescent"}, default "auto"
+        ``"auto"`` is exact for at most ``exact_max_samples`` rows and NN-descent above.
+    exact_max_samples : int, default 10000
+        Threshold of ``"auto"``.
+    build_neighbors : int, optional
+        Length of the lists NN-descent maintains (default ``max(2 (k + 1), 30)``); more is
+        slower and more accurate.
+    random_state : int, numpy.random.RandomState or None
+        Seed of NN-descent.
+    n_jobs : int, optional
+        Threads (``None``: the library's default).
+
+    Returns
+    -------
+    KNNGraph
+
+    Raises
+    ------
+    ValueError
+        (as :class:`~latentaudit.errors.ConfigError`) for a bad ``method`` or when
+        ``n_neighbors`` is not below the number of rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> graph = build_knn_graph(np.random.default_rng(0).normal(size=(50, 3)), 5)
+    >>> graph.indices.shape, graph.method
+    ((50, 5), 'exact')
+    """
+    check_option("method", method, ["auto", "exact", "nndescent"])
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[0]
+    if not 1 <= n_neighbors < n:
+        raise ConfigError(
+            f"n_neighbors must be between 1 and n_samples - 1 = {n - 1}, got {n_neighbors}"
+        )
+    if method == "auto":
+        method = "exact" if n <= exact_max_samples else "nndescent"
+    start = time.perf_counter()
+    if method == "exact":
+        indices, distances = exact_neighbors(x, x, n_neighbors + 1, n_jobs=n_jobs)
+    else:
+        pynndescent = optional_import("pynndescent", feature="the approximate kNN graph")
+        enable_numba_cache()
+        size = build_neighbors or _default_build_neighbors(n_neighbors)
+        size = min(max(size, n_neighbors + 1), n - 1)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        with warnings.catch_warnings():
+            # numba says which of pynndescent's functions it cannot cache; nothing to do
+            warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
+            index = pynndescent.NNDescent(
+                x,
+                n_neighbors=size,
+                metric="euclidean",
+                random_state=seed,
+                n_jobs=-1 if n_jobs is None else n_jobs,
+                low_memory=True,
+                compressed=True,
+                verbose=False,
+            )
+            indices, distances = index.neighbor_graph
+        del index
+        indices = indices[:, : n_neighbors + 1]
+        distances = distances[:, : n_neighbors + 1]
+    indices, distances = _drop_self(indices, distances, n_neighbors)
+    distances[indices < 0] = np.inf
+    seconds = time.perf_counter() - start
+    logger.info("%s kNN graph of %d x %d in %.1f s", method, n, n_neighbors, seconds)
+    return KNNGraph(indices, distances, method, seconds)
+
+
+def estimate_recall(
+    x, indices, *, n_queries: int = 200, random_state=None, n_jobs=None
+) -> float:
+    """Fraction of the true nearest neighbours that a graph contains, on a sample.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_features)
+        The points the graph was built on.
+    indices : numpy.ndarray of shape (n_samples, k)
+        The graph's neighbour lists (self excluded).
+    n_queries : int, default 200
+        Rows sampled; each costs one exact search over ``x``.
+    random_state : int, numpy.random.RandomState or None
+        Seed of the sample.
+    n_jobs : int, optional
+        Threads of the exact search.
+
+    Returns
+    -------
+    float
+        Mean over the sampled rows of ``|graph ∩ exact| / k``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    indices = np.asarray(indices)
+    n, k = indices.shape
+    rows = check_random_state(random_state).choice(n, size=min(n_queries, n), replace=False)
+    exact, dist = exact_neighbors(x, x[rows], k + 1, n_jobs=n_jobs)
+    exact, _ = _drop_self(exact, dist, k, rows)
+    hits = [np.intersect1d(a, b).size for a, b in zip(indices[rows], exact, strict=True)]
+    return float(np.mean(hits) / k)

@@ -1,0 +1,350 @@
+"""Tests of latentaudit.embed: embed() and the Embeddings container."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import latentaudit as la
+from latentaudit.embed import Embeddings, embed
+from latentaudit.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    InputShapeError,
+    InputTypeError,
+)
+
+torch.set_num_threads(1)
+
+
+class TinyEncoder(torch.nn.Module):
+    """A small conv encoder meeting the Encoder protocol, for 2-D or 3-D inputs."""
+
+    config_hash = "tiny-0001"
+
+    def __init__(self, spatial_dims: int = 2, latent_dim: int = 6, size: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.spatial_dims = spatial_dims
+        self.latent_dim = latent_dim
+        conv = torch.nn.Conv2d if spatial_dims == 2 else torch.nn.Conv3d
+        self.features = torch.nn.Sequential(
+            conv(1, 4, 3, stride=2, padding=1), torch.nn.ReLU(),
+            conv(4, 8, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Flatten())
+        self.head = torch.nn.Linear(8 * (size // 4) ** spatial_dims, latent_dim)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _images(n: int, spatial_dims: int = 2, size: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, size=(n, 1) + (size,) * spatial_dims).astype(np.float32)
+
+
+def _reference(encoder, images: np.ndarray, batch_size: int) -> np.ndarray:
+    encoder.eval()
+    with torch.inference_mode():
+        parts = [encoder.encode(torch.from_numpy(images[i:i + batch_size]))
+                 for i in range(0, len(images), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def _sliced_dataset(n_subjects: int = 4, n_slices: int = 3, seed: int = 0):
+    """Subjects whose slices are interleaved and whose slice indices are shuffled."""
+    rng = np.random.default_rng(seed)
+    ids = np.repeat([f"s{i}" for i in range(n_subjects)], n_slices)
+    slices = np.concatenate([rng.permutation(n_slices) + 10 for _ in range(n_subjects)])
+    order = rng.permutation(len(ids))
+    ids, slices = ids[order], slices[order]
+    table = pd.DataFrame({
+        "subject": [f"s{i}" for i in range(n_subjects)],
+        "site": pd.Categorical(["A", "B"] * (n_subjects // 2)),
+        "age": [30.5, np.nan, 50.0, 61.0][:n_subjects],
+    })
+    images = _images(len(ids), seed=seed)
+    ds = la.ArrayDataset(images, table, ids=ids, slice_index=slices)
+    return ds, images
+
+
+# -- embed() equals encode() -----------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 64])
+def test_embed_matches_encode_batch_by_batch(batch_size):
+    enc = TinyEncoder()
+    images = _images(10)
+    ds = la.ArrayDataset(images)
+    exact = embed(enc, ds, batch_size=batch_size, channels_last=False, verbose=False)
+    np.testing.assert_array_equal(exact.z, _reference(enc, images, batch_size))
+    fast = embed(enc, ds, batch_size=batch_size, verbose=False)  # channels-last on CPU
+    assert fast.provenance["channels_last"] is True
+    np.testing.assert_allclose(fast.z, _reference(enc, images, 10), rtol=1e-5, atol=1e-6)
+    assert exact.z.dtype == np.float32 and exact.z.shape == (10, 6)
+    assert list(exact.ids) == [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_embed_restores_the_encoder(spatial_dims):
+    size = 16 if spatial_dims == 2 else 8
+    enc = TinyEncoder(spatial_dims, size=size).train()
+    images = _images(5, spatial_dims, size)
+    emb = embed(enc, images, batch_size=2, verbose=False)
+    assert enc.training  # embed runs in eval mode, then restores the module's mode
+    np.testing.assert_allclose(emb.z, _reference(enc, images, 5), rtol=1e-5, atol=1e-6)
+    for param in enc.parameters():
+        assert param.is_contiguous()
+
+
+def test_embed_sets_eval_mode_during_the_call():
+    class ModeRecorder(TinyEncoder):
+        def encode(self, x):
+            self.seen_training = self.training
+            return super().encode(x)
+
+    enc = ModeRecorder().train()
+    embed(enc, _images(2), verbose=False)
+    assert enc.seen_training is False and enc.training is True
+
+
+def test_embed_accepts_tensors_and_generic_datasets():
+    enc = TinyEncoder()
+    images = _images(6)
+    expected = _reference(enc, images, 6)
+    from_tensor = embed(enc, torch.from_numpy(images), batch_size=4, verbose=False)
+    from_tuples = embed(enc, [(torch.from_numpy(im), 0) for im in images], batch_size=4,
+                        verbose=False)
+    for emb in (from_tensor, from_tuples):
+        np.testing.assert_allclose(emb.z, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_with_dataloader_workers():
+    enc = TinyEncoder()
+    images = _images(9)
+    emb = embed(enc, la.ArrayDataset(images), batch_size=4, num_workers=1, verbose=False)
+    np.testing.assert_allclose(emb.z, _reference(enc, images, 9), rtol=1e-5, atol=1e-6)
+
+
+def test_embed_carries_metadata_and_provenance():
+    ds, _ = _sliced_dataset()
+    emb = embed(TinyEncoder(), ds, batch_size=5, verbose=False)
+    pd.testing.assert_frame_equal(emb.metadata, ds.metadata)
+    np.testing.assert_array_equal(emb.slice_index, ds.slice_index)
+    prov = emb.provenance
+    assert prov["encoder"] == "TinyEncoder"
+    assert prov["encoder_config_hash"] == "tiny-0001"
+    assert prov["latentaudit_version"] == la.__version__
+    assert prov["n_items"] == len(ds) and prov["device"] == "cpu"
+    assert prov["timings"]["total_s"] >= prov["timings"]["encode_s"] > 0
+    assert "torch_initial_seed" in prov["seeds"]
+    json.dumps(prov)  # provenance must be JSON-serialisable
+
+
+# -- subject aggregation ---------------------------------------------------------------
+def test_aggregate_concat_orders_slices_by_slice_index():
+    ds, images = _sliced_dataset()
+    enc = TinyEncoder()
+    per_item = _reference(enc, images, len(images))
+    emb = embed(enc, ds, batch_size=5, aggregate="subject", verbose=False)
+    assert emb.shape == (4, 3 * 6)
+    assert list(emb.ids) == list(pd.unique(ds.ids))
+    for row, subject in enumerate(emb.ids):
+        mine = np.flatnonzero(ds.ids == subject)
+        mine = mine[np.argsort(ds.slice_index[mine])]
+        np.testing.assert_allclose(emb.z[row], per_item[mine].ravel(), rtol=1e-5, atol=1e-6)
+    assert emb.metadata["subject"].tolist() == list(emb.ids)
+    ages = {"s0": 30.5, "s1": np.nan, "s2": 50.0, "s3": 61.0}
+    np.testing.assert_array_equal(emb.metadata["age"], [ages[s] for s in emb.ids])
+    assert emb.provenance["aggregate"] == {"by": "subject", "method": "concat", "n_slices": 3}
+
+
+def test_aggregate_mean_and_dropped_varying_columns():
+    ds, images = _sliced_dataset()
+    enc = TinyEncoder()
+    per_item = _reference(enc, images, len(images))
+    emb = embed(enc, ds, aggregate="subject", aggregate_method="mean", verbose=False)
+    for row, subject in enumerate(emb.ids):
+        expected = per_item[ds.ids == subject].mean(axis=0)
+        np.testing.assert_allclose(emb.z[row], expected, rtol=1e-5, atol=1e-6)
+    # a per-slice column cannot describe a subject and is dropped
+    item_level = Embeddings(per_item, ids=ds.ids, slice_index=ds.slice_index,
+                            metadata=ds.metadata.assign(slice=ds.slice_index))
+    aggregated = item_level.aggregate("mean")
+    assert "slice" not in aggregated.metadata.columns
+    assert "site" in aggregated.metadata.columns
+    np.testing.assert_allclose(aggregated.z, emb.z, rtol=1e-6, atol=1e-6)
+
+
+def test_aggregate_concat_needs_equal_slice_counts():
+    images = _images(5)
+    ds = la.ArrayDataset(images, ids=["a", "a", "a", "b", "b"])
+    with pytest.raises(DataError, match="same number of slices"):
+        embed(TinyEncoder(), ds, aggregate="subject", verbose=False)
+    emb = embed(TinyEncoder(), ds, aggregate="subject", aggregate_method="mean",
+                verbose=False)
+    assert emb.shape == (2, 6)
+
+
+def test_aggregate_concat_rejects_repeated_slice_index():
+    ds = la.ArrayDataset(_images(4), ids=["a", "a", "b", "b"], slice_index=[0, 0, 0, 1])
+    with pytest.raises(DataError, match="more than once"):
+        embed(TinyEncoder(), ds, aggregate="subject", verbose=False)
+
+
+# -- storage ---------------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path):
+    ds, _ = _sliced_dataset()
+    emb = embed(TinyEncoder(), ds, verbose=False)
+    emb.metadata["flag"] = [True, False] * 6
+    emb.metadata["when"] = pd.Timestamp("2024-05-01")
+    folder = emb.save(tmp_path / "emb")
+    for mmap in (False, True):
+        back = Embeddings.load(folder, mmap=mmap)
+        assert isinstance(back.z, np.memmap) is mmap
+        np.testing.assert_array_equal(np.asarray(back.z), emb.z)
+        np.testing.assert_array_equal(back.ids, emb.ids)
+        np.testing.assert_array_equal(back.slice_index, emb.slice_index)
+        pd.testing.assert_frame_equal(back.metadata, emb.metadata)
+        assert back.provenance == json.loads(json.dumps(emb.provenance))
+    # no pickles anywhere: every array loads with allow_pickle=False
+    np.load(folder / "z.npy", allow_pickle=False)
+    np.load(folder / "slice_index.npy", allow_pickle=False)
+
+
+def test_save_refuses_to_overwrite(tmp_path):
+    emb = Embeddings(np.ones((3, 2), dtype=np.float32))
+    emb.save(tmp_path / "e")
+    with pytest.raises(CheckpointError, match="overwrite=True"):
+        emb.save(tmp_path / "e")
+    Embeddings(np.zeros((2, 2), dtype=np.float32)).save(tmp_path / "e", overwrite=True)
+    assert Embeddings.load(tmp_path / "e").shape == (2, 2)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="does not hold saved embeddings"):
+        emb.save(tmp_path / "other", overwrite=True)
+
+
+def test_load_incomplete_folder(tmp_path):
+    emb = Embeddings(np.ones((3, 2), dtype=np.float32))
+    folder = emb.save(tmp_path / "e")
+    (folder / "embeddings.json").unlink()
+    with pytest.raises(CheckpointError, match="no embeddings.json"):
+        Embeddings.load(folder)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Embeddings.load(tmp_path / "missing")
+
+
+def test_embed_streams_into_a_memmap(tmp_path):
+    ds, _ = _sliced_dataset()
+    enc = TinyEncoder()
+    in_memory = embed(enc, ds, batch_size=5, aggregate="subject", verbose=False)
+    streamed = embed(enc, ds, batch_size=5, aggregate="subject", verbose=False,
+                     out=tmp_path / "z")
+    assert isinstance(streamed.z, np.memmap) and not streamed.z.flags.writeable
+    np.testing.assert_array_equal(np.asarray(streamed.z), in_memory.z)
+    back = Embeddings.load(tmp_path / "z", mmap=True)
+    np.testing.assert_array_equal(np.asarray(back.z), in_memory.z)
+    pd.testing.assert_frame_equal(back.metadata, in_memory.metadata)
+    assert not list(tmp_path.glob("z/*.partial"))
+    with pytest.raises(CheckpointError, match="not empty"):
+        embed(enc, ds, verbose=False, out=tmp_path / "z")
+
+
+def test_memmapped_embeddings_save_in_place(tmp_path):
+    emb = embed(TinyEncoder(), _images(4), verbose=False, out=tmp_path / "e")
+    emb.provenance["note"] = "added later"
+    emb.save(tmp_path / "e")  # same folder: only the side files are rewritten
+    assert Embeddings.load(tmp_path / "e").provenance["note"] == "added later"
+
+
+def test_shards_and_load_many(tmp_path):
+    ds, _ = _sliced_dataset(n_subjects=4)
+    enc = TinyEncoder()
+    whole = embed(enc, ds, aggregate="subject", verbose=False)
+    for k in range(3):
+        embed(enc, ds, aggregate="subject", verbose=False, shard=(k, 3),
+              out=tmp_path / f"shard-{k}")
+    # shard order comes from the provenance, not from the order of the paths
+    paths = [tmp_path / f"shard-{k}" for k in (2, 0, 1)]
+    joined = Embeddings.load_many(paths)
+    np.testing.assert_array_equal(joined.z, whole.z)
+    np.testing.assert_array_equal(joined.ids, whole.ids)
+    pd.testing.assert_frame_equal(joined.metadata, whole.metadata)
+    assert len(joined.provenance["parts"]) == 3
+    globbed = Embeddings.load_many(str(tmp_path / "shard-*"), out=tmp_path / "joined")
+    assert isinstance(globbed.z, np.memmap)
+    np.testing.assert_array_equal(np.asarray(globbed.z), whole.z)
+    with pytest.raises(DataError, match="missing \\[1\\]"):
+        Embeddings.load_many([tmp_path / "shard-0", tmp_path / "shard-2"])
+
+
+def test_concatenate_rejects_repeated_rows():
+    a = Embeddings(np.zeros((2, 3), dtype=np.float32), ids=["a", "b"])
+    with pytest.raises(DataError, match="more than one part"):
+        Embeddings.concatenate([a, a])
+    b = Embeddings(np.zeros((1, 4), dtype=np.float32), ids=["c"])
+    with pytest.raises(DataError, match="different latent dimensions"):
+        Embeddings.concatenate([a, b])
+
+
+# -- errors and options ----------------------------------------------------------------
+def test_embed_rejects_non_encoders_and_bad_outputs():
+    with pytest.raises(InputTypeError, match="Encoder protocol"):
+        embed(torch.nn.Linear(3, 2), _images(2), verbose=False)
+
+    class WrongWidth(TinyEncoder):
+        def encode(self, x):
+            return super().encode(x)[:, :3]
+
+    with pytest.raises(InputShapeError, match=r"expected \(2, 6\)"):
+        embed(WrongWidth(), _images(2), verbose=False)
+    with pytest.raises(ConfigError, match="did you mean 'subject'"):
+        embed(TinyEncoder(), _images(2), aggregate="subjects", verbose=False)
+    with pytest.raises(ConfigError, match="batch_size"):
+        embed(TinyEncoder(), _images(2), batch_size=0, verbose=False)
+
+
+def test_dtype_options_on_cpu():
+    enc = TinyEncoder()
+    images = _images(4)
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        embed(enc, images, dtype="float16", verbose=False)
+    with pytest.warns(UserWarning, match="slower than float32"):
+        emb = embed(enc, images, dtype=torch.bfloat16, verbose=False)
+    assert emb.z.dtype == np.float32 and emb.provenance["dtype"] == "bfloat16"
+    np.testing.assert_allclose(emb.z, _reference(enc, images, 4), atol=0.1)
+
+
+def test_embed_warns_about_non_finite_embeddings():
+    class Broken(TinyEncoder):
+        def encode(self, x):
+            z = super().encode(x)
+            z[0] = float("nan")
+            return z
+
+    with pytest.warns(UserWarning, match="NaN or infinite"):
+        embed(Broken(), _images(3), verbose=False)
+
+
+def test_embeddings_validation():
+    with pytest.raises(InputShapeError, match="2-D"):
+        Embeddings(np.zeros(3, dtype=np.float32))
+    with pytest.raises(DataError, match="one id per row"):
+        Embeddings(np.zeros((3, 2), dtype=np.float32), ids=["a"])
+    with pytest.raises(DataError, match="metadata has 1 rows"):
+        Embeddings(np.zeros((3, 2), dtype=np.float32), metadata=pd.DataFrame({"a": [1]}))
+    emb = Embeddings(torch.ones(2, 3))
+    assert emb.z.dtype == np.float32 and "n_rows=2" in repr(emb)
+
+
+def test_progress_bar_respects_verbose(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        embed(TinyEncoder(), _images(3), verbose=False)
+    assert "embed" not in capsys.readouterr().err
+    embed(TinyEncoder(), _images(3), verbose=True)
+    assert "embed" in capsys.readouterr().err
