@@ -60,8 +60,7 @@ def main(argv=None) -> int:
     except LatentAuditError as err:
         print(f"make_demo_cohort: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in "
-          f"{time.perf_counter() - start:.0f} s")
+    print(f"generation took {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
     cohort = load_demo_cohort(path=path)
     print(f"loads in {time.perf_counter() - start:.2f} s:")

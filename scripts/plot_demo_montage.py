@@ -37,15 +37,16 @@ def plot_demo_montage(output=DEFAULT_OUTPUT, *, per_site: int = 6, path=None) ->
     cohort = load_demo_cohort(size=128, path=path)
     meta, truth = cohort.metadata, cohort.truth
     sites = sorted(meta["site"].unique())
-    fig = plt.figure(figsize=(1.6 * (per_site + 1), 1.95 * len(sites)), dpi=100)
+    fig = plt.figure(figsize=(1.75 * (per_site + 1), 2.15 * len(sites)), dpi=100)
     rows = fig.subfigures(len(sites), 1)
-    for row, site in zip(rows, sites):
+    for row, site in zip(np.atleast_1d(rows), sites, strict=True):
         members = np.flatnonzero(meta["site"].to_numpy() == site)[:per_site]
         artefact = truth["artefact"].iloc[members[0]]
         row.suptitle(f"site {site}: {DESCRIPTIONS.get(artefact, artefact)}", fontsize=11,
-                     y=0.98)
+                     y=0.995)
         axes = row.subplots(1, per_site + 1)
-        for ax, index in zip(axes, members):
+        row.subplots_adjust(left=0.005, right=0.995, bottom=0.01, top=0.8, wspace=0.04)
+        for ax, index in zip(axes[:len(members)], members, strict=True):
             ax.imshow(cohort.images[index, 0], cmap="gray", vmin=-1, vmax=1)
             ax.set_title(f"{meta['subject'].iloc[index]}  {meta['sex'].iloc[index]}, "
                          f"{meta['age'].iloc[index]:.0f} y", fontsize=7)

@@ -10,7 +10,7 @@ VENV=${VENV:-.venv}
 
 # -- Debian packages: real MRI volumes (mricron-data), Fashion-MNIST, Chromium for the
 #    report's browser test.
-apt_packages=(mricron-data dataset-fashion-mnist)
+apt_packages=(mricron-data dataset-fashion-mnist chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

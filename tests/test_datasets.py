@@ -127,10 +127,13 @@ def test_demo_loading_is_deterministic_and_fast(cohort, tmp_path):
     # a copy under a new name is decoded from scratch: a cold load
     copy = tmp_path / "demo.npz"
     shutil.copyfile(PACKAGED_FILE, copy)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     again = la.datasets.load_demo_cohort(path=copy)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"loading the demo cohort took {elapsed:.2f} s"
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    # CPU time (all threads) is the budget; wall time only catches gross slowness, since
+    # the test machine may be shared
+    assert cpu < 2.0, f"loading the demo cohort took {cpu:.2f} s of CPU time"
+    assert elapsed < 8.0, f"loading the demo cohort took {elapsed:.2f} s"
     np.testing.assert_array_equal(again.images, cohort.images)
     np.testing.assert_array_equal(again.artefact_masks, cohort.artefact_masks)
     assert again.metadata.equals(cohort.metadata) and again.truth.equals(cohort.truth)
@@ -190,17 +193,19 @@ def test_demo_head_rest_is_visible_inside_its_mask(cohort):
     assert np.min(np.array(inside) - np.array(background)) > 0.3
 
 
-def _pca(x, n_components):
+@pytest.fixture(scope="module")
+def pixel_pca(cohort):
+    """The raw 64x64 pixels reduced to 50 principal components."""
     from sklearn.decomposition import PCA
 
-    return PCA(n_components, random_state=0).fit_transform(x.reshape(len(x), -1))
+    return PCA(50, random_state=0).fit_transform(cohort.images.reshape(len(cohort), -1))
 
 
-def test_demo_true_sex_is_predictable_from_pixels(cohort):
+def test_demo_true_sex_is_predictable_from_pixels(cohort, pixel_pca):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    z = _pca(cohort.images, 50)
+    z = pixel_pca
     true_male = (cohort.truth["true_sex"] == "M").to_numpy()
     scores = cross_val_score(LogisticRegression(max_iter=2000), z, true_male,
                              cv=StratifiedKFold(5, shuffle=True, random_state=0))
@@ -212,10 +217,10 @@ def test_demo_true_sex_is_predictable_from_pixels(cohort):
     assert given.mean() < 1 - 0.5 * cohort.truth["sex_flipped"].mean()
 
 
-def test_demo_flipped_sex_labels_stand_out_among_neighbours(cohort):
+def test_demo_flipped_sex_labels_stand_out_among_neighbours(cohort, pixel_pca):
     from sklearn.neighbors import NearestNeighbors
 
-    z = _pca(cohort.images, 50)
+    z = pixel_pca
     given = cohort.metadata["sex"].to_numpy()
     flipped = cohort.truth["sex_flipped"].to_numpy()
     _, neighbours = NearestNeighbors(n_neighbors=11).fit(z).kneighbors(z)
@@ -279,7 +284,7 @@ def test_fashion_mnist_test_split():
     assert meta["subject"].is_unique and meta["subject"].iloc[0] == "test-00000"
     assert (meta["label"].value_counts() == 1000).all()
     assert meta["label"].iloc[0] == 9 and meta["label_name"].iloc[0] == "Ankle boot"
-    names = dict(zip(meta["label"], meta["label_name"]))
+    names = dict(zip(meta["label"], meta["label_name"], strict=True))
     assert names == dict(enumerate(la.datasets.FASHION_MNIST_CLASSES))
 
 

@@ -31,7 +31,8 @@ class NoisyNet(nn.Module):
         noise = torch.randn_like(x) * 0.1
         h = self.drop(torch.relu(self.conv(x + noise))).mean(dim=(2, 3))
         target = x.mean(dim=(1, 2, 3))[:, None]
-        jitter = float(np.random.normal()) * 1e-3 + random.random() * 1e-3
+        # The global NumPy generator on purpose: the loop must save and restore it.
+        jitter = float(np.random.normal()) * 1e-3 + random.random() * 1e-3  # noqa: NPY002
         loss = ((self.head(h) - target) ** 2).mean() + jitter
         return loss, {"jitter": jitter}
 
@@ -162,13 +163,14 @@ def test_same_seed_same_result_and_caller_rng_untouched():
     data = _dataset()
     a, b = _net(0), _net(0)
     torch.manual_seed(42)
-    np.random.seed(42)
-    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    np.random.seed(42)  # noqa: NPY002
+    np_state = np.random.get_state
+    before = (torch.get_rng_state(), np_state()[1].copy(), random.getstate())
     train(a, data, max_steps=4, batch_size=4, verbose=False, random_state=3)
     train(b, data, max_steps=4, batch_size=4, verbose=False, random_state=3)
     assert _same_weights(a, b)
     assert torch.equal(before[0], torch.get_rng_state())
-    assert np.array_equal(before[1], np.random.get_state()[1])
+    assert np.array_equal(before[1], np_state()[1])
     assert before[2] == random.getstate()
     c = _net(0)
     train(c, data, max_steps=4, batch_size=4, verbose=False, random_state=4)
@@ -244,7 +246,7 @@ def test_gradient_accumulation_matches_large_batch():
     a, b = _net(0, PlainNet), _net(0, PlainNet)
     train(a, data, max_steps=3, batch_size=8, lr=1e-2, verbose=False)
     train(b, data, max_steps=3, batch_size=4, grad_accum_steps=2, lr=1e-2, verbose=False)
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.allclose(va, vb, atol=1e-6), k
 
 
@@ -367,5 +369,5 @@ def test_compile_matches_eager():
     a, b = _net(0, PlainNet), _net(0, PlainNet)
     train(a, _dataset(), max_steps=3, batch_size=4, verbose=False)
     train(b, _dataset(), max_steps=3, batch_size=4, compile=True, verbose=False)
-    for va, vb in zip(a.state_dict().values(), b.state_dict().values()):
+    for va, vb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.allclose(va, vb, atol=1e-5)

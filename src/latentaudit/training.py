@@ -731,6 +731,11 @@ class _Trainer:
         o = self.opts
         model = self.model
         model.to(self.device)
+        kernels = [p for p in model.parameters() if p.ndim in (4, 5)]
+        was_channels_last = bool(kernels) and all(
+            not p.is_contiguous() and p.is_contiguous(
+                memory_format=torch.channels_last if p.ndim == 4 else torch.channels_last_3d)
+            for p in kernels)
         if self.channels_last:
             has_3d = any(isinstance(m, nn.Conv3d) for m in model.modules())
             model.to(memory_format=torch.channels_last_3d if has_3d else torch.channels_last)
@@ -766,10 +771,10 @@ class _Trainer:
                 stop_reason = self._loop(start_step)
             finally:
                 model.train(was_training)
-                if self.channels_last:
+                if self.channels_last and not was_channels_last:
                     # Channels-last is a speed detail of training; the model goes back to
-                    # the default layout so its outputs match a freshly loaded copy bit
-                    # for bit.
+                    # the layout it came in, so its outputs match a freshly loaded copy
+                    # bit for bit.
                     model.to(memory_format=torch.contiguous_format)
         if self.ema is not None and o["use_ema_weights"]:
             self.ema.copy_to(model)

@@ -244,15 +244,19 @@ def _read_cohort_file(path: str, mtime_ns: int, file_size: int) -> dict:
 def _at_size(path: str, mtime_ns: int, file_size: int, size: int):
     """Noise-free images in [0, 1] and masks at ``size``: 2x2 means and 2x2 "any"."""
     stored = _read_cohort_file(path, mtime_ns, file_size)
-    images = stored["images"].astype(np.float32)
-    images *= np.float32(1 / 255)
-    masks = stored["masks"]
-    factor = _STORED_SIZE // size
-    if factor == 2:
-        images = (images[:, ::2, ::2] + images[:, 1::2, ::2] + images[:, ::2, 1::2]
-                  + images[:, 1::2, 1::2]) * np.float32(0.25)
+    images, masks = stored["images"], stored["masks"]
+    if size == _STORED_SIZE // 2:
+        total = images[:, ::2, ::2].astype(np.uint16)  # integer sums: exact and quick
+        total += images[:, 1::2, ::2]
+        total += images[:, ::2, 1::2]
+        total += images[:, 1::2, 1::2]
+        images = total.astype(np.float32)
+        images *= np.float32(1 / (4 * 255))
         masks = masks[:, ::2, ::2] | masks[:, 1::2, ::2] | masks[:, ::2, 1::2] \
             | masks[:, 1::2, 1::2]
+    else:
+        images = images.astype(np.float32)
+        images *= np.float32(1 / 255)
     for array in (images, masks):
         array.flags.writeable = False
     return images, masks
@@ -369,12 +373,25 @@ def make_demo_cohort(path, *, n_subjects: int = 2000, seed: int = 0,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    _write_npz(temporary, arrays, stored=("jpeg",))
     os.replace(temporary, path)
     logger.info("wrote %s (%d subjects, %.1f MB) in %.0f s", path, n_subjects,
                 path.stat().st_size / 1e6, time.perf_counter() - start)
     return path
+
+
+def _write_npz(path: Path, arrays: dict, stored: tuple[str, ...] = ()) -> None:
+    """Like :func:`numpy.savez_compressed`, but the members named in ``stored`` are kept
+    uncompressed (JPEG data does not shrink, and inflating it would slow every load)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in arrays.items():
+            method = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def _template_paths(mricron_dir=None, mni_template=None) -> tuple[Path, Path, Path]:

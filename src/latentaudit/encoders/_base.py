@@ -100,9 +100,12 @@ class BaseEncoder(nn.Module):
         sd = self.spatial_dims
         layout = "(N, C, H, W)" if sd == 2 else "(N, C, D, H, W)"
         if x.ndim == sd + 1:
+            maybe_2d = (" or a batch of 2-D images, which this spatial_dims=3 model does not "
+                        "take" if sd == 3 else "")
             raise InputShapeError(
-                f"{name} expects a batch of {what} shaped {layout}; got a single image of "
-                f"shape {tuple(x.shape)}; add a batch axis, e.g. x[None]")
+                f"{name} expects a batch of {what} shaped {layout}; got shape "
+                f"{tuple(x.shape)}, a single image{maybe_2d}; add a batch axis to a single "
+                f"image, e.g. x[None]")
         if x.ndim != sd + 2:
             raise InputShapeError(
                 f"{name} (spatial_dims={sd}) expects {what} shaped {layout}, got shape "

@@ -111,7 +111,7 @@ def _score_cam_class(base):
                 shape = (*low.shape, *([1] * (maps.ndim - 2)))
                 maps = (maps - low.view(shape)) / (high - low + 1e-8).view(shape)
                 scores = torch.empty(maps.shape[:2])
-                for i, (target, image) in enumerate(zip(targets, input_tensor)):
+                for i, (target, image) in enumerate(zip(targets, input_tensor, strict=True)):
                     for start in range(0, maps.shape[1], self.batch_size):
                         masks = maps[i, start:start + self.batch_size, None]
                         outputs = self.model(image[None] * masks)
@@ -157,7 +157,7 @@ def _targets(method: str, model: nn.Module, images: torch.Tensor, categories: np
     with torch.no_grad():
         logits = model(images).float().cpu().numpy()
     targets = []
-    for row, c in zip(logits, categories):
+    for row, c in zip(logits, categories, strict=True):
         others = [int(k) for k in np.argsort(np.abs(row - row[int(c)])) if k != int(c)]
         targets.append(FinerWeightedTarget(int(c), others[:3], 1.0))
     return targets
@@ -231,7 +231,7 @@ def compute_cam(model: nn.Module, target_layers: Sequence[nn.Module], images: to
                 else:
                     maps = cam(images, targets=targets, aug_smooth=aug_smooth,
                                eigen_smooth=eigen_smooth)
-            except Exception as err:  # noqa: BLE001 - re-raised below
+            except Exception as err:  # re-raised below, after the hooks are gone
                 error = err
     if captured.getvalue().strip():
         logger.debug("grad-cam said: %s", captured.getvalue().strip())

@@ -239,8 +239,8 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     decoded_all, latents_all = [], []
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(data) * len(alphas), disable=not verbose, unit="img",
-              desc="decoding counterfactuals") as bar:
+    with torch.no_grad(), tqdm(total=len(data) * len(alphas), disable=not verbose, unit="img",
+                               desc="decoding counterfactuals") as bar:
         for _, batch in data.batches(np.arange(len(data)), batch_size):
             x = torch.from_numpy(batch)
             z = torch.as_tensor(encoder.encode(x)).detach().float().cpu()
@@ -251,11 +251,10 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
             per_step, latents = [], []
             for alpha in alphas:
                 moved = z + float(alpha) * move_t
-                with torch.no_grad():
-                    if stochastic:
-                        out = encoder.decode(moved, x_T=x_t, **options)
-                    else:
-                        out = encoder.decode(moved)
+                if stochastic:
+                    out = encoder.decode(moved, x_T=x_t, **options)
+                else:
+                    out = encoder.decode(moved)
                 per_step.append(_to_numpy(out))
                 latents.append(moved.numpy())
                 bar.update(len(batch))

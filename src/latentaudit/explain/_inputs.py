@@ -36,7 +36,10 @@ class ImageSource:
         self.name = name
         self.array: np.ndarray | None = None
         self.dataset = None
-        if isinstance(images, (np.ndarray, torch.Tensor)):
+        if isinstance(images, ImageSource):
+            self.array, self.dataset = images.array, images.dataset
+            self.image_shape = images.image_shape
+        elif isinstance(images, (np.ndarray, torch.Tensor)):
             self.array = as_image_array(images, spatial_dims, name)
             self.image_shape = tuple(self.array.shape[1:])
         elif isinstance(images, Dataset) or (hasattr(images, "__getitem__")

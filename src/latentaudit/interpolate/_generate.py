@@ -29,7 +29,7 @@ _REJECT = (None, "distance", "radius", "both")
 class GenerationResult:
     """What :meth:`Interpolator.generate` returns.
 
-    Attributes
+    Parameters
     ----------
     images : numpy.ndarray
         ``(n_synthetic, C, *spatial)`` float32, one decoded image per synthetic row, in

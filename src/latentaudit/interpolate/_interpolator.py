@@ -109,8 +109,9 @@ class Interpolator(BaseResampler):
         Mean and standard deviation per dimension for ``geometry="normalized"``: a tuple
         ``(mean, std)``, a dict with keys ``"mean"`` and ``"std"``, or an object with
         attributes ``latent_mean`` and ``latent_std`` (e.g. a Diffusion Autoencoder that
-        stores its latent statistics).  ``None`` estimates them from ``X``.  Ignored for
-        ``geometry="linear"``.
+        stores its latent statistics; note that :func:`sklearn.base.clone` deep-copies
+        such an object, so pass ``(enc.latent_mean, enc.latent_std)`` for a large model).
+        ``None`` estimates them from ``X``.  Ignored for ``geometry="linear"``.
     random_state : None, int or numpy.random.RandomState, default None
         Seed of every random choice (parents and weights); an int makes
         :meth:`fit_resample` reproducible.
@@ -143,7 +144,7 @@ class Interpolator(BaseResampler):
 
     See Also
     --------
-    imblearn.over_sampling.SMOTE : the same algorithm without provenance or decoding.
+    imblearn.over_sampling.SMOTE : The same algorithm, without provenance or decoding.
 
     Notes
     -----
@@ -356,10 +357,9 @@ class Interpolator(BaseResampler):
         return self._synthesize(frame, continuous=None, categorical="nearest")
 
     def synthetic_metadata(self, metadata, *, continuous=None, categorical="nearest"):
-        """Metadata of every row of the last :meth:`fit_resample`: the real rows, then one
-        row per synthetic sample, with a ``synthetic`` flag.
+        """Metadata of every row of the last :meth:`fit_resample`, with a ``synthetic`` flag.
 
-        For a synthetic row, the group's columns (:attr:`group_columns_`) take the group's
+        The real rows come first, then one row per synthetic sample.  For a synthetic row, the group's columns (:attr:`group_columns_`) take the group's
         values; continuous columns are interpolated with the row's weight,
         ``value[parent_a] + weight * (value[parent_b] - value[parent_a])``; other columns
         are copied from a parent.

@@ -159,7 +159,7 @@ class ResNet(nn.Module):
                 _norm_layer(norm, spatial_dims, widths[0]), nn.ReLU(inplace=True))
         stages = []
         previous = widths[0]
-        for i, (n_blocks, width) in enumerate(zip(layers, widths)):
+        for i, (n_blocks, width) in enumerate(zip(layers, widths, strict=True)):
             stride = 1 if i == 0 else 2
             blocks = [BasicBlock(spatial_dims, previous, width, stride, norm)]
             blocks += [BasicBlock(spatial_dims, width, width, 1, norm)

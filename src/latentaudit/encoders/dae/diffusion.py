@@ -233,15 +233,7 @@ class GaussianDiffusion:
 
     # -- DDIM ----------------------------------------------------------------------------
     def _ddim_step(self, model, x, t_from, t_to, clip_denoised):
-        n = x.shape[0]
-        t = torch.full((n,), int(t_from), device=x.device, dtype=torch.long)
-        x0, eps = self.split_prediction(x, t, model(x, t))
-        if clip_denoised:
-            x0 = x0.clamp(-1.0, 1.0)
-            # Re-derive the noise from the clipped estimate so the step stays on the
-            # deterministic DDIM path through x.
-            sa, s1a = self._coef(t, x.ndim, x.dtype, x.device)
-            eps = (x - sa * x0) / s1a
+        x0, eps = self._estimate(model, x, t_from, clip_denoised)
         a_to = float(self.alpha_bar[int(t_to)]) if t_to >= 0 else 1.0
         return math.sqrt(a_to) * x0 + math.sqrt(1.0 - a_to) * eps
 
@@ -279,15 +271,23 @@ class GaussianDiffusion:
 
     @torch.no_grad()
     def ddim_invert(self, model: ModelFn, x0: torch.Tensor, steps: int = 20,
-                    clip_denoised: bool = True, progress: bool = False) -> torch.Tensor:
-        """Deterministic DDIM inversion: run the DDIM path from an image to ``x_T``.
+                    clip_denoised: bool = True, progress: bool = False,
+                    return_bound: bool = False):
+        """Deterministic DDIM inversion: run the DDIM path from an image up to ``x_T``.
 
-        Each step from ``t_i`` up to ``t_{i+1}`` uses the model's prediction at ``t_i``
-        (the only one available), while decoding back down from ``t_{i+1}`` uses the one
-        at ``t_{i+1}``.  The round trip is therefore exact only as the step size goes to
-        zero; at a finite number of steps its error is, to first order, the sum over steps
-        of ``sqrt(alpha_bar_0) * |sigma_{i+1} - sigma_i| * |eps(x_{i+1}, t_{i+1}) -
-        eps(x_i, t_i)|`` (see :func:`~DAEEncoder.encode_stochastic`'s notes).
+        The image is treated as the point at ``alpha_bar = 1`` below the sampler's grid
+        ``t_0 = 0 < t_1 < ... < t_{K-1} = T - 1``; each step up from point ``k - 1`` to
+        point ``k`` uses the model's estimate of the clean image at point ``k - 1`` (for
+        the first step, the image itself), while decoding back down from point ``k`` uses
+        the estimate at point ``k``.  In ``y = x / sqrt(alpha_bar)`` and ``sigma =
+        sqrt((1 - alpha_bar) / alpha_bar)`` a step down is ``y' = (sigma' / sigma) y +
+        (1 - sigma' / sigma) x0_hat``, so one step up and down returns ``y'`` moved by
+        ``(1 - sigma_{k-1} / sigma_k) * (x0_hat_k - x0_hat_{k-1})``.  The round trip is
+        therefore exact when the estimate of the clean image is constant along the path
+        (and in the limit of small steps), and otherwise the Euclidean norm of its error
+        is, to first order and for a denoiser whose estimate does not amplify
+        perturbations of ``y`` (a non-expansive denoiser), at most
+        ``B = sum_k (1 - sigma_{k-1} / sigma_k) ||x0_hat_k - x0_hat_{k-1}||`` per image.
 
         Parameters
         ----------
@@ -296,53 +296,61 @@ class GaussianDiffusion:
         x0 : torch.Tensor
             ``(N, C, *spatial)`` images.
         steps : int, default 20
-            Number of model evaluations; use the same number to decode.
+            Number of model evaluations; decode with the same number.
         clip_denoised : bool, default True
-            Clip every estimate of ``x_0`` to ``[-1, 1]`` (as when decoding).
+            Clip every estimate of the clean image to ``[-1, 1]`` (as when decoding).
         progress : bool, default False
             Show a progress bar.
+        return_bound : bool, default False
+            Also return ``B`` (one more model evaluation, at the top of the path).
 
         Returns
         -------
-        torch.Tensor
-            ``x_T``, same shape as ``x0``.
+        torch.Tensor or (torch.Tensor, torch.Tensor)
+            ``x_T``, shaped like ``x0``; with ``return_bound``, also ``B``, ``(N,)``.
         """
         seq = ddim_timesteps(self.timesteps, steps)
-        # Treat the input as lying at "t = -1" (alpha_bar = 1) and walk up the same grid
-        # the sampler walks down.
+        sigma = [0.0] + [math.sqrt((1.0 - float(self.alpha_bar[int(t)]))
+                                   / float(self.alpha_bar[int(t)])) for t in seq]
         x = x0
+        previous = x0  # the clean-image estimate used by the step just taken
+        bound = x0.new_zeros(len(x0), dtype=torch.float64) if return_bound else None
         from tqdm.auto import tqdm
 
-        for i in tqdm(range(len(seq)), disable=not progress, desc="DDIM inversion"):
-            t_from = int(seq[i - 1]) if i > 0 else None
-            x = self._ddim_up(model, x, t_from, int(seq[i]), clip_denoised)
-        return x
+        for k in tqdm(range(len(seq)), disable=not progress, desc="DDIM inversion"):
+            if k == 0:
+                # The first step starts at the image itself; the model sees it at t_0 (at
+                # t_0 = 0 the two differ by sqrt(1 - alpha_bar_0) ~ 0.01 of noise).
+                x0_hat, eps = x0, self._estimate(model, x, int(seq[0]), False)[1]
+            else:
+                x0_hat, eps = self._estimate(model, x, int(seq[k - 1]), clip_denoised)
+                if bound is not None:
+                    ratio = sigma[k - 1] / sigma[k]
+                    bound += (1.0 - ratio) * _norms(x0_hat - previous)
+                previous = x0_hat
+            a_to = float(self.alpha_bar[int(seq[k])])
+            x = math.sqrt(a_to) * x0_hat + math.sqrt(1.0 - a_to) * eps
+        if bound is None:
+            return x
+        top, _ = self._estimate(model, x, int(seq[-1]), clip_denoised)
+        bound += (1.0 - sigma[-2] / sigma[-1]) * _norms(top - previous)
+        return x, bound
 
-    def _ddim_up(self, model, x, t_from, t_to, clip_denoised):
-        if t_from is None:
-            # The first step starts at x_0 itself (alpha_bar = 1): the sampler's last step
-            # maps x_{t_0} to its x0-estimate at t_0, so invert that with the prediction at
-            # t_0 evaluated on x (the best available estimate of x_{t_0}).
-            t_eval = t_to
-        else:
-            t_eval = t_from
-        n = x.shape[0]
-        t = torch.full((n,), int(t_eval), device=x.device, dtype=torch.long)
-        if t_from is None:
-            # x is the clean image: the model sees it as x_{t_0}, which at t_0 = 0 differs
-            # from x_0 by sqrt(1 - alpha_bar_0) ~ 0.01 of noise.
-            out = model(x, t)
+    def _estimate(self, model, x, t_value, clip_denoised):
+        """The model's ``(x0_hat, eps_hat)`` at ``x`` and timestep ``t_value``."""
+        t = torch.full((x.shape[0],), int(t_value), device=x.device, dtype=torch.long)
+        x0, eps = self.split_prediction(x, t, model(x, t))
+        if clip_denoised:
+            x0 = x0.clamp(-1.0, 1.0)
+            # Re-derive the noise from the clipped estimate so the step stays on the
+            # deterministic DDIM path through x.
             sa, s1a = self._coef(t, x.ndim, x.dtype, x.device)
-            _, eps = self.split_prediction(x, t, out)
-            x0 = x
-        else:
-            x0, eps = self.split_prediction(x, t, model(x, t))
-            if clip_denoised:
-                x0 = x0.clamp(-1.0, 1.0)
-                sa, s1a = self._coef(t, x.ndim, x.dtype, x.device)
-                eps = (x - sa * x0) / s1a
-        a_to = float(self.alpha_bar[int(t_to)])
-        return math.sqrt(a_to) * x0 + math.sqrt(1.0 - a_to) * eps
+            eps = (x - sa * x0) / s1a
+        return x0, eps
+
+
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(len(x), -1).double().norm(dim=1)
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:

@@ -122,7 +122,7 @@ class LatentDenoiser(nn.Module):
         steps : int, default 50
             DDIM steps.
         generator : torch.Generator, optional
-            CPU generator for the starting noise.
+            Source of the starting noise (drawn on the generator's device).
 
         Returns
         -------
@@ -130,5 +130,7 @@ class LatentDenoiser(nn.Module):
             ``(n, latent_dim)`` on the model's device.
         """
         device = next(self.parameters()).device
-        noise = torch.randn(int(n), self.latent_dim, generator=generator).to(device)
+        noise_device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(int(n), self.latent_dim, generator=generator,
+                            device=noise_device).to(device)
         return self.diffusion.ddim_sample(self, noise, steps, clip_denoised=False)

@@ -1,0 +1,18 @@
+"""The audit: clusters, metadata tests, probes, label issues, outliers and look-ups.
+
+Works on plain NumPy arrays (any model's embeddings) and a pandas metadata table; it
+does not import torch.
+
+- :class:`ClusterAuditor`: cluster an embedding, test the clusters against the metadata,
+  probe nuisance columns, rank the findings; label issues, outliers, near-duplicates and
+  nearest-neighbour look-ups from one kNN graph.
+- :func:`delineate`: turn polygons drawn on a 2-D map into cluster labels.
+- :func:`points_in_polygon`: the point-in-polygon test behind it.
+- :func:`benjamini_hochberg`: the false discovery rate correction used for findings.
+"""
+
+from ._auditor import ClusterAuditor
+from ._delineate import delineate, points_in_polygon
+from ._stats import benjamini_hochberg
+
+__all__ = ["ClusterAuditor", "benjamini_hochberg", "delineate", "points_in_polygon"]

@@ -1,0 +1,932 @@
+"""The Diffusion Autoencoder (Preechakul et al., CVPR 2022) as a latentaudit encoder."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from ...errors import ConfigError, InputShapeError, InputTypeError, NotFittedError
+from ...utils import check_option, check_spatial_dims
+from .._base import ModelEncoder, eval_mode, images_from_batch
+from .config import DAEConfig, preset
+from .diffusion import BETA_SCHEDULES, PREDICTIONS, GaussianDiffusion, ddim_timesteps
+from .latent import LatentDenoiser
+from .semantic_encoder import SemanticEncoder
+from .unet import ConditionalUNet
+
+__all__ = ["DAEEncoder", "slerp"]
+
+logger = logging.getLogger(__name__)
+
+#: Where the shipped demo model lives inside the package.
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "_weights" / "demo"
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, alpha) -> torch.Tensor:
+    """Spherical interpolation between two batches of tensors, per sample.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        ``(N, ...)`` tensors of the same shape (e.g. stochastic codes ``x_T``).
+    alpha : float or torch.Tensor
+        Interpolation weight(s): a scalar, or ``(N,)``.  0 gives ``a`` and 1 gives ``b``
+        exactly.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``a``.  Where ``a`` and ``b`` are (nearly) parallel, linear
+        interpolation is used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentaudit.encoders.dae import slerp
+    >>> a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    >>> slerp(a, b, 0.5)
+    tensor([[0.7071, 0.7071]])
+    """
+    flat_a, flat_b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()
+    alpha = torch.as_tensor(alpha, dtype=torch.float64, device=a.device)
+    alpha = alpha.expand(len(a)) if alpha.ndim == 0 else alpha.reshape(len(a))
+    cos = (flat_a * flat_b).sum(1) / (flat_a.norm(dim=1) * flat_b.norm(dim=1)).clamp_min(1e-30)
+    theta = torch.arccos(cos.clamp(-1.0, 1.0))
+    sin = torch.sin(theta)
+    parallel = sin < 1e-6
+    safe = torch.where(parallel, torch.ones_like(sin), sin)
+    wa = torch.where(parallel, 1.0 - alpha, torch.sin((1.0 - alpha) * theta) / safe)
+    wb = torch.where(parallel, alpha, torch.sin(alpha * theta) / safe)
+    out = wa[:, None] * flat_a + wb[:, None] * flat_b
+    return out.to(a.dtype).reshape(a.shape)
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _int_tuple(name, value, minimum=1, allow_empty=False):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be a tuple of integers, got {value!r}") from None
+    if not value and not allow_empty:
+        raise ConfigError(f"{name} must not be empty")
+    return tuple(_positive_int(f"{name} entries", v, minimum) for v in value)
+
+
+class DAEEncoder(ModelEncoder):
+    """Diffusion Autoencoder: a semantic encoder plus a conditional diffusion decoder.
+
+    Preechakul et al., "Diffusion Autoencoders: Toward a Meaningful and Decodable
+    Representation" (CVPR 2022), as Graf et al. (2024) use it on 1-channel MRI.  The
+    semantic encoder (the downsampling half of an ADM UNet, then GroupNorm, SiLU, global
+    average pooling and a linear layer) maps an image to ``z_sem``; the decoder, an ADM UNet
+    whose group norms are modulated by the timestep and by ``z_sem``, learns to remove
+    noise from the image given ``z_sem`` (T=1000, noise-prediction MSE).  ``z_sem`` is the
+    embedding latentaudit audits.  Decoding is deterministic DDIM from a stochastic code
+    ``x_T``: the DDIM inversion of the image reproduces it, random noise gives another
+    image with the same semantics.  An optional latent DDIM over normalised ``z_sem``
+    samples new subjects.
+
+    One implementation serves 2-D and 3-D through :mod:`latentaudit.nn`.  Training runs
+    through :func:`latentaudit.training.train` (EMA, mixed precision, checkpoints,
+    channels-last on the CPU, optional :func:`torch.compile`).
+
+    Parameters
+    ----------
+    spatial_dims : {2, 3}, default 2
+        2 for images ``(N, C, H, W)``, 3 for volumes ``(N, C, D, H, W)``.
+    in_channels : int, default 1
+        Image channels.
+    image_size : int or tuple of int, default 64
+        Side of the square (cubic) images, or one size per spatial axis; divisible by
+        ``2 ** (levels - 1)`` for the decoder and the encoder.
+    latent_dim : int, default 512
+        Length of ``z_sem``, the embedding (the same for any image size).
+    base_channels : int, default 64
+        Channels of the first level of both networks.
+    channel_mult : tuple of int, default (1, 1, 2, 2)
+        Decoder UNet: channel multiplier of each resolution level.
+    num_res_blocks : int, default 2
+        Decoder: residual blocks per level (one more on the way up).
+    attention_resolutions : tuple of int, default (16,)
+        Decoder: feature-map sides with self-attention (the middle block always has it).
+    encoder_channel_mult : tuple of int, default (1, 1, 2, 4, 4)
+        Semantic encoder: channel multiplier of each level.
+    encoder_num_res_blocks : int, default 2
+        Semantic encoder: residual blocks per level.
+    encoder_attention_resolutions : tuple of int, default (16,)
+        Semantic encoder: feature-map sides with self-attention.
+    embed_dim : int, default 512
+        Size of the timestep embedding.
+    dropout : float, default 0.1
+        Dropout in the decoder's residual blocks.
+    num_heads : int, default 1
+        Attention heads (ignored when ``head_channels`` is set).
+    head_channels : int, optional
+        Channels per attention head.
+    num_groups : int, default 32
+        Upper bound on the groups of every group norm.
+    resblock_updown : bool, default True
+        Resample with residual blocks (BigGAN/ADM) rather than strided convolutions.
+    timesteps : int, default 1000
+        Diffusion steps ``T``.
+    beta_schedule : {"linear", "cosine"}, default "linear"
+        Noise schedule.
+    prediction : {"eps", "v"}, default "eps"
+        The decoder predicts the noise (as in the paper) or the velocity.
+    sample_steps : int, default 20
+        Default number of DDIM steps for decoding and inversion.
+    latent_ddim : bool, default False
+        Build the latent DDIM (train it with :meth:`fit_latent`, use it with
+        :meth:`sample`).
+    latent_hidden_dim : int, default 2048
+        Width of the latent denoiser.
+    latent_num_layers : int, default 10
+        Depth of the latent denoiser.
+    latent_dropout : float, default 0.0
+        Dropout of the latent denoiser.
+
+    Attributes
+    ----------
+    config : DAEConfig
+        The configuration.
+    semantic_encoder : SemanticEncoder
+        Image -> ``z_sem``.
+    unet : ConditionalUNet
+        The conditional noise predictor.
+    diffusion : GaussianDiffusion
+        Noise schedule, loss, DDIM sampling and inversion.
+    latent_net : LatentDenoiser or None
+        The latent DDIM's denoiser.
+    latent_mean, latent_std : torch.Tensor
+        ``(latent_dim,)`` statistics of ``z_sem`` over the training images (buffers, saved
+        with the model), set by :meth:`fit` or :meth:`compute_latent_stats`.
+    history_ : pandas.DataFrame
+        Training history, after :meth:`fit`.
+
+    See Also
+    --------
+    latentaudit.encoders.dae.preset : the named configurations (``"tiny"``, ``"paper64"``,
+        ``"paper256"``, ``"cpu64"``, ``"tiny3d"``, ``"volume64"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from latentaudit import DAEEncoder
+    >>> images = np.random.default_rng(0).uniform(-1, 1, (16, 1, 16, 16)).astype("float32")
+    >>> enc = DAEEncoder.from_preset("tiny")
+    >>> enc = enc.fit(images, max_steps=2, batch_size=8, verbose=False)
+    >>> z = enc.encode(images[:2])
+    >>> z.shape
+    torch.Size([2, 16])
+    >>> x_T = enc.encode_stochastic(images[:2], z, steps=5)
+    >>> enc.decode(z, x_T, steps=5).shape
+    torch.Size([2, 1, 16, 16])
+    """
+
+    model_type = "dae"
+    config_class = DAEConfig
+    default_training = {"lr": 1e-4, "ema_decay": 0.999, "weight_decay": 0.0}
+
+    def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
+                 image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,
+                 base_channels: int = 64, channel_mult: tuple[int, ...] = (1, 1, 2, 2),
+                 num_res_blocks: int = 2, attention_resolutions: tuple[int, ...] = (16,),
+                 encoder_channel_mult: tuple[int, ...] = (1, 1, 2, 4, 4),
+                 encoder_num_res_blocks: int = 2,
+                 encoder_attention_resolutions: tuple[int, ...] = (16,),
+                 embed_dim: int = 512, dropout: float = 0.1, num_heads: int = 1,
+                 head_channels: int | None = None, num_groups: int = 32,
+                 resblock_updown: bool = True, timesteps: int = 1000,
+                 beta_schedule: str = "linear", prediction: str = "eps",
+                 sample_steps: int = 20, latent_ddim: bool = False,
+                 latent_hidden_dim: int = 2048, latent_num_layers: int = 10,
+                 latent_dropout: float = 0.0) -> None:
+        spatial_dims = check_spatial_dims(spatial_dims)
+        if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+            image_size = _positive_int("image_size", image_size)
+            sizes = (image_size,) * spatial_dims
+        else:
+            sizes = _int_tuple("image_size", image_size)
+            if len(sizes) != spatial_dims:
+                raise ConfigError(f"image_size must be an int or {spatial_dims} sizes for "
+                                  f"spatial_dims={spatial_dims}, got {image_size!r}")
+            image_size = sizes
+        channel_mult = _int_tuple("channel_mult", channel_mult)
+        encoder_channel_mult = _int_tuple("encoder_channel_mult", encoder_channel_mult)
+        for name, mult in (("channel_mult", channel_mult),
+                           ("encoder_channel_mult", encoder_channel_mult)):
+            factor = 2 ** (len(mult) - 1)
+            if any(s % factor for s in sizes):
+                raise ConfigError(
+                    f"image_size {image_size!r} must be divisible by 2**(len({name}) - 1) = "
+                    f"{factor} ({name}={mult} halves the size {len(mult) - 1} times)")
+        if not 0 <= dropout < 1 or not 0 <= latent_dropout < 1:
+            raise ConfigError(f"dropout and latent_dropout must be in [0, 1), got {dropout!r} "
+                              f"and {latent_dropout!r}")
+        check_option("beta_schedule", beta_schedule, BETA_SCHEDULES)
+        check_option("prediction", prediction, PREDICTIONS)
+        timesteps = _positive_int("timesteps", timesteps, 2)
+        ddim_timesteps(timesteps, sample_steps)  # validates sample_steps
+        base_channels = _positive_int("base_channels", base_channels)
+        config = DAEConfig(
+            spatial_dims=spatial_dims, in_channels=_positive_int("in_channels", in_channels),
+            image_size=image_size, latent_dim=_positive_int("latent_dim", latent_dim),
+            base_channels=base_channels, channel_mult=channel_mult,
+            num_res_blocks=_positive_int("num_res_blocks", num_res_blocks),
+            attention_resolutions=_int_tuple("attention_resolutions", attention_resolutions,
+                                             allow_empty=True),
+            encoder_channel_mult=encoder_channel_mult,
+            encoder_num_res_blocks=_positive_int("encoder_num_res_blocks",
+                                                 encoder_num_res_blocks),
+            encoder_attention_resolutions=_int_tuple("encoder_attention_resolutions",
+                                                     encoder_attention_resolutions,
+                                                     allow_empty=True),
+            embed_dim=_positive_int("embed_dim", embed_dim), dropout=float(dropout),
+            num_heads=_positive_int("num_heads", num_heads),
+            head_channels=(None if head_channels is None
+                           else _positive_int("head_channels", head_channels)),
+            num_groups=_positive_int("num_groups", num_groups),
+            resblock_updown=bool(resblock_updown), timesteps=timesteps,
+            beta_schedule=beta_schedule, prediction=prediction,
+            sample_steps=int(sample_steps), latent_ddim=bool(latent_ddim),
+            latent_hidden_dim=_positive_int("latent_hidden_dim", latent_hidden_dim),
+            latent_num_layers=_positive_int("latent_num_layers", latent_num_layers, 2),
+            latent_dropout=float(latent_dropout))
+        super().__init__(config)
+        self._sizes = sizes
+        common = {"num_heads": config.num_heads, "head_channels": config.head_channels,
+                  "num_groups": config.num_groups, "resblock_updown": config.resblock_updown}
+        self.semantic_encoder = SemanticEncoder(
+            spatial_dims, config.in_channels, base_channels, encoder_channel_mult,
+            config.encoder_num_res_blocks, config.encoder_attention_resolutions, image_size,
+            latent_dim=config.latent_dim, **common)
+        self.unet = ConditionalUNet(
+            spatial_dims, config.in_channels, base_channels, channel_mult,
+            config.num_res_blocks, config.attention_resolutions, image_size,
+            embed_dim=config.embed_dim, cond_dim=config.latent_dim, dropout=config.dropout,
+            **common)
+        self.diffusion = GaussianDiffusion(timesteps, beta_schedule, prediction)
+        self.latent_net = (LatentDenoiser(config.latent_dim, config.latent_hidden_dim,
+                                          config.latent_num_layers,
+                                          dropout=config.latent_dropout)
+                           if config.latent_ddim else None)
+        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_std", torch.ones(config.latent_dim))
+        # How many images the statistics were computed on (0: not yet), and whether the
+        # latent DDIM was trained: saved with the weights.
+        self.register_buffer("latent_count", torch.zeros(1, dtype=torch.int64))
+        self.register_buffer("latent_ddim_trained", torch.zeros(1, dtype=torch.int64))
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> DAEEncoder:
+        """Build a model from a named preset.
+
+        Parameters
+        ----------
+        name : {"tiny", "tiny3d", "paper64", "paper256", "cpu64", "volume64"}
+            ``"paper256"``/``"paper64"``: the paper's settings at 256x256 / 64x64 (base 64
+            channels, decoder multipliers (1, 1, 2, 2), encoder (1, 1, 2, 4, 4), attention
+            at 16, 2 residual blocks, latent 512, T=1000, 20 DDIM steps; train with Adam
+            at 1e-4 and EMA 0.999, the defaults of :meth:`fit`), for GPUs.  ``"cpu64"``: a
+            smaller model for two CPU cores (the shipped demo model).  ``"tiny"`` and
+            ``"tiny3d"``: for tests.  ``"volume64"``: 3-D, 64^3 volumes, for GPUs.
+        **overrides
+            Parameters to change, e.g. ``in_channels=3``.
+
+        Returns
+        -------
+        DAEEncoder
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.ConfigError`) for an unknown preset or field.
+
+        Examples
+        --------
+        >>> from latentaudit import DAEEncoder
+        >>> DAEEncoder.from_preset("tiny").latent_dim
+        16
+        """
+        return cls.from_config(preset(name, **overrides))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location=None) -> DAEEncoder:
+        """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
+            for the ``cpu64`` model trained on the bundled demo cohort
+            (:func:`latentaudit.datasets.load_demo_cohort`) by ``scripts/train_demo_dae.py``.
+        map_location : str or torch.device, optional
+            Device to put the model on (default: CPU).
+
+        Returns
+        -------
+        DAEEncoder
+            In eval mode.
+
+        Raises
+        ------
+        CheckpointError
+            If a file is missing or corrupt.
+
+        Examples
+        --------
+        >>> from latentaudit import DAEEncoder
+        >>> enc = DAEEncoder.from_pretrained("demo")  # doctest: +SKIP
+        """
+        if str(directory) == "demo" and not Path(directory).exists():
+            directory = DEMO_WEIGHTS
+        return super().from_pretrained(directory, map_location=map_location)
+
+    def _expected_spatial_shape(self) -> tuple[int, ...]:
+        return self._sizes
+
+    # -- helpers -------------------------------------------------------------------------
+    def _memory_format(self) -> torch.memory_format:
+        weight = self.unet.down.conv_in.weight
+        if weight.ndim == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
+                and not weight.is_contiguous():
+            return torch.channels_last
+        if weight.ndim == 5 and weight.is_contiguous(memory_format=torch.channels_last_3d) \
+                and not weight.is_contiguous():
+            return torch.channels_last_3d
+        return torch.contiguous_format
+
+    def _denoiser(self, z_sem: torch.Tensor):
+        unet = self.unet
+
+        def model(x_t, t):
+            return unet(x_t, t, z_sem)
+
+        return model
+
+    def _steps(self, steps) -> int:
+        steps = self.config.sample_steps if steps is None else steps
+        ddim_timesteps(self.config.timesteps, steps)
+        return int(steps)
+
+    def _images(self, x, what="images") -> tuple[torch.Tensor, torch.device]:
+        if not isinstance(x, (torch.Tensor, np.ndarray)):
+            raise InputTypeError(f"{type(self).__name__} expects {what} as a torch.Tensor or "
+                                 f"numpy.ndarray, got {type(x).__name__}")
+        out_device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        return self._check_images(x, what), out_device
+
+    def _latents(self, z, n: int | None = None, what: str = "z_sem") -> torch.Tensor:
+        z = self._check_latents(z)
+        if n is not None and len(z) != n:
+            raise InputShapeError(f"{what} has {len(z)} rows but there are {n} images; give "
+                                  f"one row per image")
+        return z
+
+    def _check_batch_size(self, batch_size) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return batch_size
+
+    def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
+        return self.semantic_encoder(images.contiguous(memory_format=self._memory_format()))
+
+    # -- training ----------------------------------------------------------------------
+    def loss(self, batch) -> torch.Tensor:
+        """The training loss of one batch: the decoder's noise-prediction MSE (or velocity
+        MSE) at a uniformly drawn timestep, conditioned on the batch's own ``z_sem``.
+
+        Randomness (timesteps, noise) comes from PyTorch's global generator, which
+        :func:`latentaudit.training.train` seeds and checkpoints.
+
+        Parameters
+        ----------
+        batch : dict, tuple or torch.Tensor
+            A batch from a latentaudit dataset (``{"image": (N, C, *spatial), ...}``), a
+            tuple whose first element is the images, or the images.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit import DAEEncoder
+        >>> enc = DAEEncoder.from_preset("tiny")
+        >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}).backward()
+        """
+        x = self._check_images(images_from_batch(batch), "training images").to(self.device)
+        z_sem = self.semantic_encoder(x)
+        return self.diffusion.loss(self._denoiser(z_sem), x)
+
+    def fit(self, dataset, *, max_steps: int, batch_size: int = 16, device=None,
+            checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+            verbose: bool = True, **options) -> DAEEncoder:
+        """Train the semantic encoder and the decoder jointly, then store the statistics
+        of ``z_sem`` over ``dataset``.
+
+        A thin call into :func:`latentaudit.training.train`; the defaults are the paper's
+        (Adam, learning rate 1e-4, EMA 0.999, whose weights the model keeps).
+
+        Parameters
+        ----------
+        dataset : Dataset, numpy.ndarray or torch.Tensor
+            Training images in [-1, 1]: a map-style dataset yielding ``{"image", "index"}``
+            dicts (latentaudit's datasets) or an array ``(N, C, *spatial)``.
+        max_steps : int
+            Optimiser steps of the whole run.
+        batch_size : int, default 16
+            Images per step.
+        device : str or torch.device, optional
+            Where to train (the model stays there).
+        checkpoint_dir : str or os.PathLike, optional
+            Folder for atomic checkpoints, from which ``resume=True`` continues.
+        resume : bool, default False
+            Continue the run saved in ``checkpoint_dir``.
+        verbose : bool, default True
+            Show progress bars.
+        **options
+            Any other option of :func:`latentaudit.training.train` (``lr``,
+            ``ema_decay``, ``precision``, ``time_limit``, ``compile``, ...).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InputShapeError
+            If the images do not fit the model.
+        TrainingError
+            If the loss becomes NaN or infinite.
+        """
+        super().fit(dataset, max_steps=max_steps, batch_size=batch_size, device=device,
+                    checkpoint_dir=checkpoint_dir, resume=resume, verbose=verbose, **options)
+        self.compute_latent_stats(self._training_dataset(dataset), batch_size=max(
+            batch_size, 64), verbose=verbose)
+        return self
+
+    @torch.no_grad()
+    def compute_latent_stats(self, x, *, batch_size: int = 64,
+                             verbose: bool = False) -> DAEEncoder:
+        """Store the per-dimension mean and standard deviation of ``z_sem`` over ``x``.
+
+        :meth:`manipulate` and the latent DDIM work in the space normalised by these;
+        :meth:`fit` calls this on its training images.
+
+        Parameters
+        ----------
+        x : torch.Tensor, numpy.ndarray, Dataset or DataLoader
+            Images, as for :meth:`encode`.
+        batch_size : int, default 64
+            Images per forward pass.
+        verbose : bool, default False
+            Show a progress bar.
+
+        Returns
+        -------
+        self
+        """
+        z = self.encode(x, batch_size=batch_size, verbose=verbose).double()
+        if len(z) < 2:
+            raise InputShapeError(f"latent statistics need at least 2 images, got {len(z)}")
+        self.latent_mean.copy_(z.mean(0).float())
+        self.latent_std.copy_(z.std(0).clamp_min(1e-6).float())
+        self.latent_count.fill_(len(z))
+        return self
+
+    def _require_stats(self, what: str) -> None:
+        if int(self.latent_count) == 0:
+            raise NotFittedError(
+                f"{what} needs the statistics of z_sem over the training images; call fit "
+                f"or compute_latent_stats first")
+
+    def normalize(self, z_sem) -> torch.Tensor:
+        """``(z_sem - latent_mean) / latent_std``: the space of :meth:`manipulate` and the
+        latent DDIM.
+
+        Parameters
+        ----------
+        z_sem : torch.Tensor or numpy.ndarray
+            ``(N, latent_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+
+        Raises
+        ------
+        NotFittedError
+            Before the statistics are computed.
+        """
+        self._require_stats("normalize")
+        z = self._latents(z_sem)
+        return (z - self.latent_mean.to(z.device)) / self.latent_std.to(z.device)
+
+    def denormalize(self, z_normalized) -> torch.Tensor:
+        """Inverse of :meth:`normalize`.
+
+        Parameters
+        ----------
+        z_normalized : torch.Tensor or numpy.ndarray
+            ``(N, latent_dim)``.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        self._require_stats("denormalize")
+        z = self._latents(z_normalized)
+        return z * self.latent_std.to(z.device) + self.latent_mean.to(z.device)
+
+    # -- the stochastic code and decoding ----------------------------------------------
+    def encode_stochastic(self, x, z_sem=None, steps: int | None = None, *,
+                          batch_size: int = 64, clip_denoised: bool = True,
+                          verbose: bool = False) -> torch.Tensor:
+        """The stochastic code ``x_T`` of images: deterministic DDIM inversion conditioned
+        on ``z_sem``.
+
+        Decoding ``(z_sem, x_T)`` with the same number of steps gives the image back.  The
+        round trip is exact only in the limit of small steps: at a finite number of steps
+        the error is, to first order, ``sum_i (1 - sigma_{i-1} / sigma_i) *
+        |x0_hat_i - x0_hat_{i-1}|`` (``sigma = sqrt((1 - alpha_bar) / alpha_bar)``,
+        ``x0_hat_i`` the model's estimate of the image at the i-th step of the path), i.e.
+        it is bounded by how much the model's estimate of the clean image changes along
+        the path, and it vanishes as the steps shrink.
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            Images ``(N, C, *spatial)`` in [-1, 1].
+        z_sem : torch.Tensor or numpy.ndarray, optional
+            Their semantic codes ``(N, latent_dim)``; computed with :meth:`encode` when
+            None.
+        steps : int, optional
+            DDIM steps (default: ``config.sample_steps``); decode with the same number.
+        batch_size : int, default 64
+            Images per forward pass.
+        clip_denoised : bool, default True
+            Clip the model's estimates of the clean image to [-1, 1] (as :meth:`decode`
+            does by default).
+        verbose : bool, default False
+            Show a progress bar.
+
+        Returns
+        -------
+        torch.Tensor
+            ``x_T``, shaped like ``x``; on ``x``'s device for a tensor, else on the CPU.
+
+        Raises
+        ------
+        InputShapeError, InputTypeError
+            For images or codes of the wrong shape or type.
+        """
+        batch_size = self._check_batch_size(batch_size)
+        x, out_device = self._images(x)
+        steps = self._steps(steps)
+        z = self.encode(x, batch_size=batch_size) if z_sem is None else self._latents(
+            z_sem, len(x))
+        device, fmt = self.device, self._memory_format()
+        codes = []
+        from tqdm.auto import tqdm
+
+        with torch.no_grad(), eval_mode(self):
+            for start in tqdm(range(0, len(x), batch_size), disable=not verbose,
+                              desc="DDIM inversion", unit="batch"):
+                xb = x[start:start + batch_size].to(device).contiguous(memory_format=fmt)
+                zb = z[start:start + batch_size].to(device)
+                codes.append(self.diffusion.ddim_invert(self._denoiser(zb), xb, steps,
+                                                        clip_denoised).float().to(out_device))
+        if not codes:
+            return torch.empty(0, *x.shape[1:], device=out_device)
+        return torch.cat(codes).contiguous()
+
+    def decode(self, z_sem, x_T=None, steps: int | None = None, *,
+               generator: torch.Generator | None = None, batch_size: int = 64,
+               clip_denoised: bool = True, verbose: bool = False) -> torch.Tensor:
+        """Decode semantic codes into images by deterministic DDIM.
+
+        Parameters
+        ----------
+        z_sem : torch.Tensor or numpy.ndarray
+            ``(N, latent_dim)`` semantic codes.
+        x_T : torch.Tensor or numpy.ndarray, optional
+            ``(N, C, *spatial)`` stochastic codes (from :meth:`encode_stochastic`).  When
+            None, Gaussian noise is drawn: the images then share the semantics of ``z_sem``
+            and differ in the details that ``x_T`` carries.
+        steps : int, optional
+            DDIM steps (default: ``config.sample_steps``).
+        generator : torch.Generator, optional
+            Source of the noise when ``x_T`` is None (drawn on the generator's device);
+            the same generator state gives the same images.
+        batch_size : int, default 64
+            Codes per forward pass.
+        clip_denoised : bool, default True
+            Clip the model's estimates of the clean image to [-1, 1] at every step.
+        verbose : bool, default False
+            Show a progress bar.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, C, *spatial)`` float32 images in [-1, 1]; on ``z_sem``'s device for a
+            tensor, else on the CPU.
+
+        Raises
+        ------
+        InputShapeError
+            If ``z_sem`` is not ``(N, latent_dim)`` or ``x_T`` does not match it.
+        """
+        batch_size = self._check_batch_size(batch_size)
+        out_device = z_sem.device if isinstance(z_sem, torch.Tensor) else torch.device("cpu")
+        z = self._latents(z_sem)
+        steps = self._steps(steps)
+        shape = (len(z), self.in_channels, *self._sizes)
+        if x_T is None:
+            noise_device = generator.device if generator is not None else torch.device("cpu")
+            x_T = torch.randn(shape, generator=generator, device=noise_device)
+        else:
+            x_T, _ = self._images(x_T, "x_T")
+            if tuple(x_T.shape) != shape:
+                raise InputShapeError(f"x_T must have shape {shape} to match z_sem, got "
+                                      f"{tuple(x_T.shape)}")
+        device, fmt = self.device, self._memory_format()
+        images = []
+        from tqdm.auto import tqdm
+
+        with torch.no_grad(), eval_mode(self):
+            for start in tqdm(range(0, len(z), batch_size), disable=not verbose,
+                              desc="DDIM decoding", unit="batch"):
+                zb = z[start:start + batch_size].to(device)
+                xb = x_T[start:start + batch_size].to(device).contiguous(memory_format=fmt)
+                out = self.diffusion.ddim_sample(self._denoiser(zb), xb, steps, clip_denoised)
+                images.append(out.clamp(-1.0, 1.0).float().to(out_device))
+        if not images:
+            return torch.empty(0, *shape[1:], device=out_device)
+        return torch.cat(images).contiguous()
+
+    def reconstruct(self, x, steps: int | None = None, *, batch_size: int = 64,
+                    verbose: bool = False) -> torch.Tensor:
+        """Encode images to ``(z_sem, x_T)`` and decode them back.
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            Images ``(N, C, *spatial)``.
+        steps : int, optional
+            DDIM steps for the inversion and the decoding.
+        batch_size : int, default 64
+            Images per forward pass.
+        verbose : bool, default False
+            Show progress bars.
+
+        Returns
+        -------
+        torch.Tensor
+            Reconstructions shaped like ``x``, in [-1, 1].
+        """
+        x, _ = self._images(x)
+        z = self.encode(x, batch_size=batch_size)
+        x_T = self.encode_stochastic(x, z, steps, batch_size=batch_size, verbose=verbose)
+        return self.decode(z, x_T, steps, batch_size=batch_size, verbose=verbose)
+
+    def interpolate(self, x_a, x_b, alphas, steps: int | None = None, *,
+                    batch_size: int = 64, verbose: bool = False) -> torch.Tensor:
+        """Images between two images: linear interpolation of ``z_sem`` and spherical
+        interpolation of ``x_T``, decoded.
+
+        Parameters
+        ----------
+        x_a, x_b : torch.Tensor or numpy.ndarray
+            Start and end images, ``(N, C, *spatial)`` (pairs) or one image ``(C,
+            *spatial)`` each.
+        alphas : sequence of float
+            Interpolation weights; 0 gives the reconstruction of ``x_a``, 1 that of
+            ``x_b``.
+        steps : int, optional
+            DDIM steps.
+        batch_size : int, default 64
+            Images per forward pass.
+        verbose : bool, default False
+            Show progress bars.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, len(alphas), C, *spatial)``, or ``(len(alphas), C, *spatial)`` for single
+            images.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit import DAEEncoder
+        >>> enc = DAEEncoder.from_preset("tiny")
+        >>> a, b = torch.zeros(1, 16, 16), torch.ones(1, 16, 16) * 0.5
+        >>> enc.interpolate(a, b, [0.0, 0.5, 1.0], steps=5).shape
+        torch.Size([3, 1, 16, 16])
+        """
+        single = isinstance(x_a, (torch.Tensor, np.ndarray)) and \
+            x_a.ndim == self.spatial_dims + 1
+        if single:
+            x_a, x_b = x_a[None], x_b[None]
+        xa, out_device = self._images(x_a, "x_a")
+        xb, _ = self._images(x_b, "x_b")
+        if xa.shape != xb.shape:
+            raise InputShapeError(f"x_a and x_b must have the same shape, got "
+                                  f"{tuple(xa.shape)} and {tuple(xb.shape)}")
+        alphas = torch.as_tensor(np.asarray(alphas, dtype=np.float64).reshape(-1))
+        if not len(alphas):
+            raise ConfigError("alphas must hold at least one weight")
+        both = torch.cat([xa, xb])
+        z = self.encode(both, batch_size=batch_size)
+        x_T = self.encode_stochastic(both, z, steps, batch_size=batch_size, verbose=verbose)
+        n, k = len(xa), len(alphas)
+        z_a, z_b = z[:n].double(), z[n:].double()
+        weights = alphas.to(z.device)
+        z_mix = torch.lerp(z_a[:, None], z_b[:, None], weights[None, :, None])
+        t_a = x_T[:n].repeat_interleave(k, dim=0)
+        t_b = x_T[n:].repeat_interleave(k, dim=0)
+        t_mix = slerp(t_a, t_b, weights.repeat(n).to(t_a.device))
+        images = self.decode(z_mix.reshape(n * k, -1).float(), t_mix, steps,
+                             batch_size=batch_size, verbose=verbose)
+        images = images.reshape(n, k, *images.shape[1:]).to(out_device)
+        return images[0] if single else images
+
+    def manipulate(self, x, direction, scale=0.3, steps: int | None = None, *,
+                   batch_size: int = 64, verbose: bool = False) -> torch.Tensor:
+        """Move images along a direction of the normalised latent space and decode them
+        with their own stochastic codes (so only what ``z_sem`` carries changes).
+
+        ``z' = denormalize(normalize(z_sem) + scale * sqrt(latent_dim) * d / |d|)``, the
+        convention of the paper's code: with unit-variance coordinates, ``scale`` is a
+        fraction of the typical length of a normalised code.
+
+        Parameters
+        ----------
+        x : torch.Tensor or numpy.ndarray
+            Images ``(N, C, *spatial)``.
+        direction : array-like
+            ``(latent_dim,)`` (or ``(N, latent_dim)``, one per image) in the normalised
+            space, e.g. the normal of a linear probe fitted on :meth:`normalize`-d codes.
+        scale : float or array-like, default 0.3
+            Step length (per image if an array ``(N,)``); negative moves the other way.
+        steps : int, optional
+            DDIM steps.
+        batch_size : int, default 64
+            Images per forward pass.
+        verbose : bool, default False
+            Show progress bars.
+
+        Returns
+        -------
+        torch.Tensor
+            The manipulated images, shaped like ``x``.
+
+        Raises
+        ------
+        NotFittedError
+            Before the latent statistics exist (:meth:`fit`, :meth:`compute_latent_stats`).
+        InputShapeError
+            For a direction of the wrong length.
+        """
+        self._require_stats("manipulate")
+        x, out_device = self._images(x)
+        d = torch.as_tensor(np.asarray(direction, dtype=np.float64))
+        if d.ndim == 1:
+            d = d[None].expand(len(x), -1)
+        if d.ndim != 2 or d.shape != (len(x), self.latent_dim):
+            raise InputShapeError(f"direction must have shape ({self.latent_dim},) or "
+                                  f"({len(x)}, {self.latent_dim}), got {tuple(d.shape)}")
+        norms = d.norm(dim=1, keepdim=True)
+        if bool((norms == 0).any()):
+            raise ConfigError("direction must not be the zero vector")
+        scale = torch.as_tensor(np.asarray(scale, dtype=np.float64)).reshape(-1, 1)
+        if len(scale) not in (1, len(x)):
+            raise InputShapeError(f"scale must be a number or hold one value per image "
+                                  f"({len(x)}), got {len(scale)} values")
+        z = self.encode(x, batch_size=batch_size)
+        x_T = self.encode_stochastic(x, z, steps, batch_size=batch_size, verbose=verbose)
+        shift = scale * math.sqrt(self.latent_dim) * d / norms
+        z_new = self.denormalize(self.normalize(z).double().cpu() + shift)
+        return self.decode(z_new.float(), x_T, steps, batch_size=batch_size,
+                           verbose=verbose).to(out_device)
+
+    # -- latent DDIM -------------------------------------------------------------------
+    def fit_latent(self, x=None, *, z_sem=None, max_steps: int = 5000, batch_size: int = 256,
+                   device=None, verbose: bool = True, **options) -> DAEEncoder:
+        """Train the latent DDIM on the normalised codes of the training images.
+
+        Parameters
+        ----------
+        x : torch.Tensor, numpy.ndarray, Dataset or DataLoader, optional
+            Training images (encoded with :meth:`encode`).
+        z_sem : torch.Tensor or numpy.ndarray, optional
+            Their codes, if already computed (instead of ``x``).
+        max_steps : int, default 5000
+            Optimiser steps.
+        batch_size : int, default 256
+            Codes per step.
+        device : str or torch.device, optional
+            Where to train.
+        verbose : bool, default True
+            Show a progress bar.
+        **options
+            Other options of :func:`latentaudit.training.train` (default: lr 1e-4,
+            ``ema_decay`` 0.999).
+
+        Returns
+        -------
+        self
+            With ``latent_history_``.
+
+        Raises
+        ------
+        ConfigError
+            If the model was built with ``latent_ddim=False``.
+        NotFittedError
+            If neither the latent statistics nor images to compute them from exist.
+        """
+        if self.latent_net is None:
+            raise ConfigError("this DAEEncoder was built with latent_ddim=False; build it "
+                              "with latent_ddim=True to sample new subjects")
+        if (x is None) == (z_sem is None):
+            raise ConfigError("fit_latent needs exactly one of x (images) or z_sem (codes)")
+        if z_sem is None:
+            z_sem = self.encode(x, verbose=verbose)
+            if int(self.latent_count) == 0:
+                self.compute_latent_stats(x)
+        z_norm = self.normalize(z_sem).detach().float().cpu()
+        from ...training import train
+
+        settings = {"lr": 1e-4, "ema_decay": 0.999, "weight_decay": 0.0, **options}
+        self.latent_history_ = train(self.latent_net, TensorDataset(z_norm),
+                                     max_steps=max_steps, batch_size=batch_size,
+                                     device=device or self.device, verbose=verbose,
+                                     **settings)
+        self.latent_ddim_trained.fill_(1)
+        return self
+
+    def sample(self, n: int, steps: int | None = None, *, latent_steps: int = 50,
+               generator: torch.Generator | None = None, batch_size: int = 64,
+               verbose: bool = False) -> torch.Tensor:
+        """Sample new images: a ``z_sem`` from the latent DDIM, then random ``x_T``.
+
+        Parameters
+        ----------
+        n : int
+            Number of images.
+        steps : int, optional
+            DDIM steps of the image decoder.
+        latent_steps : int, default 50
+            DDIM steps of the latent model.
+        generator : torch.Generator, optional
+            Source of all the noise.
+        batch_size : int, default 64
+            Images per forward pass.
+        verbose : bool, default False
+            Show progress bars.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, C, *spatial)`` images in [-1, 1], on the CPU.
+
+        Raises
+        ------
+        NotFittedError
+            If the latent DDIM has not been trained (:meth:`fit_latent`).
+        """
+        if self.latent_net is None or int(self.latent_ddim_trained) == 0:
+            raise NotFittedError("sample needs a trained latent DDIM: build the model with "
+                                 "latent_ddim=True and call fit_latent")
+        n = _positive_int("n", n)
+        with torch.no_grad(), eval_mode(self):
+            z_norm = self.latent_net.sample(n, latent_steps, generator=generator)
+        z = self.denormalize(z_norm.cpu())
+        return self.decode(z, None, steps, generator=generator, batch_size=batch_size,
+                           verbose=verbose)
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (f"spatial_dims={cfg.spatial_dims}, in_channels={cfg.in_channels}, "
+                f"image_size={cfg.image_size}, latent_dim={cfg.latent_dim}, "
+                f"base_channels={cfg.base_channels}, channel_mult={cfg.channel_mult}, "
+                f"encoder_channel_mult={cfg.encoder_channel_mult}")
+
