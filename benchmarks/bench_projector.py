@@ -11,7 +11,7 @@ their neighbourhoods; ``--data gmm`` uses a synthetic Gaussian mixture instead) 
 - ``Projector(method="umap")`` when umap-learn is installed; the numba compilation of a
   fresh process (import and a first small fit) is timed separately,
 
-each in a fresh subprocess, reporting wall time and peak resident memory (``ru_maxrss``,
+each in a fresh subprocess, reporting wall time and peak resident memory (``VmHWM``,
 and the increase over the process's footprint after loading the data).  Every map is
 scored on the same random subsample of at most 5,000 points by scikit-learn's
 trustworthiness (k = 10, against the 512-dim data) and, for Fashion-MNIST, by the
@@ -93,6 +93,18 @@ def make_data(kind: str, n: int, dim: int, seed: int) -> tuple[np.ndarray, np.nd
 # one projection in a fresh process
 # --------------------------------------------------------------------------------------
 def _rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB).
+
+    ``VmHWM`` of the process's own address space: unlike ``ru_maxrss``, it does not carry
+    over the parent's footprint through fork and exec.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

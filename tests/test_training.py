@@ -86,18 +86,18 @@ def test_loss_goes_down():
     class Line(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fit_ = nn.Linear(1, 1)
+            self.line = nn.Linear(1, 1)
 
         def loss(self, batch):
             xb, yb = batch
-            return torch.mean((self.fit_(xb) - yb) ** 2)
+            return torch.mean((self.line(xb) - yb) ** 2)
 
     torch.manual_seed(0)
     model = Line()
     history = train(model, TensorDataset(x, 3 * x - 1), max_steps=300, batch_size=16, lr=0.05,
                     verbose=False)
     assert history["loss"].iloc[-1] < 1e-3 < history["loss"].iloc[0]
-    assert model.fit_.weight.item() == pytest.approx(3.0, abs=0.05)
+    assert model.line.weight.item() == pytest.approx(3.0, abs=0.05)
     assert history.attrs["stop_reason"] == "max_steps"
 
 
@@ -353,6 +353,24 @@ def test_invalid_inputs_are_rejected():
 
     with pytest.raises(InputTypeError, match="scalar"):
         train(_net(0, Vector), data, max_steps=1, verbose=False)
+
+
+def test_bf16_autocast_on_cpu_runs():
+    seen = []
+
+    class Probe(PlainNet):
+        def loss(self, batch):
+            out = self.lin(batch["image"].flatten(1))
+            seen.append(out.dtype)
+            return (out.float() ** 2).mean()
+
+    history = train(_net(0, Probe), _dataset(), max_steps=2, batch_size=4, precision="bf16",
+                    verbose=False)
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    assert np.isfinite(history["loss"]).all()
+    # precision="auto" is float32 on the CPU.
+    train(_net(0, Probe), _dataset(), max_steps=1, batch_size=4, verbose=False)
+    assert seen[2:] == [torch.float32]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

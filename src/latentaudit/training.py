@@ -179,10 +179,10 @@ def train(model: nn.Module, dataset, *, max_steps: int, batch_size: int = 32,
     >>> class Line(torch.nn.Module):
     ...     def __init__(self):
     ...         super().__init__()
-    ...         self.fit_ = torch.nn.Linear(1, 1)
+    ...         self.line = torch.nn.Linear(1, 1)
     ...     def loss(self, batch):
     ...         x, y = batch
-    ...         return torch.mean((self.fit_(x) - y) ** 2)
+    ...         return torch.mean((self.line(x) - y) ** 2)
     >>> x = torch.linspace(-1, 1, 64)[:, None]
     >>> history = train(Line(), TensorDataset(x, 3 * x), max_steps=200, batch_size=16,
     ...                 lr=0.05, verbose=False)

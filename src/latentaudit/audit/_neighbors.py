@@ -13,6 +13,7 @@ compiled functions that allow it, so later processes load most of them from disk
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import sys
@@ -36,6 +37,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CACHE_STATE: dict[str, bool] = {}
+# Parameters through which pynndescent hands a compiled function (the distance) to another.
+# numba types such an argument by the function object of the running process, so its
+# cache entries never match in a later process and would pile up on disk: leave those off.
+_FUNCTION_PARAMETERS = frozenset(
+    {"dist", "metric", "ground_metric", "rdist", "distance_func", "deheap_sort_function"}
+)
 
 
 @dataclasses.dataclass
@@ -73,8 +80,9 @@ def enable_numba_cache() -> bool:
     compiles them again (tens of seconds).  This switches it on for each one that does
     not have it yet; numba writes the cache next to pynndescent's sources, or to the
     user's cache folder when those are read-only (or to ``NUMBA_CACHE_DIR``).  Functions
-    that numba cannot cache (those calling ``numba.get_num_threads()``) still compile in
-    every process.  Set the environment variable ``LATENTAUDIT_NUMBA_CACHE=0`` to leave
+    that numba cannot cache (those calling ``numba.get_num_threads()``, and those taking
+    the distance function as an argument, whose cache entries would never match again)
+    still compile in every process.  Set the environment variable ``LATENTAUDIT_NUMBA_CACHE=0`` to leave
     pynndescent untouched.
 
     Returns
@@ -105,12 +113,19 @@ def enable_numba_cache() -> bool:
         if not name.startswith("pynndescent") or module is None:
             continue
         for obj in list(vars(module).values()):
-            if isinstance(obj, Dispatcher) and type(obj._cache).__name__ == "NullCache":
-                try:
-                    obj.enable_caching()
-                    n_enabled += 1
-                except Exception as err:  # no writable cache location, or numba changed
-                    logger.debug("numba cache not enabled for %s: %s", obj, err)
+            if not isinstance(obj, Dispatcher) or type(obj._cache).__name__ != "NullCache":
+                continue
+            try:
+                parameters = set(inspect.signature(obj.py_func).parameters)
+            except (TypeError, ValueError):
+                continue
+            if parameters & _FUNCTION_PARAMETERS:
+                continue
+            try:
+                obj.enable_caching()
+                n_enabled += 1
+            except Exception as err:  # no writable cache location, or numba changed
+                logger.debug("numba cache not enabled for %s: %s", obj, err)
     logger.debug("enabled numba's disk cache for %d pynndescent functions", n_enabled)
     _CACHE_STATE["done"] = True
     return True

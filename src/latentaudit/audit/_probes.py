@@ -16,6 +16,7 @@ import logging
 import numbers
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import (
     KFold,
@@ -50,7 +51,8 @@ def make_probe(kind: str, model: str = "linear", *, probability: bool = False):
         ``"linear"``: ``LogisticRegression`` or ``RidgeCV``; ``"svm"``: ``SVC`` or ``SVR``
         with an RBF kernel (scikit-learn's defaults, as in the paper).
     probability : bool, default False
-        Let ``SVC`` predict probabilities (slower; used for label issues).
+        Let the SVM predict probabilities (Platt scaling by ``CalibratedClassifierCV``;
+        slower; used for label issues).
 
     Returns
     -------
@@ -64,9 +66,14 @@ def make_probe(kind: str, model: str = "linear", *, probability: bool = False):
     check_option("kind", kind, ["categorical", "continuous"])
     check_option("model", model, PROBE_MODELS)
     if kind == "categorical":
-        estimator = (
-            LogisticRegression(max_iter=1000) if model == "linear" else SVC(probability=probability)
-        )
+        if model == "linear":
+            estimator = LogisticRegression(max_iter=1000)
+        elif probability:
+            # Platt scaling fitted on held-out folds of the training data, without the
+            # deprecated SVC(probability=True)
+            estimator = CalibratedClassifierCV(SVC(), method="sigmoid", cv=3)
+        else:
+            estimator = SVC()
     else:
         estimator = RidgeCV(alphas=_RIDGE_ALPHAS) if model == "linear" else SVR()
     return make_pipeline(StandardScaler(), estimator)

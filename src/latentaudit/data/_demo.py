@@ -56,6 +56,8 @@ _FOV_LEFT_Y = 80.0  # anterior edge of the image: the nose tip falls just outsid
 _FOV_TOP_Z = 112.0
 _HEAD_CENTRE = np.array([0.0, -15.0, 15.0])  # centre of scaling and rotation
 _VENTRICLE_CENTRE = np.array([0.0, -12.0, 18.0])  # centre of age-related enlargement
+_BRAIN_CENTRE = np.array([0.0, -18.0, 15.0])  # centre and (y, z) semi-axes of the brain,
+_BRAIN_RADII = (88.0, 72.0)  # for age-related shrinkage
 # Site B: the field of view moves superiorly by 50 of 256 pixels (Graf et al.: 50 voxels).
 _SHIFT_FRACTION = 50 / 256
 _SLAB_HALF_WIDTH = 12  # mm either side of the midline kept from the volumes
@@ -445,8 +447,9 @@ def _resample_to_slab(path: Path, *, clamp_bottom: bool) -> np.ndarray:
     return values.reshape(len(x), len(y), len(z)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=1)
 def _load_templates(ch2_path: Path, ch2bet_path: Path, mni_path: Path) -> dict:
-    """The volumes every subject is drawn from, on one slab grid."""
+    """The volumes every subject is drawn from, on one slab grid (read-only, cached)."""
     from scipy import ndimage
 
     ch2 = _resample_to_slab(ch2_path, clamp_bottom=True)
@@ -465,8 +468,11 @@ def _load_templates(ch2_path: Path, ch2bet_path: Path, mni_path: Path) -> dict:
     mni_matched = np.interp(mni, np.percentile(mni[both], quantiles),
                             np.percentile(ch2[both], quantiles)).astype(np.float32)
     brain = ndimage.gaussian_filter(both.astype(np.float32), 1.5)
-    return {"ch2": ch2, "brain_delta": brain * (mni_matched - ch2), "brain": brain,
-            "head": ndimage.gaussian_filter(head.astype(np.float32), 0.7)}
+    templates = {"ch2": ch2, "brain_delta": brain * (mni_matched - ch2), "brain": brain,
+                 "head": ndimage.gaussian_filter(head.astype(np.float32), 0.7)}
+    for volume in templates.values():
+        volume.flags.writeable = False
+    return templates
 
 
 def _draw_population(n: int, seed: int, flip_fraction: float) -> dict:
@@ -501,7 +507,8 @@ def _draw_population(n: int, seed: int, flip_fraction: float) -> dict:
         "pitch": rng.normal(0, 2.0, n),  # degrees, head tilt in the coil
         "x_offset": rng.uniform(-2, 2, n),  # mm, the "centre" slice is never exactly central
         "blend": rng.beta(2, 2, n),  # share of Colin27 in the brain, the rest MNI152
-        "atrophy": 0.12 * (age - 20) / 60,
+        "atrophy": 0.25 * (age - 20) / 60,
+        "shrinkage": 0.05 * (age - 20) / 60,
         "age_fraction": (age - 20) / 60,
         "gamma": np.exp(rng.normal(0, 0.08, n)),
         "noise_sigma": rng.uniform(0.015, 0.04, n),
@@ -584,7 +591,13 @@ def _template_coordinates(p: dict, shift_mm: float = 0.0) -> np.ndarray:
     top = pad - int(round(shift_mm / (_FOV_MM / _RENDER_SIZE)))
     field = field[:, top: top + _RENDER_SIZE, pad: pad + _RENDER_SIZE]
     x, y, z = x + field[0], y + field[1], z + field[2]
-    # Age enlarges the ventricles: sample points are pulled towards their centre.
+    # Ageing.  The brain shrinks inside the skull: sample points inside the brain move
+    # outwards, most near its surface, none beyond the skull, so the CSF gap widens.
+    dy, dz = y - _BRAIN_CENTRE[1], z - _BRAIN_CENTRE[2]
+    radius = np.sqrt((dy / _BRAIN_RADII[0]) ** 2 + (dz / _BRAIN_RADII[1]) ** 2)
+    push = p["shrinkage"] * np.exp(-radius**6)
+    y, z = y + push * dy, z + push * dz
+    # The ventricles enlarge: sample points are pulled towards their centre.
     dy, dz = y - _VENTRICLE_CENTRE[1], z - _VENTRICLE_CENTRE[2]
     pull = p["atrophy"] * np.exp(-(dy**2 + dz**2) / (2 * 18.0**2))
     y, z = y - pull * dy, z - pull * dz
@@ -609,7 +622,7 @@ def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray
     # close to white, as in a T1 image windowed for viewing.
     image = np.clip(image / _FULL_SCALE, 0, None)
     # Ageing: grey and white matter darken and the dark (CSF) parts darken more.
-    image = image * (1 - brain * p["age_fraction"] * 0.08)
+    image = image * (1 - brain * p["age_fraction"] * 0.12)
     image = image * (1 - brain * p["age_fraction"] * 0.15 * np.clip(0.35 - image, 0, None)
                      / 0.35)
     image = image ** p["gamma"]

@@ -376,7 +376,9 @@ class ModelEncoder(BaseEncoder):
         tmp = config_path.with_name(f"{CONFIG_NAME}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, config_path)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        # Cloned so tied weights do not share storage, which safetensors refuses; loading
+        # fills every tied name with the same values again.
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
         weights_path = directory / WEIGHTS_NAME
         tmp = weights_path.with_name(f"{WEIGHTS_NAME}.tmp-{os.getpid()}")
         save_file(state, str(tmp), metadata={"format": "pt", "model_type": self.model_type,

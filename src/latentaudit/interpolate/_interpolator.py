@@ -359,8 +359,9 @@ class Interpolator(BaseResampler):
     def synthetic_metadata(self, metadata, *, continuous=None, categorical="nearest"):
         """Metadata of every row of the last :meth:`fit_resample`, with a ``synthetic`` flag.
 
-        The real rows come first, then one row per synthetic sample.  For a synthetic row, the group's columns (:attr:`group_columns_`) take the group's
-        values; continuous columns are interpolated with the row's weight,
+        The real rows come first, then one row per synthetic sample.  For a synthetic row,
+        the group's columns (:attr:`group_columns_`) take the group's values; continuous
+        columns are interpolated with the row's weight,
         ``value[parent_a] + weight * (value[parent_b] - value[parent_a])``; other columns
         are copied from a parent.
 

@@ -22,6 +22,7 @@ RESNET_LAYERS = {
     "resnet34": (3, 4, 6, 3),
 }
 _STEMS = ("standard", "small")
+_AVG_POOL = {2: nn.AvgPool2d, 3: nn.AvgPool3d}
 
 
 class BasicBlock(nn.Module):
@@ -56,13 +57,17 @@ class BasicBlock(nn.Module):
         self.conv2 = conv(spatial_dims, out_channels, out_channels, 3, bias=bias)
         self.norm2 = norm(norm_kind, spatial_dims, out_channels)
         self.act = nn.ReLU(inplace=True)
+        shortcut: list[nn.Module] = []
+        if stride != 1:
+            # Average pooling then a 1x1 convolution (ResNet-D) rather than a strided 1x1
+            # convolution: no input pixel is skipped, and it avoids a crash of PyTorch's
+            # CPU backward pass for strided 1x1 convolutions in channels-last format.
+            shortcut.append(_AVG_POOL[spatial_dims](stride, ceil_mode=True,
+                                                    count_include_pad=False))
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                conv(spatial_dims, in_channels, out_channels, 1, stride=stride, padding=0,
-                     bias=bias),
-                norm(norm_kind, spatial_dims, out_channels))
-        else:
-            self.shortcut = nn.Identity()
+            shortcut += [conv(spatial_dims, in_channels, out_channels, 1, padding=0, bias=bias),
+                         norm(norm_kind, spatial_dims, out_channels)]
+        self.shortcut = nn.Sequential(*shortcut) if shortcut else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block to ``x`` of shape ``(N, C, *spatial)``."""

@@ -17,8 +17,9 @@ __all__ = ["MISSING_COLOR", "OKABE_ITO", "plot_projection"]
 
 logger = logging.getLogger(__name__)
 
-#: Okabe & Ito's palette, distinguishable with the common colour-vision deficiencies.
-OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+#: Okabe & Ito's palette, distinguishable with the common colour-vision deficiencies;
+#: ordered so that the first colours contrast most on white (yellow comes late).
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442",
              "#000000")
 #: Colour of points whose value is missing (not in any palette used here).
 MISSING_COLOR = "#BBBBBB"
@@ -139,7 +140,7 @@ def plot_projection(xy, metadata=None, columns=None, *, images=None, thumbnails=
     style = {"s": point_size, "alpha": alpha, "linewidths": 0, "rasterized": rasterized}
     if not columns:
         ax = axes[0]
-        ax.scatter(xy[order, 0], xy[order, 1], color=OKABE_ITO[4], gid="points", **style)
+        ax.scatter(xy[order, 0], xy[order, 1], color=OKABE_ITO[0], gid="points", **style)
         _style_axes(ax, None)
     for ax, column in zip(axes[:len(columns)], columns, strict=True):
         values = metadata[column]
@@ -262,13 +263,15 @@ def _draw_thumbnails(ax, xy, images, thumbnails, size: float, random_state: int)
         raise DataError(f"images has {n_images} entries but xy has {len(xy)} points; give "
                         f"one image per point")
     centre = np.nanmedian(xy[finite], axis=0)
+    # room for the thumbnails that stick out of the point cloud
+    ax.margins(0.32)
     for row in rows:
         picture = _displayable(_read_image(images, int(row)))
         zoom = size / max(picture.shape)
         box = OffsetImage(picture, zoom=zoom, cmap="gray", interpolation="nearest")
         direction = xy[row] - centre
         norm = float(np.hypot(*direction))
-        offset = (direction / norm if norm > 0 else np.array([0.0, 1.0])) * size * 0.9
+        offset = (direction / norm if norm > 0 else np.array([0.0, 1.0])) * size * 0.65
         annotation = AnnotationBbox(
             box, xy[row], xybox=tuple(offset), boxcoords="offset points", pad=0.15,
             arrowprops={"arrowstyle": "-", "color": "0.3", "linewidth": 0.6},

@@ -1,0 +1,350 @@
+"""The audit report: sections of text, tables and figures, written as one self-contained
+HTML file and a JSON file of every number."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputTypeError
+from ..utils import check_option
+
+__all__ = ["AuditReport", "ReportFigure", "ReportSection", "ReportTable"]
+
+_FORMAT = "latentaudit.report"
+_FORMAT_VERSION = 1
+STATUSES = ("ok", "unavailable", "failed")
+
+
+@dataclasses.dataclass
+class ReportFigure:
+    """A figure of the report, already rendered.
+
+    Attributes
+    ----------
+    title : str
+        Heading shown above the figure.
+    png : bytes
+        The PNG file, inlined into the HTML as base64.
+    caption : str
+        What the figure shows, in a sentence or two.
+    """
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclasses.dataclass
+class ReportTable:
+    """A table of the report.
+
+    Attributes
+    ----------
+    title : str
+        Heading shown above the table.
+    frame : pandas.DataFrame
+        The rows.  All of them go to the JSON file; the HTML shows the first
+        ``max_rows``.
+    caption : str
+        What the table holds.
+    images : list of bytes or None, optional
+        One PNG thumbnail per row, shown in a first column.
+    max_rows : int, default 50
+        Rows shown in the HTML.
+    """
+
+    title: str
+    frame: pd.DataFrame
+    caption: str = ""
+    images: list | None = None
+    max_rows: int = 50
+
+
+@dataclasses.dataclass
+class ReportSection:
+    """One section of the report.
+
+    Attributes
+    ----------
+    key : str
+        Identifier (the anchor in the HTML and the key in the JSON).
+    title : str
+        Heading.
+    status : {"ok", "unavailable", "failed"}
+        ``"unavailable"``: the section could not be made from what was given (e.g. no
+        images, an encoder that cannot decode); ``"failed"``: its step raised an error.
+        Either way ``note`` says why; nothing is shown in its place.
+    note : str
+        Why a section is unavailable or failed, or a remark on an available one.
+    paragraphs : list of str
+        Text (plain, escaped in the HTML).
+    items : list of str
+        A bullet list (e.g. the top findings).
+    tables : list of ReportTable
+    figures : list of ReportFigure
+    data : dict
+        Numbers of the section for the JSON file (JSON-serialisable).
+    seconds : float or None
+        Time the section's step took.
+    """
+
+    key: str
+    title: str
+    status: str = "ok"
+    note: str = ""
+    paragraphs: list = dataclasses.field(default_factory=list)
+    items: list = dataclasses.field(default_factory=list)
+    tables: list = dataclasses.field(default_factory=list)
+    figures: list = dataclasses.field(default_factory=list)
+    data: dict = dataclasses.field(default_factory=dict)
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        check_option("status", self.status, STATUSES)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the section holds results."""
+        return self.status == "ok"
+
+    def mark(self, status: str, note: str) -> ReportSection:
+        """Set the status and the note saying why; drop whatever was half made."""
+        check_option("status", status, STATUSES)
+        self.status = status
+        self.note = note
+        if status != "ok":
+            self.tables, self.figures, self.items = [], [], []
+        return self
+
+
+class AuditReport:
+    """The result of an audit: ordered sections, a table of subjects and provenance.
+
+    Made by :func:`latentaudit.pipeline.run_audit`; write it with :meth:`save` (HTML and
+    JSON) or read the numbers with :meth:`to_dict`.
+
+    Parameters
+    ----------
+    title : str
+        Title of the report.
+    sections : list of ReportSection, optional
+        The sections, in order.
+    subjects : pandas.DataFrame, optional
+        One row per embedding row: id, cluster, map coordinates, metadata.
+    provenance : dict, optional
+        Data, encoder, versions, seeds, options and timings (JSON-serialisable).
+
+    Attributes
+    ----------
+    created : str
+        When the report was made (ISO 8601, UTC).
+
+    Examples
+    --------
+    >>> from latentaudit.report import AuditReport, ReportSection
+    >>> report = AuditReport("demo", [ReportSection("overview", "Overview",
+    ...                                             paragraphs=["Nothing yet."])])
+    >>> report.section("overview").ok
+    True
+    >>> "<html" in report.to_html()
+    True
+    """
+
+    def __init__(self, title: str, sections=None, subjects: pd.DataFrame | None = None,
+                 provenance: dict | None = None) -> None:
+        if not isinstance(title, str):
+            raise InputTypeError(f"title must be a str, got {type(title).__name__}")
+        self.title = title
+        self.sections: list[ReportSection] = list(sections or [])
+        self.subjects = pd.DataFrame() if subjects is None else subjects
+        self.provenance = dict(provenance or {})
+        self.created = datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds")
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{s.key}: {s.status}" for s in self.sections)
+        return f"AuditReport({self.title!r}, sections: {parts})"
+
+    def add(self, section: ReportSection) -> ReportSection:
+        """Append a section (replacing one with the same key) and return it."""
+        self.sections = [s for s in self.sections if s.key != section.key]
+        self.sections.append(section)
+        return section
+
+    def section(self, key: str) -> ReportSection:
+        """The section with this key.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.ConfigError`) for an unknown key.
+        """
+        keys = [s.key for s in self.sections]
+        check_option("section", key, keys)
+        return self.sections[keys.index(key)]
+
+    # -- output ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Every number of the report as JSON-ready Python objects.
+
+        Returns
+        -------
+        dict
+            ``format``, ``version``, ``title``, ``created``, ``provenance``,
+            ``sections`` (key -> ``title``, ``status``, ``note``, ``paragraphs``,
+            ``items``, ``data``, ``tables`` (title -> list of row records), ``seconds``)
+            and ``subjects`` (row records).
+        """
+        sections = {}
+        for s in self.sections:
+            sections[s.key] = {
+                "title": s.title,
+                "status": s.status,
+                "note": s.note,
+                "paragraphs": list(s.paragraphs),
+                "items": list(s.items),
+                "data": s.data,
+                "tables": {t.title: frame_records(t.frame) for t in s.tables},
+                "figures": [f.title for f in s.figures],
+                "seconds": s.seconds,
+            }
+        return jsonable({
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "title": self.title,
+            "created": self.created,
+            "provenance": self.provenance,
+            "sections": sections,
+            "subjects": frame_records(self.subjects),
+        })
+
+    def to_json(self, path: str | os.PathLike | None = None, *, indent: int = 1) -> str:
+        """The JSON document of :meth:`to_dict` (strict JSON: NaN becomes null).
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Also write it here.
+        indent : int, default 1
+            Indentation.
+
+        Returns
+        -------
+        str
+        """
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False, ensure_ascii=False)
+        if path is not None:
+            _write_text(Path(path), text)
+        return text
+
+    def to_html(self, path: str | os.PathLike | None = None) -> str:
+        """The report as one self-contained HTML page (inline CSS, images as base64 PNG,
+        no script, no external resource).
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Also write it here.
+
+        Returns
+        -------
+        str
+        """
+        from ._html import render_html
+
+        text = render_html(self)
+        if path is not None:
+            _write_text(Path(path), text)
+        return text
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``report.html``, ``report.json`` and ``subjects.csv`` into a folder.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Created if needed.
+
+        Returns
+        -------
+        pathlib.Path
+            The path of ``report.html``.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.to_json(folder / "report.json")
+        if len(self.subjects):
+            self.subjects.to_csv(folder / "subjects.csv", index=False)
+        html = folder / "report.html"
+        self.to_html(html)
+        return html
+
+
+def _write_text(path: Path, text: str) -> None:
+    # written beside and renamed, so an interrupted run never leaves half a report
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows of a table as JSON-ready dicts (missing values as None)."""
+    if frame is None or not len(frame.columns):
+        return []
+    out = []
+    columns = [str(c) for c in frame.columns]
+    for row in frame.itertuples(index=False, name=None):
+        out.append({c: jsonable(v) for c, v in zip(columns, row, strict=True)})
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """Convert NumPy, pandas and other values to what :mod:`json` writes strictly."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, pd.DataFrame):
+        return frame_records(value)
+    if isinstance(value, pd.Series):
+        return [jsonable(v) for v in value.tolist()]
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def check_report(report) -> AuditReport:
+    """Raise unless ``report`` is an :class:`AuditReport`."""
+    if not isinstance(report, AuditReport):
+        raise InputTypeError(f"expected an AuditReport, got {type(report).__name__}")
+    return report

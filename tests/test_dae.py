@@ -1,0 +1,321 @@
+"""Tests of the Diffusion Autoencoder (tiny presets, CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import latentaudit as la
+from latentaudit.encoders.dae import (
+    PRESETS,
+    DAEEncoder,
+    GaussianDiffusion,
+    beta_schedule,
+    ddim_timesteps,
+    preset,
+    slerp,
+)
+from latentaudit.errors import ConfigError, InputShapeError, NotFittedError
+
+
+def _blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Smooth discs of random centre and radius, in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    images = []
+    for _ in range(n):
+        cx, cy = rng.uniform(0.3, 0.7, 2)
+        r = rng.uniform(0.15, 0.35)
+        images.append(np.tanh(3 * (r**2 - (xx - cx) ** 2 - (yy - cy) ** 2) / r**2))
+    return np.asarray(images, dtype=np.float32)[:, None]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A tiny DAE trained briefly on discs, so that its noise estimates are not trivial
+    (an untrained DAE predicts zero noise: its output convolution starts at zero)."""
+    torch.manual_seed(0)
+    images = _blobs(64)
+    enc = DAEEncoder.from_preset("tiny")
+    enc.fit(images, max_steps=40, batch_size=16, lr=2e-3, ema_decay=None, verbose=False)
+    return enc, images
+
+
+# -- construction and presets -------------------------------------------------------------
+
+
+def test_paper_presets_have_the_issue_values():
+    for name, size in (("paper64", 64), ("paper256", 256)):
+        cfg = preset(name)
+        assert cfg.image_size == size and cfg.in_channels == 1
+        assert cfg.base_channels == 64 and cfg.channel_mult == (1, 1, 2, 2)
+        assert cfg.encoder_channel_mult == (1, 1, 2, 4, 4)
+        assert cfg.attention_resolutions == (16,) and cfg.num_res_blocks == 2
+        assert cfg.latent_dim == 512 and cfg.timesteps == 1000 and cfg.sample_steps == 20
+    assert DAEEncoder.default_training["lr"] == 1e-4
+    assert DAEEncoder.default_training["ema_decay"] == 0.999
+    assert {"tiny", "tiny3d", "cpu64", "volume64"} <= set(PRESETS)
+    assert preset("tiny3d").spatial_dims == 3 and preset("volume64").spatial_dims == 3
+
+
+def test_paper64_parameter_count_matches_the_reference():
+    # phizaz/diffae's BeatGANsAutoencConfig at the same settings (1 channel, 64x64) has
+    # 16,579,073 parameters, 5,001,344 of them in the semantic encoder.
+    enc = DAEEncoder.from_preset("paper64", latent_ddim=False)
+    n = sum(p.numel() for p in enc.parameters())
+    assert n == 16_579_073
+    assert sum(p.numel() for p in enc.semantic_encoder.parameters()) == 5_001_344
+
+
+def test_cpu64_is_small_enough_to_ship():
+    enc = DAEEncoder.from_preset("cpu64")
+    n_bytes = 4 * sum(p.numel() for p in enc.parameters())
+    assert n_bytes < 20e6
+
+
+def test_bad_options_are_rejected_with_suggestions():
+    with pytest.raises(ConfigError, match="did you mean 'paper64'"):
+        preset("paper46")
+    with pytest.raises(ConfigError, match="divisible"):
+        DAEEncoder.from_preset("tiny", image_size=17)
+    with pytest.raises(ConfigError, match="cosine"):
+        DAEEncoder.from_preset("tiny", beta_schedule="cosin")
+    with pytest.raises(ConfigError):
+        DAEEncoder.from_preset("tiny", sample_steps=0)
+    with pytest.raises(ConfigError, match="spatial_dims"):
+        DAEEncoder(spatial_dims=4)
+
+
+# -- shapes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, shape", [("tiny", (3, 1, 16, 16)), ("tiny3d", (2, 1, 8, 8, 8))])
+def test_shapes_2d_and_3d(name, shape):
+    torch.manual_seed(0)
+    enc = DAEEncoder.from_preset(name)
+    x = torch.rand(shape) * 2 - 1
+    loss = enc.loss({"image": x, "index": torch.arange(len(x))})
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    # Both halves learn from the one loss.
+    assert enc.semantic_encoder.proj.weight.grad is not None
+    assert enc.unet.out_conv.weight.grad.abs().sum() > 0
+    z = enc.encode(x)
+    assert z.shape == (len(x), enc.latent_dim)
+    x_T = enc.encode_stochastic(x, z, steps=3)
+    assert x_T.shape == x.shape
+    out = enc.decode(z, x_T, steps=3)
+    assert out.shape == x.shape and out.abs().max() <= 1
+    assert enc.decode(z, steps=3, generator=torch.Generator().manual_seed(0)).shape == x.shape
+
+
+def test_wrong_inputs_raise():
+    enc = DAEEncoder.from_preset("tiny")
+    with pytest.raises(InputShapeError, match="channel"):
+        enc.encode(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(InputShapeError, match="size"):
+        enc.encode(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(InputShapeError):
+        enc.decode(torch.zeros(2, 5))
+    with pytest.raises(InputShapeError, match="x_T"):
+        enc.decode(torch.zeros(2, 16), torch.zeros(3, 1, 16, 16))
+    with pytest.raises(InputShapeError, match="one row per image"):
+        enc.encode_stochastic(torch.zeros(2, 1, 16, 16), torch.zeros(3, 16))
+
+
+# -- diffusion ------------------------------------------------------------------------
+
+
+def test_beta_schedules():
+    linear = beta_schedule("linear", 1000)
+    assert linear[0] == pytest.approx(1e-4) and linear[-1] == pytest.approx(0.02)
+    cosine = beta_schedule("cosine", 1000)
+    assert cosine.shape == (1000,) and (cosine > 0).all() and cosine.max() <= 0.999
+    alpha_bar = np.cumprod(1 - cosine)
+    assert (np.diff(alpha_bar) < 0).all() and alpha_bar[-1] < 1e-3
+    assert list(ddim_timesteps(1000, 20)[[0, -1]]) == [0, 999]
+    assert len(np.unique(ddim_timesteps(1000, 20))) == 20
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_prediction_targets_invert(prediction):
+    diffusion = GaussianDiffusion(1000, "cosine", prediction)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 1, 8, 8, generator=g)
+    noise = torch.randn(4, 1, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500, 999])
+    x_t = diffusion.q_sample(x0, t, noise)
+    # A perfect prediction of the target gives back the clean image and the noise.
+    x0_hat, eps_hat = diffusion.split_prediction(x_t, t, diffusion.target(x0, t, noise))
+    assert torch.allclose(eps_hat, noise, atol=1e-3)
+    assert torch.allclose(x0_hat[1:], x0[1:], atol=1e-3)
+
+
+def test_ddim_is_exact_for_a_perfect_denoiser_of_one_image():
+    # For data that is a single image, the ideal noise predictor is known in closed form;
+    # its clean-image estimate is constant along every path, so DDIM inversion followed by
+    # decoding is exact (up to float error) at any number of steps.
+    diffusion = GaussianDiffusion(1000, "linear")
+    target = torch.linspace(-0.9, 0.9, 64).reshape(1, 1, 8, 8)
+
+    def ideal(x_t, t):
+        a = diffusion.alpha_bar[t].float().reshape(-1, 1, 1, 1)
+        return (x_t - a.sqrt() * target) / (1 - a).sqrt()
+
+    x_T, bound = diffusion.ddim_invert(ideal, target, steps=5, return_bound=True)
+    assert float(bound.max()) < 1e-5
+    back = diffusion.ddim_sample(ideal, x_T, steps=5)
+    assert torch.allclose(back, target, atol=1e-5)
+
+
+def test_dropout_keeps_the_expected_fraction_and_mean():
+    from latentaudit.encoders.dae.unet import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = dropout(x, 0.1)
+    assert float((y == 0).float().mean()) == pytest.approx(0.1, abs=0.005)
+    assert float(y.mean()) == pytest.approx(1.0, abs=0.01)
+
+
+# -- the done-when tests ----------------------------------------------------------------
+
+
+def test_ddim_inversion_then_decoding_reproduces_the_input(fitted):
+    """Inversion is exact only as the steps shrink.  One step up and back down moves the
+    image by (1 - sigma_{k-1}/sigma_k) * (change of the model's clean-image estimate), so
+    for a non-expansive denoiser the error norm is at most the bound B that
+    ``ddim_invert(return_bound=True)`` sums along the path (first order), and it falls as
+    1/steps (DDIM is the Euler method of the probability-flow ODE)."""
+    enc, images = fitted
+    x = torch.from_numpy(images[:8])
+    z = enc.encode(x)
+    model = enc._denoiser(z)
+    errors = {}
+    for steps in (20, 40):
+        with torch.no_grad():
+            x_T, bound = enc.diffusion.ddim_invert(model, x, steps, return_bound=True)
+            back = enc.diffusion.ddim_sample(model, x_T, steps)
+        errors[steps] = (back - x).reshape(len(x), -1).double().norm(dim=1)
+        assert (errors[steps] <= bound).all(), (steps, errors[steps], bound)
+    # First-order convergence: twice the steps, about half the error.
+    assert float((errors[40] / errors[20]).max()) < 0.65
+    # At the default 20 steps the round trip is close: RMS error below 0.05 on [-1, 1].
+    rms = errors[20] / math.sqrt(x[0].numel())
+    assert float(rms.max()) < 0.05
+    # The public API gives the same round trip.
+    rec = enc.reconstruct(x, steps=20)
+    assert torch.allclose((rec - x).reshape(len(x), -1).double().norm(dim=1), errors[20],
+                          atol=1e-3)
+
+
+def test_decode_with_a_fixed_generator_is_deterministic(fitted):
+    enc, images = fitted
+    z = enc.encode(images[:4])
+    a = enc.decode(z, steps=5, generator=torch.Generator().manual_seed(7))
+    b = enc.decode(z, steps=5, generator=torch.Generator().manual_seed(7))
+    c = enc.decode(z, steps=5, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_interpolate_endpoints_are_the_reconstructions(fitted):
+    enc, images = fitted
+    x_a, x_b = torch.from_numpy(images[:2]), torch.from_numpy(images[2:4])
+    out = enc.interpolate(x_a, x_b, [0.0, 0.5, 1.0], steps=10)
+    assert out.shape == (2, 3, 1, 16, 16)
+    torch.testing.assert_close(out[:, 0], enc.reconstruct(x_a, steps=10), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[:, 2], enc.reconstruct(x_b, steps=10), atol=1e-5, rtol=0)
+    assert (out[:, 1] - out[:, 0]).abs().mean() > 1e-3
+    single = enc.interpolate(x_a[0], x_b[0], [0.0, 1.0], steps=10)
+    assert single.shape == (2, 1, 16, 16)
+
+
+def test_slerp_endpoints_and_norm():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
+    assert torch.equal(slerp(a, b, 0.0), a)
+    assert torch.equal(slerp(a, b, 1.0), b)
+    mid = slerp(a, b, 0.5)
+    # Between two Gaussian codes of equal norm, slerp keeps the norm; lerp shrinks it.
+    b_scaled = b * (a.flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).reshape(-1, 1, 1, 1)
+    mid = slerp(a, b_scaled, 0.5)
+    torch.testing.assert_close(mid.flatten(1).norm(dim=1), a.flatten(1).norm(dim=1))
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    enc, images = fitted
+    enc.save_pretrained(tmp_path / "dae")
+    loaded = DAEEncoder.from_pretrained(tmp_path / "dae")
+    assert loaded.config == enc.config and loaded.config_hash == enc.config_hash
+    x = torch.from_numpy(images[:4])
+    torch.testing.assert_close(loaded.encode(x), enc.encode(x), atol=0, rtol=0)
+    torch.testing.assert_close(loaded.latent_mean, enc.latent_mean, atol=0, rtol=0)
+    assert int(loaded.latent_count) == len(images)
+    z = enc.encode(x)
+    torch.testing.assert_close(
+        loaded.decode(z, steps=4, generator=torch.Generator().manual_seed(1)),
+        enc.decode(z, steps=4, generator=torch.Generator().manual_seed(1)), atol=0, rtol=0)
+    same = la.encoders.load_pretrained(tmp_path / "dae")
+    assert isinstance(same, DAEEncoder)
+
+
+# -- latent statistics, manipulation, latent DDIM -----------------------------------------
+
+
+def test_fit_stores_latent_statistics(fitted):
+    enc, images = fitted
+    z = enc.encode(images).double()
+    assert int(enc.latent_count) == len(images)
+    torch.testing.assert_close(enc.latent_mean.double(), z.mean(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(enc.latent_std.double(), z.std(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(enc.denormalize(enc.normalize(z.float())), z.float())
+
+
+def test_manipulate(fitted):
+    enc, images = fitted
+    x = torch.from_numpy(images[:2])
+    direction = np.zeros(enc.latent_dim)
+    direction[0] = 2.0
+    # A zero step decodes the image with its own codes: the reconstruction.
+    torch.testing.assert_close(enc.manipulate(x, direction, 0.0, steps=5),
+                               enc.reconstruct(x, steps=5), atol=1e-5, rtol=0)
+    moved = enc.manipulate(x, direction, 0.5, steps=5)
+    assert moved.shape == x.shape and (moved - enc.reconstruct(x, steps=5)).abs().max() > 1e-3
+    with pytest.raises(InputShapeError):
+        enc.manipulate(x, np.ones(3), 0.5)
+    with pytest.raises(NotFittedError):
+        DAEEncoder.from_preset("tiny").manipulate(x, direction, 0.5)
+
+
+def test_latent_ddim(fitted):
+    enc, images = fitted
+    with pytest.raises(NotFittedError, match="fit_latent"):
+        DAEEncoder.from_preset("tiny").sample(2)
+    enc.fit_latent(images, max_steps=20, batch_size=32, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    out = enc.sample(3, steps=4, latent_steps=5, generator=g)
+    assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(ConfigError, match="latent_ddim=False"):
+        DAEEncoder.from_preset("tiny", latent_ddim=False).fit_latent(images, max_steps=1)
+
+
+def test_v_prediction_trains_and_inverts():
+    torch.manual_seed(0)
+    images = _blobs(16)
+    enc = DAEEncoder.from_preset("tiny", prediction="v", beta_schedule="cosine")
+    enc.fit(images, max_steps=5, batch_size=8, lr=1e-3, verbose=False)
+    x = torch.from_numpy(images[:2])
+    rec = enc.reconstruct(x, steps=20)
+    assert rec.shape == x.shape and torch.isfinite(rec).all()
+
+
+def test_demo_weights_load():
+    enc = DAEEncoder.from_pretrained("demo")
+    assert enc.config == preset("cpu64")
+    assert int(enc.latent_count) > 0
+    z = enc.encode(torch.zeros(2, 1, 64, 64))
+    assert z.shape == (2, 512) and torch.isfinite(z).all()
