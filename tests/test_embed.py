@@ -254,6 +254,34 @@ def test_embed_streams_into_a_memmap(tmp_path):
         embed(enc, ds, verbose=False, out=tmp_path / "z")
 
 
+def test_interrupted_embed_leaves_no_partial_file(tmp_path):
+    class FailsLate(TinyEncoder):
+        calls = 0
+
+        def encode(self, x):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("out of memory")
+            return super().encode(x)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        embed(FailsLate(), _images(6), batch_size=3, verbose=False, out=tmp_path / "e")
+    assert list((tmp_path / "e").iterdir()) == []
+    emb = embed(TinyEncoder(), _images(6), verbose=False, out=tmp_path / "e")  # reusable
+    assert emb.shape == (6, 6)
+
+
+def test_aggregate_method_streams_and_arrays_convert(tmp_path):
+    ds, images = _sliced_dataset()
+    emb = embed(TinyEncoder(), ds, verbose=False)
+    in_memory = emb.aggregate("concat")
+    streamed = emb.aggregate("concat", out=tmp_path / "agg")
+    assert isinstance(streamed.z, np.memmap)
+    np.testing.assert_array_equal(np.asarray(streamed.z), in_memory.z)
+    assert Embeddings.load(tmp_path / "agg").shape == (4, 18)
+    np.testing.assert_array_equal(np.asarray(emb), emb.z)
+
+
 def test_memmapped_embeddings_save_in_place(tmp_path):
     emb = embed(TinyEncoder(), _images(4), verbose=False, out=tmp_path / "e")
     emb.provenance["note"] = "added later"

@@ -119,7 +119,8 @@ def test_transform_of_training_points_lands_near_their_positions(blobs, fitted_t
     assert np.percentile(distances, 95) < 0.1 * extent
 
 
-@pytest.mark.parametrize("method", ["tsne", "pca", pytest.param("umap", marks=needs_umap)])
+@pytest.mark.parametrize("method", ["tsne", "pca",
+                                    pytest.param("umap", marks=[needs_umap, pytest.mark.slow])])
 def test_transform_is_batch_independent(blobs, method):
     X, _ = blobs
     proj = Projector(method=method, max_iter=100, random_state=0).fit(X)

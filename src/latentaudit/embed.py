@@ -151,6 +151,11 @@ class Embeddings:
         """Whether :attr:`z` is a memory-map of a file rather than an array in memory."""
         return isinstance(self.z, np.memmap)
 
+    def __array__(self, dtype=None, copy=None):
+        # lets estimators take the object itself: Projector().fit_transform(emb)
+        z = np.asarray(self.z)
+        return z.astype(dtype, copy=False) if dtype is not None else z
+
     def __repr__(self) -> str:
         columns = ", ".join(map(str, self.metadata.columns)) or "none"
         where = ", memory-mapped" if self.is_memmap else ""
@@ -609,30 +614,36 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     started = time.perf_counter()
     encode_seconds = 0.0
     n_bad = 0
-    with contextlib.ExitStack() as stack:
-        if module is not None:
-            stack.enter_context(_placed(module, run_device, channels_last))
-        stack.enter_context(torch.inference_mode())
-        progress = stack.enter_context(_progress(len(positions), verbose))
-        for batch in loader:
-            images = batch["image"].to(run_device, dtype=input_dtype,
-                                       non_blocking=run_device.type == "cuda")
-            if channels_last and images.ndim in (4, 5):
-                images = images.contiguous(memory_format=torch.channels_last if images.ndim == 4
-                                           else torch.channels_last_3d)
-            tick = time.perf_counter()
-            if autocast_dtype is not None:
-                with torch.autocast(run_device.type, dtype=getattr(torch, autocast_dtype)):
+    try:
+        with contextlib.ExitStack() as stack:
+            if module is not None:
+                stack.enter_context(_placed(module, run_device, channels_last))
+            stack.enter_context(torch.inference_mode())
+            progress = stack.enter_context(_progress(len(positions), verbose))
+            for batch in loader:
+                images = batch["image"].to(run_device, dtype=input_dtype,
+                                           non_blocking=run_device.type == "cuda")
+                if channels_last and images.ndim in (4, 5):
+                    images = images.contiguous(memory_format=torch.channels_last if images.ndim == 4
+                                               else torch.channels_last_3d)
+                tick = time.perf_counter()
+                if autocast_dtype is not None:
+                    with torch.autocast(run_device.type, dtype=getattr(torch, autocast_dtype)):
+                        z = encoder.encode(images)
+                else:
                     z = encoder.encode(images)
-            else:
-                z = encoder.encode(images)
-            z = _check_output(z, len(images), latent_dim)
-            z = z.detach().float().cpu().numpy()
-            encode_seconds += time.perf_counter() - tick
-            n_bad += int((~np.isfinite(z)).any(axis=1).sum())
-            rows = row_of_item[np.asarray(batch["index"])]
-            plan.write(target, rows, z)
-            progress.update(len(images))
+                z = _check_output(z, len(images), latent_dim)
+                z = z.detach().float().cpu().numpy()
+                encode_seconds += time.perf_counter() - tick
+                n_bad += int((~np.isfinite(z)).any(axis=1).sum())
+                rows = row_of_item[np.asarray(batch["index"])]
+                plan.write(target, rows, z)
+                progress.update(len(images))
+    except BaseException:
+        # an interrupted run leaves no half-written array behind
+        if out is not None:
+            _discard_partial(target)
+        raise
     total = time.perf_counter() - started
     if n_bad:
         warnings.warn(f"{n_bad} item embedding(s) contain NaN or infinite values; check the "
@@ -775,6 +786,14 @@ def _allocate(shape: tuple[int, int], out):
     path = _prepare_out(out)
     return np.lib.format.open_memmap(path / "z.npy.partial", mode="w+", dtype=np.float32,
                                      shape=shape)
+
+
+def _discard_partial(target) -> None:
+    filename = getattr(target, "filename", None)
+    del target
+    if filename is not None:
+        with contextlib.suppress(OSError):
+            os.remove(filename)
 
 
 def _prepare_out(out) -> Path:

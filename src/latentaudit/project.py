@@ -494,7 +494,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             xy = clone(self).set_params(random_state=seed).fit_transform(X)
             kmeans_labels.append(KMeans(n_clusters=min(n_clusters, n), n_init=4,
                                         random_state=0).fit_predict(xy))
-            labels = HDBSCAN(min_cluster_size=min_cluster_size).fit_predict(xy)
+            labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(xy)
             hdbscan_labels.append(labels)
             runs.append({
                 "seed": seed,

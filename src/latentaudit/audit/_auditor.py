@@ -415,7 +415,7 @@ class ClusterAuditor(BaseEstimator):
         steps.update()
 
         self.column_types_ = self._infer_types(metadata, [c for c in columns if c not in within])
-        for column in set(expected) | set(nuisance):
+        for column in [c for c in (*expected, *nuisance) if c not in within]:
             if column not in self.column_types_:
                 kind = self._column_kind(metadata[column])
                 if kind is not None:
@@ -452,18 +452,28 @@ class ClusterAuditor(BaseEstimator):
 
     def _fit_projection(self, z: np.ndarray, seed: int) -> None:
         n, d = z.shape
-        width = self.n_components
-        if width is None or width >= min(n, d):
-            self._pca_mean = None
-            self._pca_components = None
-            self.explained_variance_ratio_ = None
-            self._reduced = z
+        full = min(n, d)
+        analysis = self.n_components if self.n_components and self.n_components < full else None
+        clustering = self.cluster_components
+        if not clustering or clustering >= (analysis or d):
+            clustering = None
+        self._pca_mean = self._pca_components = None
+        self.explained_variance_ratio_ = None
+        self._reduced = z
+        self._cluster_space = None
+        if analysis is None and clustering is None:
             return
-        pca = PCA(n_components=int(width), random_state=seed).fit(z)
-        self._pca_mean = pca.mean_.astype(np.float32)
-        self._pca_components = pca.components_.astype(np.float32)
-        self.explained_variance_ratio_ = pca.explained_variance_ratio_
-        self._reduced = np.ascontiguousarray(self._project(z))
+        pca = PCA(n_components=int(max(analysis or 0, clustering or 0)), random_state=seed)
+        pca.fit(z)
+        components = pca.components_.astype(np.float32)
+        mean = pca.mean_.astype(np.float32)
+        scores = ((z - mean) @ components.T).astype(np.float32)
+        if analysis is not None:
+            self._pca_mean, self._pca_components = mean, components
+            self.explained_variance_ratio_ = pca.explained_variance_ratio_
+            self._reduced = np.ascontiguousarray(scores)
+        if clustering is not None:
+            self._cluster_space = np.ascontiguousarray(scores[:, : int(clustering)])
 
     def _project(self, z: np.ndarray) -> np.ndarray:
         if self._pca_components is None:
@@ -486,8 +496,7 @@ class ClusterAuditor(BaseEstimator):
 
     # ------------------------------------------------------------------ clustering
     def _cluster(self, metadata: pd.DataFrame, seed: int) -> np.ndarray:
-        width = self.cluster_components
-        space = self._reduced if width is None else self._reduced[:, : int(width)]
+        space = self._reduced if self._cluster_space is None else self._cluster_space
         space = np.ascontiguousarray(space, dtype=np.float64)
         n = space.shape[0]
         rng = check_random_state(seed)
@@ -609,7 +618,9 @@ class ClusterAuditor(BaseEstimator):
             if result is None:
                 continue
             share = inside / size
-            top = int(np.argmax(share - overall))
+            # the level whose share departs most from its overall share; an absence
+            # ("site = B for 0% vs 25% overall") is as telling as an excess
+            top = int(np.argmax(np.abs(share - overall) + 1e-9 * (share > overall)))
             text = (f"{_cluster_name(int(cluster), group, size)}: {column} = {levels[top]} "
                     f"for {share[top]:.0%} vs {overall[top]:.0%} {where}")
             rows.append(self._row("cluster", int(cluster), column, result, size, text))

@@ -10,9 +10,10 @@ that shows in the image.  A few sex labels are flipped.  What was planted is rec
 ``.truth`` and ``.artefact_masks``.
 
 The noise-free 128x128 slices ship inside the package (``_files/demo_cohort.npz``, JPEG
-quality 95 inside a NumPy archive, no pickles); :func:`load_demo_cohort` adds the noise from a
-fixed seed, so every load gives the same arrays.  :func:`make_demo_cohort` rebuilds the file
-from the template volumes (``python scripts/make_demo_cohort.py``).
+quality 95 inside a NumPy archive, no pickles); :func:`load_demo_cohort` adds Rician noise
+from a fixed seed at the requested size, so every load gives the same arrays.
+:func:`make_demo_cohort` rebuilds the file from the template volumes
+(``python scripts/make_demo_cohort.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ _STORED_SIZE = 128
 _RENDER_SIZE = 256  # rendered at twice the stored size, then averaged, against aliasing
 _JPEG_QUALITY = 95
 _FULL_SCALE = 210.0  # template intensity shown as white
+_BRAIN_MEAN = 0.38  # typical brain tissue and CSF levels after scaling by _FULL_SCALE
+_CSF_LEVEL = 0.22
 
 # Geometry, in MNI millimetres (x right, y anterior, z superior).  The image shows the
 # sagittal plane with superior at the top row and anterior at the left column.
@@ -163,7 +166,9 @@ def load_demo_cohort(size: int = 64, *, path=None) -> DemoCohort:
     Parameters
     ----------
     size : {64, 128}, default 64
-        Image height and width.  64x64 images are 2x2 means of the 128x128 ones.
+        Image height and width.  The noise-free 64x64 images are 2x2 means of the 128x128
+        ones; the noise is drawn at each size (at 64x64 with half the standard deviation,
+        as for pixels of four times the area), and the masks are 2x2 "any"s.
     path : str or os.PathLike, optional
         A cohort file written by :func:`make_demo_cohort`; default the packaged one.
 
@@ -272,17 +277,18 @@ def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, side: int) -> np.ndarra
     n = len(offsets) - 1
     images = np.empty((n, side, side), dtype=np.uint8)
 
-    def decode(i: int) -> None:
-        with Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())) as image:
-            if image.size != (side, side) or image.mode != "L":
-                raise DataError(f"image {i} of the demo cohort file is {image.mode} "
-                                f"{image.size}, expected L {(side, side)}")
-            images[i] = np.asarray(image)
+    def decode(indices: np.ndarray) -> None:
+        for i in indices:
+            with Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())) as image:
+                if image.size != (side, side) or image.mode != "L":
+                    raise DataError(f"image {i} of the demo cohort file is {image.mode} "
+                                    f"{image.size}, expected L {(side, side)}")
+                images[i] = np.asarray(image)
 
     # Pillow releases the GIL while decoding, so threads help on a multi-core machine.
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(decode, range(n), chunksize=64))
+        list(pool.map(decode, np.array_split(np.arange(n), 4 * workers)))
     return images
 
 
@@ -507,8 +513,8 @@ def _draw_population(n: int, seed: int, flip_fraction: float) -> dict:
         "pitch": rng.normal(0, 2.0, n),  # degrees, head tilt in the coil
         "x_offset": rng.uniform(-2, 2, n),  # mm, the "centre" slice is never exactly central
         "blend": rng.beta(2, 2, n),  # share of Colin27 in the brain, the rest MNI152
-        "atrophy": 0.25 * (age - 20) / 60,
-        "shrinkage": 0.05 * (age - 20) / 60,
+        "atrophy": 0.3 * (age - 20) / 60,
+        "shrinkage": 0.06 * (age - 20) / 60,
         "age_fraction": (age - 20) / 60,
         "gamma": np.exp(rng.normal(0, 0.08, n)),
         "noise_sigma": rng.uniform(0.015, 0.04, n),
@@ -621,10 +627,11 @@ def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray
     # Colin27's grey matter sits near 110 and its scalp fat near 200: scale so the fat is
     # close to white, as in a T1 image windowed for viewing.
     image = np.clip(image / _FULL_SCALE, 0, None)
-    # Ageing: grey and white matter darken and the dark (CSF) parts darken more.
-    image = image * (1 - brain * p["age_fraction"] * 0.12)
-    image = image * (1 - brain * p["age_fraction"] * 0.15 * np.clip(0.35 - image, 0, None)
-                     / 0.35)
+    # Ageing: grey-white contrast falls, the brain darkens, its CSF spaces darken more.
+    age = brain * p["age_fraction"]
+    image = image + age * 0.35 * (_BRAIN_MEAN - image) * (image > _CSF_LEVEL)
+    image = image * (1 - age * 0.15)
+    image = image * (1 - age * 0.3 * np.clip(_CSF_LEVEL - image, 0, None) / _CSF_LEVEL)
     image = image ** p["gamma"]
     # The receive coil's sensitivity falls off towards the neck (fixed to the head).
     _, zz = _output_plane(shift_mm)

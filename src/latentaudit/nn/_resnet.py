@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -22,7 +23,24 @@ RESNET_LAYERS = {
     "resnet34": (3, 4, 6, 3),
 }
 _STEMS = ("standard", "small")
-_AVG_POOL = {2: nn.AvgPool2d, 3: nn.AvgPool3d}
+
+
+class _HalvingPool(nn.Module):
+    """2x2 (2x2x2) average pooling to ``ceil(n / 2)`` per side, the size a 3x3 convolution
+    of stride 2 and padding 1 gives: odd sides (and sides of 1) are first extended by one
+    replicated row."""
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+        self.pool = pool("avg", spatial_dims, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for size in reversed(x.shape[2:]):
+            pads += [0, size % 2]
+        if any(pads):
+            x = F.pad(x, pads, mode="replicate")
+        return self.pool(x)
 
 
 class BasicBlock(nn.Module):
@@ -57,13 +75,14 @@ class BasicBlock(nn.Module):
         self.conv2 = conv(spatial_dims, out_channels, out_channels, 3, bias=bias)
         self.norm2 = norm(norm_kind, spatial_dims, out_channels)
         self.act = nn.ReLU(inplace=True)
+        if stride not in (1, 2):
+            raise ConfigError(f"stride must be 1 or 2, got {stride!r}")
         shortcut: list[nn.Module] = []
         if stride != 1:
             # Average pooling then a 1x1 convolution (ResNet-D) rather than a strided 1x1
             # convolution: no input pixel is skipped, and it avoids a crash of PyTorch's
             # CPU backward pass for strided 1x1 convolutions in channels-last format.
-            shortcut.append(_AVG_POOL[spatial_dims](stride, ceil_mode=True,
-                                                    count_include_pad=False))
+            shortcut.append(_HalvingPool(spatial_dims))
         if stride != 1 or in_channels != out_channels:
             shortcut += [conv(spatial_dims, in_channels, out_channels, 1, padding=0, bias=bias),
                          norm(norm_kind, spatial_dims, out_channels)]

@@ -263,15 +263,19 @@ def _draw_thumbnails(ax, xy, images, thumbnails, size: float, random_state: int)
         raise DataError(f"images has {n_images} entries but xy has {len(xy)} points; give "
                         f"one image per point")
     centre = np.nanmedian(xy[finite], axis=0)
-    # room for the thumbnails that stick out of the point cloud
-    ax.margins(0.32)
+    # room for the thumbnails that stick out of the point cloud: widen the data limits
+    # themselves, since an equal aspect with adjustable="datalim" may undo plain margins
+    low, high = xy[finite].min(axis=0), xy[finite].max(axis=0)
+    pad = 0.4 * (high - low).max()
+    ax.update_datalim([low - pad, high + pad])
+    ax.autoscale_view()
     for row in rows:
         picture = _displayable(_read_image(images, int(row)))
         zoom = size / max(picture.shape)
         box = OffsetImage(picture, zoom=zoom, cmap="gray", interpolation="nearest")
         direction = xy[row] - centre
         norm = float(np.hypot(*direction))
-        offset = (direction / norm if norm > 0 else np.array([0.0, 1.0])) * size * 0.65
+        offset = (direction / norm if norm > 0 else np.array([0.0, 1.0])) * size * 1.0
         annotation = AnnotationBbox(
             box, xy[row], xybox=tuple(offset), boxcoords="offset points", pad=0.15,
             arrowprops={"arrowstyle": "-", "color": "0.3", "linewidth": 0.6},

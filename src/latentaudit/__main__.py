@@ -1,0 +1,8 @@
+"""``python -m latentaudit``: the same as the ``latentaudit`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
