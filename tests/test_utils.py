@@ -83,3 +83,15 @@ def test_lazy_top_level():
     assert la.ArrayDataset is la.data.ArrayDataset
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         la.nope  # noqa: B018
+
+
+def test_embed_stays_the_function_after_the_submodule_is_imported():
+    import importlib
+
+    importlib.import_module("latentaudit.embed")
+    assert callable(la.embed) and la.embed.__name__ == "embed"
+
+
+def test_every_public_name_resolves():
+    for name in la.__all__:
+        assert getattr(la, name) is not None, name

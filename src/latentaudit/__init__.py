@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from .errors import LatentAuditError
@@ -28,11 +30,25 @@ _LAZY = {
     "NiftiDataset": ".data",
     "ImageFolderDataset": ".data",
     "DicomDataset": ".data",
+    "Encoder": ".encoders",
+    "GenerativeEncoder": ".encoders",
+    "TorchEncoder": ".encoders",
+    "BetaVAEEncoder": ".encoders",
+    "DAEEncoder": ".encoders.dae",
+    "embed": ".embed",
+    "Embeddings": ".embed",
+    "Projector": ".project",
+    "plot_projection": ".report",
+    "ClusterAuditor": ".audit",
+    "Explainer": ".explain",
+    "Interpolator": ".interpolate",
     "datasets": ".datasets",
     "nn": ".nn",
     "data": ".data",
     "errors": ".errors",
 }
+# Public functions that share their name with the module defining them.
+_SHADOWED_MODULES = {"embed"}
 
 __all__ = ["LatentAuditError", "__version__", "seed_everything", *sorted(_LAZY)]
 
@@ -43,7 +59,8 @@ def __getattr__(name: str):
     except KeyError:
         raise AttributeError(f"module 'latentaudit' has no attribute {name!r}") from None
     module = importlib.import_module(module_name, __name__)
-    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    is_module = module.__name__.endswith("." + name) and name not in _SHADOWED_MODULES
+    value = module if is_module else getattr(module, name)
     globals()[name] = value
     return value
 
@@ -52,11 +69,32 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
+class _Package(types.ModuleType):
+    """Keeps ``la.embed`` the function: importing the submodule ``latentaudit.embed``
+    would otherwise rebind the package attribute to the module."""
+
+    def __setattr__(self, name, value):
+        if name in _SHADOWED_MODULES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import data, datasets, errors, nn  # noqa: F401
+    from .audit import ClusterAuditor  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,
         DicomDataset,
         ImageFolderDataset,
         NiftiDataset,
     )
+    from .embed import Embeddings, embed  # noqa: F401
+    from .encoders import BetaVAEEncoder, Encoder, GenerativeEncoder, TorchEncoder  # noqa: F401
+    from .encoders.dae import DAEEncoder  # noqa: F401
+    from .explain import Explainer  # noqa: F401
+    from .interpolate import Interpolator  # noqa: F401
+    from .project import Projector  # noqa: F401
+    from .report import plot_projection  # noqa: F401
