@@ -33,7 +33,7 @@ def test_stage_resolutions_standard_and_small_stem():
     for stem in ("standard", "small"):
         net = ResNet(widths=WIDTHS, stem=stem).eval()
         found = []
-        hooks = [s.register_forward_hook(lambda m, i, o: found.append(o.shape[-1]))
+        hooks = [s.register_forward_hook(lambda m, i, o, found=found: found.append(o.shape[-1]))
                  for s in net.stages]
         with torch.no_grad():
             net(torch.zeros(1, 1, 64, 64))
@@ -62,9 +62,10 @@ def test_zero_init_makes_blocks_identity_like():
                                .stages[0][0].norm2.weight) > 0
 
 
-def test_group_norm_and_training_step_reduces_loss():
+@pytest.mark.parametrize("norm", ["batch", "layer", "group"])
+def test_training_steps_reduce_the_loss(norm):
     torch.manual_seed(0)
-    net = ResNet(num_classes=2, widths=WIDTHS, norm="group")
+    net = ResNet(num_classes=2, widths=WIDTHS, norm=norm, stem="small")
     x = torch.randn(16, 1, 16, 16)
     y = torch.arange(16) % 2
     x[y == 1, :, :4, :4] += 3.0

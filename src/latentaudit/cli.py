@@ -43,7 +43,13 @@ from .errors import (
     MissingDependencyError,
     TrainingError,
 )
-from .pipeline import AUDIT_DEFAULTS, check_metadata, merge_options
+from .pipeline import (
+    AUDIT_DEFAULTS,
+    _id_column,
+    check_audit_options,
+    check_metadata,
+    merge_options,
+)
 from .utils import check_option
 
 __all__ = ["DEFAULT_CONFIG", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "build_parser",
@@ -765,6 +771,7 @@ def cmd_demo(config: dict, run: _Run) -> int:
     _save_config(run)
     with run.stage("load", "loading the demo cohort ..."):
         dataset, data_record = _demo_dataset(config)
+    check_audit_options(_audit_section(config), dataset.metadata)
     kind = check_option("encoder.kind", config["encoder"]["kind"], _ENCODER_KINDS)
     pretrained = config["encoder"]["pretrained"]
     if kind == "auto":
@@ -938,7 +945,9 @@ def cmd_audit(config: dict, run: _Run) -> int:
     with run.stage("load", f"reading the embeddings in {folder} ..."):
         embeddings = Embeddings.load(folder)
         embeddings = _join_metadata(embeddings, config)
-        check_metadata(embeddings.metadata)
+        check_metadata(embeddings.metadata,
+                       id_column=_id_column(embeddings.metadata, embeddings.ids))
+        check_audit_options(_audit_section(config), embeddings.metadata)
     images = None
     data_record = {"embeddings": str(folder.resolve())}
     if config["data"]["images"]:

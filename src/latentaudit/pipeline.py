@@ -30,7 +30,8 @@ from .errors import ConfigError, DataError, InputShapeError, InputTypeError, Lat
 from .report._report import AuditReport, ReportFigure, ReportSection, ReportTable
 from .utils import check_option
 
-__all__ = ["AUDIT_DEFAULTS", "check_metadata", "merge_options", "run_audit", "run_explain"]
+__all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_options",
+           "run_audit", "run_explain"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,60 @@ def merge_options(defaults: Mapping, *overrides: Mapping | None, where: str = ""
     return result
 
 
+def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None = None) -> dict:
+    """Merge audit options into :data:`AUDIT_DEFAULTS` and check them against the metadata.
+
+    Run it before anything slow, so a misspelt column ends the run at once.
+
+    Parameters
+    ----------
+    options : mapping or None
+        Options by section (see :func:`run_audit`).
+    metadata : pandas.DataFrame, optional
+        The table the audit will see; the column names in the options must be among its
+        columns.
+
+    Returns
+    -------
+    dict
+        The merged options.
+
+    Raises
+    ------
+    ValueError
+        (as :class:`latentaudit.errors.ConfigError`) for an unknown option, method or
+        column, suggesting the closest one.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> opts = check_audit_options({"audit": {"nuisance": ["site"]}},
+    ...                            pd.DataFrame({"site": ["A", "B"]}))
+    >>> opts["audit"]["nuisance"]
+    ['site']
+    """
+    opts = merge_options(AUDIT_DEFAULTS, options)
+    check_option("projection.method", opts["projection"]["method"], ("tsne", "pca", "umap"))
+    check_option("audit.method", opts["audit"]["method"], ("hdbscan", "kmeans", "gmm"))
+    check_option("probes.model", opts["probes"]["model"], ("linear", "svm"))
+    if metadata is not None:
+        known = [str(c) for c in metadata.columns]
+        for section, key in (("audit", "columns"), ("audit", "expected"),
+                             ("audit", "nuisance"), ("audit", "within"),
+                             ("probes", "columns"), ("label_issues", "columns")):
+            names = opts[section][key]
+            if names is None:
+                continue
+            if isinstance(names, str):
+                names = [names]
+            if not isinstance(names, (list, tuple)):
+                raise ConfigError(f"{section}.{key} must be a column name or a list of them, "
+                                  f"got {names!r}")
+            for name in names:
+                check_option(f"{section}.{key} (a metadata column)", name, known)
+    return opts
+
+
 # --------------------------------------------------------------------------------------
 # metadata checks
 # --------------------------------------------------------------------------------------
@@ -167,9 +222,9 @@ def check_metadata(metadata: pd.DataFrame, *, id_column: str | None = None,
         if column == id_column:
             continue
         values = metadata[column]
-        if values.dtype != object:
-            continue
-        kinds = values.map(_value_kind)
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue  # numbers, booleans, dates and categories are one kind each
+        kinds = values.astype(object).map(_value_kind)
         counts = kinds.value_counts()
         if counts.get("number", 0) and counts.get("text", 0):
             minority = "text" if counts["text"] <= counts["number"] else "number"
@@ -192,6 +247,16 @@ def check_metadata(metadata: pd.DataFrame, *, id_column: str | None = None,
                 f"{int(counts['number'])} numeric and {int(counts['text'])} text values, e.g. "
                 f"{shown} at {where}{more}; {fix}")
     return metadata
+
+
+def _is_categorical(values: pd.Series, max_levels: int = 10) -> bool:
+    """Text, boolean and category columns, and numbers with at most ``max_levels`` values."""
+    present = values.dropna()
+    if present.nunique() < 2:
+        return False
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return present.nunique() <= max_levels
+    return present.nunique() < len(present)
 
 
 def _id_column(metadata: pd.DataFrame, ids) -> str | None:
@@ -227,15 +292,18 @@ class _Step:
 
     def __exit__(self, kind, error, tb) -> bool:
         seconds = time.perf_counter() - self.start
-        self.section.seconds = round(seconds, 3)
-        self.timings[self.section.key] = round(seconds, 3)
+        # a section may be worked on in several steps (the map, then its clusters)
+        total = (self.section.seconds or 0.0) + seconds
+        self.section.seconds = round(total, 3)
+        self.timings[self.section.key] = round(total, 3)
         if error is None:
             return False
         if isinstance(error, _Unavailable):
             self.section.mark("unavailable", str(error))
             logger.info("%s: unavailable (%s)", self.section.title, error)
             return True
-        if not isinstance(error, Exception) or self.strict:
+        # a wrong option is the user's to fix, not a section to report as failed
+        if not isinstance(error, Exception) or self.strict or isinstance(error, ConfigError):
             return False
         what = error if isinstance(error, LatentAuditError) else (
             f"{type(error).__name__}: {error}")
@@ -248,9 +316,11 @@ class _Step:
 class _RowImages:
     """One image per embedding row, drawn from a dataset or an array (read lazily)."""
 
-    def __init__(self, images, positions: np.ndarray) -> None:
+    def __init__(self, images, positions: np.ndarray, ids=None) -> None:
         self.images = images
         self.positions = np.asarray(positions, dtype=np.int64)
+        self.ids = (np.array([str(i) for i in range(len(self.positions))], dtype=object)
+                    if ids is None else np.asarray([str(i) for i in ids], dtype=object))
         self._array = images if isinstance(images, np.ndarray) else None
 
     def __len__(self) -> int:
@@ -273,6 +343,10 @@ class _RowImages:
     def get(self, rows) -> np.ndarray:
         return np.stack([self[int(r)]["image"].numpy() for r in rows])
 
+    def names(self, rows) -> list[str]:
+        """Short captions of rows: their ids."""
+        return [str(self.ids[int(r)]) for r in rows]
+
 
 def _row_images(images, ids) -> tuple[_RowImages | None, str]:
     """Match images to embedding rows: one per row, the middle slice of a subject's slices."""
@@ -287,17 +361,18 @@ def _row_images(images, ids) -> tuple[_RowImages | None, str]:
         if len(array) != len(ids):
             raise DataError(f"got {len(array)} images for {len(ids)} embedding rows; give one "
                             f"image per row, or a dataset with subject ids")
-        return _RowImages(array, np.arange(len(ids))), ""
+        return _RowImages(array, np.arange(len(ids)), ids), ""
     dataset_ids = getattr(images, "ids", None)
     if dataset_ids is None:
         if len(images) != len(ids):
             raise DataError(f"the image dataset has {len(images)} items for {len(ids)} "
                             f"embedding rows, and no ids to match them by")
-        return _RowImages(images, np.arange(len(ids))), ""
+        return _RowImages(images, np.arange(len(ids)), ids), ""
     dataset_ids = np.asarray([str(i) for i in dataset_ids], dtype=object)
     slices = np.asarray(getattr(images, "slice_index", np.zeros(len(dataset_ids))))
-    if len(dataset_ids) == len(ids) and np.array_equal(dataset_ids, np.asarray(ids, object)):
-        return _RowImages(images, np.arange(len(ids))), ""
+    if len(dataset_ids) == len(ids) and np.array_equal(
+            dataset_ids, np.asarray([str(i) for i in ids], dtype=object)):
+        return _RowImages(images, np.arange(len(ids)), ids), ""
     frame = pd.DataFrame({"id": dataset_ids, "slice": slices,
                           "position": np.arange(len(dataset_ids))})
     chosen = {}
@@ -311,7 +386,7 @@ def _row_images(images, ids) -> tuple[_RowImages | None, str]:
                         f"embeddings were made from")
     note = ("one image per subject is shown: the middle of its slices"
             if len(dataset_ids) > len(ids) else "")
-    return _RowImages(images, np.array([chosen[str(i)] for i in ids])), note
+    return _RowImages(images, np.array([chosen[str(i)] for i in ids]), ids), note
 
 
 def _versions() -> dict:
@@ -516,7 +591,6 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     from .embed import Embeddings
 
     started = time.perf_counter()
-    opts = merge_options(AUDIT_DEFAULTS, options)
     if isinstance(embeddings, tuple):
         z, table = embeddings
         embeddings = Embeddings(np.asarray(z, dtype=np.float32), metadata=pd.DataFrame(table))
@@ -525,6 +599,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
                              f"tuple, got {type(embeddings).__name__}")
     z = np.asarray(embeddings.z, dtype=np.float32)
     metadata = embeddings.metadata.reset_index(drop=True)
+    opts = check_audit_options(options, metadata)
     id_column = _id_column(metadata, embeddings.ids)
     check_metadata(metadata, id_column=id_column)
     row_images, image_note = _row_images(images, embeddings.ids)
@@ -566,7 +641,8 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     else:
         if xy is not None:
             with step(projection_sec):
-                _cluster_map(projection_sec, xy, auditor.labels_)
+                _cluster_map(projection_sec, xy, auditor.labels_, row_images, opts,
+                             random_state)
         with step(probes_sec):
             _probes(probes_sec, auditor, opts, analysed)
         with step(issues_sec):
@@ -632,12 +708,8 @@ def _projection(section, z, analysed, row_images, opts, random_state):
                           max_iter=options["max_iter"], random_state=random_state)
     xy = projector.fit_transform(z)
     columns = [c for c in analysed.columns if analysed[c].notna().any()]
-    n_thumbs = int(opts["report"]["thumbnails"] or 0)
-    thumbs = {}
-    if row_images is not None and n_thumbs > 0:
-        thumbs = {"images": row_images, "thumbnails": n_thumbs}
     fig = plot_projection(xy, analysed, columns=columns or None, ncols=3, panel_size=3.3,
-                          random_state=random_state, **thumbs)
+                          random_state=random_state)
     what = {"tsne": "t-SNE", "pca": "PCA", "umap": "UMAP"}.get(options["method"],
                                                               options["method"])
     section.paragraphs.append(
@@ -646,25 +718,29 @@ def _projection(section, z, analysed, row_images, opts, random_state):
         f"matter (site, scanner, protocol) are what this audit is looking for.")
     section.figures.append(ReportFigure(
         f"{what} map by metadata column", figure_to_png(fig, dpi=100),
-        "Each point is one subject; grey points have no value for that column."
-        + (" Thumbnails show a few subjects where they lie." if thumbs else "")))
+        "Each point is one subject; grey points have no value for that column."))
     section.data = {"method": options["method"], "backend": getattr(projector, "backend_", None),
                     "perplexity": getattr(projector, "perplexity_", None),
                     "n_iter": getattr(projector, "n_iter_", None)}
     return xy
 
 
-def _cluster_map(section, xy, labels):
+def _cluster_map(section, xy, labels, row_images, opts, random_state):
     from .report import plot_projection
     from .report._figures import figure_to_png
 
+    n_thumbs = int(opts["report"]["thumbnails"] or 0)
+    thumbs = {}
+    if row_images is not None and n_thumbs > 0:
+        thumbs = {"images": row_images, "thumbnails": n_thumbs}
     fig = plot_projection(xy, pd.DataFrame({"cluster": _cluster_names(labels)}),
                           columns=["cluster"], kinds={"cluster": "categorical"},
-                          panel_size=4.2)
+                          panel_size=5.0, random_state=random_state, **thumbs)
     section.figures.append(ReportFigure(
         "Clusters on the map", figure_to_png(fig, dpi=100),
         "The clusters the audit tested (found in the embedding, not on the map); "
-        "'none' marks subjects in no cluster."))
+        "'none' marks subjects in no cluster."
+        + (" Thumbnails show a few subjects where they lie." if thumbs else "")))
 
 
 def _fit_auditor(section, z, analysed, opts, random_state, verbose):
@@ -703,7 +779,7 @@ def _fit_auditor(section, z, analysed, opts, random_state, verbose):
                                "test", "effect_size", "q_value", "n"]],
         "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Cohen's κ "
         "(probe_logistic) or R² (probe_ridge); q: Benjamini-Hochberg adjusted p-value.",
-        max_rows=40))
+        max_rows=25))
     section.tables.append(ReportTable("Clusters", auditor.summary(),
                                       "Each cluster's size and its strongest association."))
     section.data = {
@@ -743,10 +819,13 @@ def _label_issues(section, auditor, analysed, metadata, id_column, row_images, o
     options = opts["label_issues"]
     columns = options["columns"]
     if columns is None:
-        types = auditor.column_types_
-        expected = [c for c, r in auditor.column_roles_.items()
-                    if r == "expected" and types.get(c) == "categorical"]
-        columns = expected or [c for c, kind in types.items() if kind == "categorical"]
+        within = opts["audit"]["within"]
+        expected = list(opts["audit"]["expected"] or [])
+        if within and within not in expected and expected:
+            expected.append(within)
+        expected = [c for c in expected if _is_categorical(analysed[c])]
+        columns = expected or [c for c, kind in auditor.column_types_.items()
+                               if kind == "categorical"]
     if isinstance(columns, str):
         columns = [columns]
     if not columns:
@@ -798,7 +877,7 @@ def _cluster_images(section, auditor, row_images, image_note, chosen, bulk, opts
         rows = _sample_rows(labels, cluster, n_images, random_state)
         section.figures.append(ReportFigure(
             f"Cluster {cluster}: example subjects",
-            image_grid(row_images.get(rows), [f"row {r}" for r in rows], ncols=n_images),
+            image_grid(row_images.get(rows), row_images.names(rows), ncols=n_images),
             f"{len(rows)} subjects of cluster {cluster} ({int(np.sum(labels == cluster))} "
             f"subjects), drawn at random."))
         diff = difference_map(row_images, labels, cluster, reference)
@@ -807,10 +886,9 @@ def _cluster_images(section, auditor, row_images, image_note, chosen, bulk, opts
             difference_panel(diff.mean_source, diff.mean_target, diff.difference,
                              diff.significant, source_title=f"mean of cluster {cluster}",
                              target_title=f"mean of cluster {reference}"),
-            f"Mean images and their difference (red: brighter in cluster {cluster}); black "
-            f"outlines: pixels whose difference is significant (Welch t-tests, "
-            f"Benjamini-Hochberg FDR {diff.alpha:g}), {diff.fraction_significant:.0%} of "
-            f"the image."))
+            f"Mean images, their difference (red: brighter in cluster {cluster}), and the "
+            f"difference where it is significant (Welch t-tests, Benjamini-Hochberg FDR "
+            f"{diff.alpha:g}): {diff.fraction_significant:.0%} of the image."))
         data[str(cluster)] = {"reference": reference, "n": int(diff.n_source),
                               "n_reference": int(diff.n_target),
                               "fraction_significant": diff.fraction_significant,
@@ -859,7 +937,7 @@ def _gradcam(section, labels, row_images, chosen, opts, random_state, verbose):
         maps = explainer.explain(images, target=cluster)
         section.figures.append(ReportFigure(
             f"Cluster {cluster}: Grad-CAM",
-            overlay_grid(images, maps, [f"row {r}" for r in rows], ncols=n_images),
+            overlay_grid(images, maps, row_images.names(rows), ncols=n_images),
             f"Maps for the class 'cluster {cluster}' over {len(rows)} of its subjects (red: "
             f"most evidence)."))
         data["clusters"][str(cluster)] = {"rows": rows, "mean_map_peak": float(maps.max())}
@@ -911,7 +989,7 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
         section.figures.append(ReportFigure(
             f"Cluster {reference} → cluster {cluster}",
             counterfactual_strip(cf.images, cf.alphas, cf.difference,
-                                 row_titles=[f"row {r}" for r in rows]),
+                                 row_titles=row_images.names(rows)),
             f"Subjects of cluster {reference} decoded after moving their embedding toward "
             f"cluster {cluster} by the difference of the clusters' mean embeddings (α = 1: "
             f"the whole way). The last column is what the move changed."))
@@ -949,7 +1027,7 @@ def _overview(section, embeddings, analysed, auditor, issues_sec, opts):
     if issues_sec.ok and issues_sec.data:
         counts = "; ".join(f"{column}: {value['n_flagged']} subjects"
                            for column, value in issues_sec.data.items())
-        section.paragraphs.append(f"Possible label errors — {counts} (see Label issues).")
+        section.remarks.append(f"Possible label errors — {counts} (see Label issues).")
     section.data = {"n_subjects": int(n), "latent_dim": int(d),
                     "n_significant": int(len(top)),
                     "top_findings": top.head(top_n)}

@@ -47,7 +47,7 @@ class DifferenceMap:
     q_value : numpy.ndarray
         Benjamini-Hochberg adjusted p-value over all voxels.
     significant : numpy.ndarray
-        bool, ``q_value <= alpha``.
+        bool, ``q_value <= alpha`` (and ``|difference| >= min_difference``).
     test : str
         ``"welch"`` or ``"permutation"``.
     alpha : float
@@ -250,7 +250,8 @@ def _permutation_p(x: np.ndarray, is_source: np.ndarray, n_permutations: int,
 
 
 def difference_map(images, labels, source, target=None, *, test: str = "welch",
-                   alpha: float = 0.05, n_permutations: int = 1000, random_state=None,
+                   alpha: float = 0.05, min_difference: float = 0.0,
+                   n_permutations: int = 1000, random_state=None,
                    batch_size: int = 256) -> DifferenceMap:
     """Voxel-wise difference between the mean images of two clusters, with the voxels
     whose difference is significant after false-discovery-rate control.
@@ -277,6 +278,10 @@ def difference_map(images, labels, source, target=None, *, test: str = "welch",
         two groups in memory).
     alpha : float, default 0.05
         False discovery rate of the significance mask.
+    min_difference : float, default 0.0
+        Also require ``|difference| >= min_difference`` (in image intensity units) for a
+        voxel to be marked: with hundreds of images per cluster, differences too small to
+        matter become significant.
     n_permutations : int, default 1000
         Shuffles of the permutation test; its smallest p-value is
         ``1 / (n_permutations + 1)``.
@@ -312,6 +317,8 @@ def difference_map(images, labels, source, target=None, *, test: str = "welch",
     check_option("test", test, _TESTS)
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not min_difference >= 0:
+        raise ConfigError(f"min_difference must be >= 0, got {min_difference!r}")
     if test == "permutation" and (isinstance(n_permutations, bool) or not isinstance(
             n_permutations, (int, np.integer)) or n_permutations < 1):
         raise ConfigError(f"n_permutations must be a positive integer, got {n_permutations!r}")
@@ -358,13 +365,15 @@ def difference_map(images, labels, source, target=None, *, test: str = "welch",
         statistic, p_value = _permutation_p(x, is_source, int(n_permutations), rng)
         statistic, p_value = statistic.reshape(shape), p_value.reshape(shape)
     q_value = benjamini_hochberg(p_value)
+    difference = (mean_a - mean_b).astype(np.float32)
     result = DifferenceMap(
         source=source, target=target_name, n_source=int(in_source.sum()),
         n_target=int(in_target.sum()), mean_source=mean_a.astype(np.float32),
         mean_target=mean_b.astype(np.float32),
-        difference=(mean_a - mean_b).astype(np.float32),
+        difference=difference,
         statistic=np.asarray(statistic, dtype=np.float32),
         p_value=np.asarray(p_value, dtype=np.float64), q_value=q_value,
-        significant=q_value <= alpha, test=test, alpha=float(alpha))
+        significant=(q_value <= alpha) & (np.abs(difference) >= min_difference), test=test,
+        alpha=float(alpha))
     logger.info("%r", result)
     return result

@@ -762,7 +762,8 @@ class Explainer(BaseEstimator):
 
     def difference_map(self, source, target=None, *, images=None, labels=None,
                        test: str = "welch", alpha: float = 0.05,
-                       n_permutations: int = 1000, batch_size: int = 256) -> DifferenceMap:
+                       min_difference: float = 0.0, n_permutations: int = 1000,
+                       batch_size: int = 256) -> DifferenceMap:
         """Voxel-wise difference between two clusters' mean images, with the voxels that
         differ significantly (Welch or permutation tests, Benjamini-Hochberg FDR).
 
@@ -778,6 +779,8 @@ class Explainer(BaseEstimator):
             The per-voxel test.
         alpha : float, default 0.05
             False discovery rate of the significance mask.
+        min_difference : float, default 0.0
+            Also require ``|difference| >= min_difference`` for a marked voxel.
         n_permutations : int, default 1000
             Shuffles of the permutation test (seeded by ``random_state``).
         batch_size : int, default 256
@@ -793,8 +796,8 @@ class Explainer(BaseEstimator):
         """
         images, labels = self._data_and_labels(images, labels)
         return difference_map(images, labels, source, target, test=test, alpha=alpha,
-                              n_permutations=n_permutations, random_state=self.random_state,
-                              batch_size=batch_size)
+                              min_difference=min_difference, n_permutations=n_permutations,
+                              random_state=self.random_state, batch_size=batch_size)
 
     def counterfactual(self, encoder, images, source, target, *, steps: int = 5,
                        direction: str = "centroid", embeddings=None, labels=None,

@@ -164,17 +164,19 @@ def image_grid(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
 def difference_panel(mean_source, mean_target, difference, significant=None, *,
                      source_title: str = "cluster", target_title: str = "rest",
                      title: str | None = None, dpi: int = 110) -> bytes:
-    """Two mean images and their difference (diverging colours, significant pixels
-    outlined), as a PNG.
+    """Two mean images, their difference, and the difference where it is significant, as a
+    PNG.
 
     Parameters
     ----------
     mean_source, mean_target : array-like
         The groups' mean images, ``(C, *spatial)`` or ``(H, W)``.
     difference : array-like
-        ``mean_source - mean_target``.
+        ``mean_source - mean_target`` (diverging colours, red where the source is
+        brighter).
     significant : array-like of bool, optional
-        Pixels whose difference is significant; outlined in black.
+        Pixels whose difference is significant; a fourth panel shows the difference there
+        only.
     source_title, target_title : str
         Captions of the two means.
     title : str, optional
@@ -189,22 +191,24 @@ def difference_panel(mean_source, mean_target, difference, significant=None, *,
     """
     a, b = display_slice(mean_source), display_slice(mean_target)
     d = display_slice(difference)
+    panels = 3 if significant is None else 4
     low, high = min(a.min(), b.min()), max(a.max(), b.max())
-    fig, axes = _grid(1, 3, 2.0, extra_width=0.6)
+    fig, axes = _grid(1, panels, 2.0, extra_width=0.6)
     axes = axes[0]
     axes[0].imshow(a, cmap=_GREY, vmin=low, vmax=high, interpolation="nearest")
     axes[0].set_title(source_title, fontsize=8)
     axes[1].imshow(b, cmap=_GREY, vmin=low, vmax=high, interpolation="nearest")
     axes[1].set_title(target_title, fontsize=8)
     limit = float(np.max(np.abs(d))) or 1.0
-    shown = axes[2].imshow(d, cmap=_DIVERGING, vmin=-limit, vmax=limit,
-                           interpolation="nearest")
-    if significant is not None:
-        mask = display_slice(np.asarray(significant, dtype=np.float32))
-        if 0 < mask.sum() < mask.size:
-            axes[2].contour(mask, levels=[0.5], colors="black", linewidths=0.6)
+    style = {"cmap": _DIVERGING, "vmin": -limit, "vmax": limit, "interpolation": "nearest"}
+    shown = axes[2].imshow(d, **style)
     axes[2].set_title("difference", fontsize=8)
-    fig.colorbar(shown, ax=axes[2], shrink=0.8)
+    if significant is not None:
+        mask = display_slice(np.asarray(significant, dtype=np.float32)) > 0.5
+        axes[3].imshow(np.where(mask, d, np.nan), **style)
+        axes[3].set_facecolor("#f0f0f0")
+        axes[3].set_title(f"significant ({mask.mean():.0%})", fontsize=8)
+    fig.colorbar(shown, ax=axes[-1], shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=9)
     return figure_to_png(fig, dpi)

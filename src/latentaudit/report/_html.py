@@ -63,7 +63,7 @@ th, td { padding: 5px 9px; border-bottom: 1px solid var(--line); text-align: lef
 th { background: var(--wash); font-weight: 600; position: sticky; top: 0; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.thumb { padding: 2px 6px; width: 1%; }
-td.thumb img { width: 56px; height: 56px; image-rendering: pixelated; border-radius: 3px;
+td.thumb img { width: 44px; height: 44px; image-rendering: pixelated; border-radius: 3px;
                display: block; }
 tr:hover td { background: #fafbfd; }
 .more { color: var(--muted); font-size: 12px; }
@@ -195,6 +195,8 @@ def _section_html(section: ReportSection) -> str:
     if section.items:
         parts.append("<ol class=\"findings\">" + "".join(
             f"<li>{html.escape(item)}</li>" for item in section.items) + "</ol>")
+    for paragraph in section.remarks:
+        parts.append(f"<p>{html.escape(paragraph)}</p>")
     for figure in section.figures:
         parts.append(_figure_html(figure))
     for table in section.tables:

@@ -88,7 +88,9 @@ class ReportSection:
     paragraphs : list of str
         Text (plain, escaped in the HTML).
     items : list of str
-        A bullet list (e.g. the top findings).
+        A numbered list (e.g. the top findings), shown after the paragraphs.
+    remarks : list of str
+        Text shown after the list.
     tables : list of ReportTable
     figures : list of ReportFigure
     data : dict
@@ -103,6 +105,7 @@ class ReportSection:
     note: str = ""
     paragraphs: list = dataclasses.field(default_factory=list)
     items: list = dataclasses.field(default_factory=list)
+    remarks: list = dataclasses.field(default_factory=list)
     tables: list = dataclasses.field(default_factory=list)
     figures: list = dataclasses.field(default_factory=list)
     data: dict = dataclasses.field(default_factory=dict)
@@ -201,8 +204,8 @@ class AuditReport:
         dict
             ``format``, ``version``, ``title``, ``created``, ``provenance``,
             ``sections`` (key -> ``title``, ``status``, ``note``, ``paragraphs``,
-            ``items``, ``data``, ``tables`` (title -> list of row records), ``seconds``)
-            and ``subjects`` (row records).
+            ``items``, ``remarks``, ``data``, ``tables`` (title -> list of row records),
+            ``seconds``) and ``subjects`` (row records).
         """
         sections = {}
         for s in self.sections:
@@ -212,6 +215,7 @@ class AuditReport:
                 "note": s.note,
                 "paragraphs": list(s.paragraphs),
                 "items": list(s.items),
+                "remarks": list(s.remarks),
                 "data": s.data,
                 "tables": {t.title: frame_records(t.frame) for t in s.tables},
                 "figures": [f.title for f in s.figures],
