@@ -30,10 +30,11 @@ TINY_EXPLAIN = {"classifier_steps": 4, "batch_size": 16, "widths": [4, 8, 8, 8],
 
 
 def _cohort(n: int = 120, size: int = 32, seed: int = 0):
-    """Images of a round 'head' from three sites: site B's field of view is shifted up,
-    site C has a bright bar (a head-rest) along the bottom; sex sets the head's size."""
+    """Images of a round 'head' from three sites: half from the clean site A, a quarter
+    from site B, whose field of view is shifted up, a quarter from site C, with a bright
+    bar (a head-rest) along the bottom; sex sets the head's size."""
     rng = np.random.default_rng(seed)
-    site = np.array(["A", "B", "C"])[np.arange(n) % 3]
+    site = np.array(["A", "A", "B", "C"])[np.arange(n) % 4]
     sex = rng.choice(["F", "M"], size=n)
     age = rng.uniform(20, 80, size=n).round(1)
     yy, xx = np.mgrid[:size, :size].astype(np.float32)

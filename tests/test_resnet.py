@@ -9,6 +9,16 @@ from latentaudit.nn._resnet import RESNET_LAYERS, BasicBlock, ResNet, resnet10, 
 WIDTHS = (4, 8, 8, 16)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting
+    # on each other make every small operation hundreds of times slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("spatial_dims, shape", [(2, (3, 2, 16, 16)), (3, (2, 2, 8, 8, 8))])
 @pytest.mark.parametrize("factory", [resnet10, resnet18, resnet34])
 def test_logits_shape_2d_and_3d(spatial_dims, shape, factory):

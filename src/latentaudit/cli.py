@@ -512,8 +512,10 @@ def _overrides(args: argparse.Namespace) -> list[dict]:
 class _Run:
     """What a command has computed so far, for the message after an error."""
 
-    def __init__(self, command: str, config: dict, verbose: bool) -> None:
+    def __init__(self, command: str, config: dict, verbose: bool,
+                 argv: Sequence[str] = ()) -> None:
         self.command = command
+        self.argv = list(argv)
         self.config = config
         self.verbose = verbose
         self.kept: list[str] = []
@@ -535,7 +537,7 @@ class _Run:
         return Path(self.config["output"])
 
     def command_line(self) -> str:
-        return "latentaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        return "latentaudit " + " ".join(shlex.quote(str(a)) for a in self.argv)
 
 
 def _output_folder(config: dict, command: str) -> Path:
@@ -1134,6 +1136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...       "--no-explain", "--output", "out"])  # doctest: +SKIP
     0
     """
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -1146,7 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command, base = _COMMANDS[args.command]
         config = load_config(args.config, base=base, overrides=_overrides(args))
-        run = _Run(args.command, config, verbose=not quiet)
+        run = _Run(args.command, config, verbose=not quiet, argv=argv)
         _torch_threads()
         return command(config, run)
     except KeyboardInterrupt:

@@ -149,7 +149,7 @@ class ClusterAuditor(BaseEstimator):
     n_neighbors : int, default 15
         Neighbours per row in the kNN graph.
     knn_method : {"auto", "exact", "nndescent"}, default "auto"
-        Exact brute force up to 10,000 rows, pynndescent's NN-descent above
+        Exact brute force up to 20,000 rows, pynndescent's NN-descent above
         (:attr:`knn_recall_` reports its recall on a sample).
     knn_space : {"embedding", "reduced"}, default "embedding"
         Where neighbours are searched: the embedding as given or the PCA-reduced
@@ -164,7 +164,9 @@ class ClusterAuditor(BaseEstimator):
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
     n_jobs : int, optional
-        Threads of the kNN search and parallel jobs of scikit-learn.
+        Threads of the neighbour searches (NN-descent and scikit-learn's brute force).
+        Probes run their folds one after the other: with small per-fold work, worker
+        processes cost more than they save, and BLAS already uses the cores.
     verbose : bool, default False
         Show a progress bar.
     random_state : int, numpy.random.RandomState or None, default None
@@ -379,6 +381,16 @@ class ClusterAuditor(BaseEstimator):
         -------
         ClusterAuditor
             ``self``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> aud.n_clusters_, aud.findings_.loc[0, "description"]
+        (2, 'cluster 0 (100 subjects): site = A for 100% vs 50% overall')
 
         Raises
         ------
@@ -709,7 +721,7 @@ class ClusterAuditor(BaseEstimator):
                 index, target = index[keep], target[keep]
             try:
                 result = run_probe(self._reduced[index], target, kind, n_permutations=0,
-                                   random_state=rng, n_jobs=self.n_jobs)
+                                   random_state=rng)
             except DataError as err:
                 logger.info("nuisance column %r not probed: %s", column, err)
                 continue
@@ -838,6 +850,17 @@ class ClusterAuditor(BaseEstimator):
             (Cohen's κ or out-of-fold R²), ``p_value``, ``p_method``, ``n``,
             ``n_permutations``.
 
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> table = aud.probe("site", n_permutations=0)
+        >>> table.loc[0, "column"], table.loc[0, "metric"], float(table.loc[0, "score"])
+        ('site', 'accuracy', 1.0)
+
         Raises
         ------
         NotFittedError
@@ -865,7 +888,7 @@ class ClusterAuditor(BaseEstimator):
             result = run_probe(
                 x[valid], target, kind, model=model, cv=cv, n_permutations=n_permutations,
                 permutation_max_samples=permutation_max_samples, confidence=confidence,
-                random_state=int(rng.randint(2**31 - 1)), n_jobs=self.n_jobs,
+                random_state=int(rng.randint(2**31 - 1)),
             )
             out.append({"column": column, **{k: result[k] for k in PROBE_COLUMNS[1:]}})
         return pd.DataFrame(out, columns=PROBE_COLUMNS)
@@ -901,6 +924,20 @@ class ClusterAuditor(BaseEstimator):
         pandas.DataFrame
             One row per row with a label, most suspicious first: ``index`` (row
             position), ``given``, ``suggested``, ``score`` and ``flagged``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> given = site.copy()
+        >>> given[7] = "B"  # a row of site A labelled B
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": given}))
+        >>> top = aud.label_issues("site").iloc[0]
+        >>> int(top["index"]), top["given"], top["suggested"]
+        (7, 'B', 'A')
 
         Raises
         ------
@@ -968,8 +1005,7 @@ class ClusterAuditor(BaseEstimator):
         remap = np.full(n_levels, -1)
         remap[present] = np.arange(present.size)
         predicted = out_of_fold(x[usable], remap[codes[usable]], "categorical", model=model,
-                                cv=cv, random_state=seed, method="predict_proba",
-                                n_jobs=self.n_jobs)
+                                cv=cv, random_state=seed, method="predict_proba")
         proba[np.ix_(np.flatnonzero(usable), present)] = predicted
         proba[usable] /= proba[usable].sum(axis=1, keepdims=True)
         return proba
@@ -985,8 +1021,7 @@ class ClusterAuditor(BaseEstimator):
             estimates.append(mean)
         if method in ("both", "probe"):
             estimates.append(out_of_fold(self._reduced[index], values, "continuous",
-                                         model=model, cv=cv, random_state=seed,
-                                         n_jobs=self.n_jobs))
+                                         model=model, cv=cv, random_state=seed))
         suggested = np.mean(estimates, axis=0)
         residual = values - suggested
         scale = 1.4826 * np.median(np.abs(residual - np.median(residual)))
@@ -1014,6 +1049,14 @@ class ClusterAuditor(BaseEstimator):
         pandas.DataFrame
             ``index`` (row position), ``score`` and ``distance`` (mean distance to the
             neighbours), highest score first.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> z = np.random.default_rng(0).normal(size=(100, 4))
+        >>> z[3] += 30.0
+        >>> int(ClusterAuditor(random_state=0).fit(z).outliers(top=1).loc[0, "index"])
+        3
 
         Raises
         ------
@@ -1048,6 +1091,14 @@ class ClusterAuditor(BaseEstimator):
         -------
         pandas.DataFrame
             ``index_a < index_b`` and their ``distance``, closest first.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> z = np.random.default_rng(0).normal(size=(100, 4))
+        >>> z[9] = z[4]
+        >>> ClusterAuditor(random_state=0).fit(z).duplicates()[["index_a", "index_b"]].values
+        array([[4, 9]])
 
         Raises
         ------
@@ -1084,6 +1135,16 @@ class ClusterAuditor(BaseEstimator):
             ``query``, ``rank`` (0: nearest), ``index`` (row position), ``distance``,
             then the metadata columns of the rows found.
 
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> aud.nearest(z[5], k=2)[["rank", "index", "site"]].values.tolist()[0]
+        [0, 5, 'A']
+
         Raises
         ------
         NotFittedError
@@ -1107,6 +1168,9 @@ class ClusterAuditor(BaseEstimator):
             data, queries = self._reduced, self._project(queries)
         else:
             data = self._z
+            if data is None:
+                raise DataError("this auditor was saved without its embedding, which "
+                                "look-ups with knn_space='embedding' need")
         indices, distances = exact_neighbors(data, queries, k, n_jobs=self.n_jobs)
         frame = pd.DataFrame({
             "query": np.repeat(np.arange(queries.shape[0]), k),
@@ -1127,6 +1191,16 @@ class ClusterAuditor(BaseEstimator):
             ``top_effect_size``, ``top_q_value``, ``description`` (of the cluster's
             first-ranked finding; empty when it has none), clusters in label order
             and ``-1`` last.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> aud.summary()[["cluster", "n"]].values.tolist()
+        [[0, 100], [1, 100]]
 
         Raises
         ------
@@ -1159,8 +1233,8 @@ class ClusterAuditor(BaseEstimator):
 
         ``auditor.json`` holds the parameters and small fitted state, ``arrays.npz``
         the arrays (labels, kNN graph, PCA, analysis space and, unless excluded, the
-        embedding), ``findings.json`` and ``metadata.json`` the tables (pandas' "table"
-        JSON, which keeps dtypes).
+        embedding), ``findings.json`` and ``metadata.json`` the tables (column-wise JSON
+        that keeps the dtypes and round-trips floats exactly).
 
         Parameters
         ----------
@@ -1175,6 +1249,18 @@ class ClusterAuditor(BaseEstimator):
         pathlib.Path
             The folder.
 
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> folder = aud.save(tempfile.mkdtemp())
+        >>> sorted(p.name for p in folder.iterdir())
+        ['arrays.npz', 'auditor.json', 'findings.json', 'metadata.json']
+
         Raises
         ------
         NotFittedError
@@ -1184,6 +1270,8 @@ class ClusterAuditor(BaseEstimator):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         params = self.get_params()
+        if isinstance(params["random_state"], np.integer):
+            params["random_state"] = int(params["random_state"])
         if not isinstance(params["random_state"], (int, type(None))):
             logger.warning("random_state %r is not saved (only ints and None are)",
                            params["random_state"])
@@ -1235,6 +1323,18 @@ class ClusterAuditor(BaseEstimator):
         ClusterAuditor
             Fitted: findings, labels, summaries, label issues, outliers, duplicates and
             look-ups work as before saving.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> again = ClusterAuditor.load(aud.save(tempfile.mkdtemp()))
+        >>> again.findings_.equals(aud.findings_)
+        True
 
         Raises
         ------
@@ -1296,14 +1396,55 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _column_to_json(values: pd.Series) -> dict:
+    dtype = values.dtype
+    missing = values.isna().to_numpy()
+    if isinstance(dtype, pd.CategoricalDtype):
+        return {"dtype": "category", "categories": _column_to_json(
+            pd.Series(dtype.categories))["values"], "ordered": bool(dtype.ordered),
+            "values": [int(c) for c in values.cat.codes]}
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return {"dtype": str(dtype), "values": [None if m else pd.Timestamp(t).isoformat()
+                                                 for t, m in zip(values, missing, strict=True)]}
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        raw = values.astype(object).tolist()
+        items = [None if m else (v.item() if isinstance(v, np.generic) else v)
+                 for v, m in zip(raw, missing, strict=True)]
+        return {"dtype": str(dtype), "values": items}
+    raw = values.astype(object).tolist()
+    kind = "object" if pd.api.types.is_object_dtype(dtype) else str(dtype)  # keeps "str"
+    return {"dtype": kind, "values": [None if m else v if isinstance(v, str) else str(v)
+                                      for v, m in zip(raw, missing, strict=True)]}
+
+
+def _column_from_json(column: dict) -> pd.Series:
+    dtype = column["dtype"]
+    if dtype == "category":
+        categories = pd.Index(column["categories"])
+        return pd.Series(pd.Categorical.from_codes(column["values"], categories=categories,
+                                                   ordered=column["ordered"]))
+    values = pd.Series(column["values"], dtype=object)
+    if dtype.startswith("datetime64"):
+        return pd.to_datetime(values, format="ISO8601").astype(dtype)
+    if dtype == "object":
+        return values
+    if dtype in ("float64", "float32"):
+        return values.astype("float64").astype(dtype)
+    return values.astype(dtype)
+
+
 def _write_table(frame: pd.DataFrame, path: os.PathLike) -> None:
-    frame = frame.copy()
-    frame.columns = [str(c) for c in frame.columns]
-    Path(path).write_text(frame.to_json(orient="table", index=False))
+    """A table as JSON: Python's float repr round-trips exactly, dtypes are kept."""
+    table = {"columns": [str(c) for c in frame.columns], "n_rows": len(frame),
+             "data": [_column_to_json(frame[c]) for c in frame.columns]}
+    Path(path).write_text(json.dumps(table, allow_nan=True))
 
 
 def _read_table(path: os.PathLike) -> pd.DataFrame:
-    return pd.read_json(Path(path), orient="table")
+    table = json.loads(Path(path).read_text())
+    columns = {name: _column_from_json(column)
+               for name, column in zip(table["columns"], table["data"], strict=True)}
+    return pd.DataFrame(columns, index=pd.RangeIndex(table["n_rows"]))
 
 
 def _relabel_by_size(labels: np.ndarray) -> np.ndarray:

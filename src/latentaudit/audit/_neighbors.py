@@ -82,8 +82,8 @@ def enable_numba_cache() -> bool:
     user's cache folder when those are read-only (or to ``NUMBA_CACHE_DIR``).  Functions
     that numba cannot cache (those calling ``numba.get_num_threads()``, and those taking
     the distance function as an argument, whose cache entries would never match again)
-    still compile in every process.  Set the environment variable ``LATENTAUDIT_NUMBA_CACHE=0`` to leave
-    pynndescent untouched.
+    still compile in every process.  Set the environment variable
+    ``LATENTAUDIT_NUMBA_CACHE=0`` to leave pynndescent untouched.
 
     Returns
     -------
@@ -184,7 +184,7 @@ def build_knn_graph(
     n_neighbors: int = 15,
     *,
     method: str = "auto",
-    exact_max_samples: int = 10_000,
+    exact_max_samples: int = 20_000,
     build_neighbors: int | None = None,
     random_state=None,
     n_jobs=None,
@@ -199,7 +199,7 @@ def build_knn_graph(
         Neighbours kept per row (self excluded).
     method : {"auto", "exact", "nndescent"}, default "auto"
         ``"auto"`` is exact for at most ``exact_max_samples`` rows and NN-descent above.
-    exact_max_samples : int, default 10000
+    exact_max_samples : int, default 20000
         Threshold of ``"auto"``.
     build_neighbors : int, optional
         Length of the lists NN-descent maintains (default ``max(2 (k + 1), 30)``); more is

@@ -126,7 +126,7 @@ class _VolumeDataset(ImageDataset):
             raise DataError(f"several inputs share the id(s) {_few(repeated)}; ids must be "
                             f"unique (pass ids= to set them)")
         skipped: list[tuple] = []
-        table = None if metadata is None else read_table(metadata, id_column)
+        table = None if metadata is None else read_table(metadata, self.id_column)
         usable = list(range(len(entries)))
         if table is not None:
             if self.id_column not in table.columns:

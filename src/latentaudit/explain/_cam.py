@@ -210,7 +210,10 @@ def compute_cam(model: nn.Module, target_layers: Sequence[nn.Module], images: to
     if aug_smooth and method in ("finercam", "sess"):
         raise ConfigError(f"aug_smooth=True is not available for method={method!r}")
     if method in _MUTATING:
+        names = {id(module): name for name, module in model.named_modules()}
         model = copy.deepcopy(model)
+        copied = dict(model.named_modules())
+        target_layers = [copied[names[id(layer)]] for layer in target_layers]
     model.eval()
     categories = np.asarray(categories, dtype=np.int64)
     targets = _targets(method, model, images, categories)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -472,6 +473,7 @@ class Explainer(BaseEstimator):
         NotFittedError
             Before :meth:`fit`.
         """
+        self._check_fitted()
         return self.classes_[self.predict_proba(images, batch_size=batch_size).argmax(axis=1)]
 
     # -- maps ---------------------------------------------------------------------------
@@ -714,7 +716,11 @@ class Explainer(BaseEstimator):
         targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in categories]
         percentile = 100.0 * (1.0 - fraction)
         # ROAD's imputer adds noise from torch's global generator: seed it in a fork.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # grad-cam's imputer hands torch tensors to np.argwhere, which NumPy 2
+            # deprecates; nothing the caller can act on.
+            warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                    message=".*__array_wrap__.*")
             torch.manual_seed(seed)
             morf = ROADMostRelevantFirst(percentile=percentile)(x, maps, targets, self.model_)
             lerf = ROADLeastRelevantFirst(percentile=percentile)(x, maps, targets,

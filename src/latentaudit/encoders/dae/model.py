@@ -362,7 +362,9 @@ class DAEEncoder(ModelEncoder):
 
     # -- helpers -------------------------------------------------------------------------
     def _memory_format(self) -> torch.memory_format:
-        weight = self.unet.down.conv_in.weight
+        # A kernel with several input and output channels: with one channel the two
+        # layouts cannot be told apart.
+        weight = self.unet.down.stages[0].block.in_conv.weight
         if weight.ndim == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
                 and not weight.is_contiguous():
             return torch.channels_last

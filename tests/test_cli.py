@@ -1,0 +1,487 @@
+"""Tests of the ``latentaudit`` command line: every subcommand, the config file, and every
+kind of bad input (one clear line, exit code 2, no traceback unless --debug)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomllib
+
+from latentaudit import cli
+from latentaudit.cli import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, load_config, main
+from latentaudit.errors import ConfigError, DataError
+
+# a tiny beta-VAE and classifier: every step runs, in seconds
+TINY_VAE = ["--set", "encoder.channels=[4, 8]", "--set", "encoder.latent_dim=8"]
+TINY_EXPLAIN = ["--classifier-steps", "3", "--set", "explain.widths=[4, 8, 8, 8]",
+                "--set", "explain.images=2", "--set", "explain.counterfactual_images=2",
+                "--set", "explain.counterfactual_steps=2", "--set", "explain.batch_size=8"]
+FAST_AUDIT = ["--projection", "pca", "--set", "audit.n_permutations=19", "-q"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_bad_input(code, err, *fragments):
+    assert code == EXIT_BAD_INPUT, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("latentaudit: error: "), err
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+# --------------------------------------------------------------------------------------
+# a small NIfTI study
+# --------------------------------------------------------------------------------------
+def _write_study(folder, n: int = 16, seed: int = 0):
+    """n NIfTI volumes (16 x 16 x 16) of a bright ball; site B's ball sits higher."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    grid = np.stack(np.mgrid[:16, :16, :16], axis=-1).astype(np.float32)
+    rows = []
+    for i in range(n):
+        site = "AB"[i % 2]
+        centre = np.array([8.0, 8.0, 10.0 if site == "B" else 7.0])
+        volume = (np.linalg.norm(grid - centre, axis=-1) < 5).astype(np.float32) * 100
+        volume += rng.normal(0, 5, volume.shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / f"sub-{i:02d}.nii.gz")
+        rows.append({"subject": f"sub-{i:02d}", "site": site, "sex": "FM"[(i // 2) % 2],
+                     "age": float(30 + i)})
+    table = pd.DataFrame(rows)
+    table.to_csv(folder.parent / "participants.csv", index=False)
+    return folder, folder.parent / "participants.csv", table
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return _write_study(tmp_path_factory.mktemp("study") / "scans")
+
+
+@pytest.fixture(scope="module")
+def trained(study, tmp_path_factory):
+    """A tiny beta-VAE trained by 'latentaudit train' and the embeddings 'embed' made."""
+    scans, csv, _ = study
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["train", "--images", str(scans), "--metadata", str(csv), "--encoder",
+                 "betavae", "--size", "16", "--train-steps", "3", "--batch-size", "8",
+                 "--output", str(out / "train"), "-q", *TINY_VAE])
+    assert code == EXIT_OK
+    code = main(["embed", "--images", str(scans), "--metadata", str(csv), "--encoder",
+                 str(out / "train" / "encoder"), "--size", "16", "--output",
+                 str(out / "embed"), "-q"])
+    assert code == EXIT_OK
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# help, version, python -m
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [None, "demo", "train", "embed", "audit", "explain"])
+def test_every_command_has_help(command, capsys):
+    argv = ([command] if command else []) + ["--help"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: latentaudit" in out
+    assert "--output" in out or command is None
+    assert "(default: None)" not in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == EXIT_BAD_INPUT
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "latentaudit", "--version"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0
+    assert result.stdout.startswith("latentaudit ")
+
+
+# --------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------
+def test_config_file_then_flags_then_set(tmp_path):
+    path = tmp_path / "audit.toml"
+    path.write_text('seed = 3\n[audit]\nmethod = "kmeans"\nnuisance = ["site"]\n'
+                    '[train]\nsteps = 7\n', encoding="utf-8")
+    config = load_config(path, overrides=[{"train": {"steps": 9}},
+                                          cli._parse_assignment("audit.alpha=0.1")])
+    assert config["seed"] == 3 and config["audit"]["method"] == "kmeans"
+    assert config["audit"]["nuisance"] == ["site"]
+    assert config["train"]["steps"] == 9 and config["audit"]["alpha"] == 0.1
+    assert config["projection"]["method"] == "tsne"  # untouched default
+
+
+def test_config_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[audit\nmethod = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[audit]\nmethd = 'kmeans'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'method'"):
+        load_config(unknown)
+    with pytest.raises(DataError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        cli._parse_assignment("audit.method")
+
+
+def test_set_reads_toml_values_else_text():
+    assert cli._parse_assignment("explain.widths=[4, 8]") == {"explain": {"widths": [4, 8]}}
+    assert cli._parse_assignment("audit.within=sex") == {"audit": {"within": "sex"}}
+    assert cli._parse_assignment("explain.enabled=false") == {"explain": {"enabled": False}}
+
+
+def test_dump_toml_round_trips_the_whole_config():
+    config = load_config(None, base=cli.DEMO_CONFIG)
+    text = cli.dump_toml(config)
+    back = tomllib.loads(text)
+    unset = [k for k, v in config["audit"].items() if v is None]
+    assert all(k not in back["audit"] for k in unset)
+    assert load_config(None, base=back) == config
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "audit.toml"
+    config = load_config(example)
+    assert config["audit"]["nuisance"] == ["site"]
+
+
+# --------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The fast path of 'latentaudit demo': 200 subjects, pixel PCA, PCA map."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    code = main(["demo", "--encoder", "pca", "--n-subjects", "200", "--output", str(out),
+                 "--no-explain", *FAST_AUDIT])
+    assert code == EXIT_OK
+    return out
+
+
+def test_demo_fast_path_writes_report_config_and_embeddings(demo_run):
+    out = demo_run
+    for name in ("report.html", "report.json", "subjects.csv", "config.toml",
+                 "embeddings/embeddings.json"):
+        assert (out / name).is_file(), name
+    saved = tomllib.loads((out / "config.toml").read_text(encoding="utf-8"))
+    assert saved["encoder"]["kind"] == "pca" and saved["data"]["n_subjects"] == 200
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["provenance"]["data"]["n_subjects"] == 200
+    assert report["provenance"]["encoder"]["config_hash"]
+    assert report["provenance"]["command"].startswith("latentaudit demo")
+    assert report["sections"]["gradcam"]["status"] == "unavailable"
+    assert "turned off" in report["sections"]["gradcam"]["note"]
+
+
+def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
+    from latentaudit.datasets import load_demo_cohort
+
+    report = json.loads((demo_run / "report.json").read_text(encoding="utf-8"))
+    top = report["sections"]["overview"]["data"]["top_findings"]
+    assert [row["column"] for row in top[:3]] == ["site"] * 3
+    subjects = pd.read_csv(demo_run / "subjects.csv")
+    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["id"]]
+    # the explained clusters are made of the artefact sites B (shifted field of view)
+    # and C (head-rest)
+    explained = report["sections"]["clusters"]["data"]
+    assert explained
+    for cluster in explained:
+        members = subjects["cluster"] == int(cluster)
+        share = truth["artefact"].to_numpy()[members.to_numpy()] != "none"
+        assert share.mean() > 0.9
+    flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
+    listed = {row["id"] for row in
+              report["sections"]["label_issues"]["tables"]["sex: flagged subjects, most "
+                                                           "suspicious first"]}
+    assert len(flipped) >= 3
+    assert len(flipped & listed) / len(flipped) >= 0.5
+
+
+def test_demo_reuses_its_embeddings_unless_fresh(demo_run, capsys):
+    argv = ["demo", "--encoder", "pca", "--n-subjects", "200", "--output", str(demo_run),
+            "--no-explain", "--projection", "pca", "--set", "audit.n_permutations=19"]
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_OK and "reusing the embeddings" in err
+    code, _, err = run(capsys, *argv, "--fresh", "--seed", "0")
+    assert code == EXIT_OK and "reusing" not in err
+
+
+def test_demo_keeps_the_embeddings_when_the_audit_fails(tmp_path, capsys, monkeypatch):
+    import latentaudit.pipeline
+
+    def failing(*args, **kwargs):
+        raise DataError("the audit could not run")
+
+    monkeypatch.setattr(latentaudit.pipeline, "run_audit", failing)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "demo", "--encoder", "pca", "--n-subjects", "60", "--output",
+                       out, "--no-explain", *FAST_AUDIT)
+    assert_bad_input(code, err, "the audit could not run")
+    assert "kept: the embeddings are in" in err and "latentaudit audit --embeddings" in err
+    assert (out / "embeddings" / "embeddings.json").is_file()
+    monkeypatch.undo()
+    # ... and the run continues from them
+    code, out_text, err = run(capsys, "audit", "--embeddings", out / "embeddings", "--output",
+                              tmp_path / "audit", "--nuisance", "site", "--within", "sex",
+                              *FAST_AUDIT)
+    assert code == EXIT_OK, err
+    assert (tmp_path / "audit" / "report.html").is_file()
+    assert "report:" in out_text
+
+
+def test_an_unexpected_error_is_an_internal_error(tmp_path, capsys, monkeypatch):
+    import latentaudit.pipeline
+
+    def failing(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(latentaudit.pipeline, "run_audit", failing)
+    code, _, err = run(capsys, "demo", "--encoder", "pca", "--n-subjects", "60", "--output",
+                       tmp_path / "out", "--no-explain", *FAST_AUDIT)
+    assert code == EXIT_FAILURE
+    assert "internal error: ZeroDivisionError: a bug" in err and "Traceback" not in err
+
+
+def test_demo_rejects_a_misspelt_column_before_any_work(tmp_path, capsys):
+    code, _, err = run(capsys, "demo", "--encoder", "pca", "--n-subjects", "60", "--output",
+                       tmp_path / "out", "--nuisance", "sitte", *FAST_AUDIT)
+    assert_bad_input(code, err, "did you mean 'site'")
+    assert not (tmp_path / "out" / "embeddings").exists()
+
+
+# --------------------------------------------------------------------------------------
+# train, embed, audit, explain on NIfTI files
+# --------------------------------------------------------------------------------------
+def test_train_writes_a_loadable_encoder(trained):
+    from latentaudit.encoders import load_pretrained
+
+    encoder = load_pretrained(trained / "train" / "encoder")
+    assert encoder.latent_dim == 8
+    history = pd.read_csv(trained / "train" / "history.csv")
+    assert len(history) >= 1
+    assert (trained / "train" / "config.toml").is_file()
+    assert (trained / "train" / "checkpoints").is_dir()
+
+
+def test_train_a_tiny_dae(study, tmp_path, capsys):
+    scans, csv, _ = study
+    code, out, err = run(capsys, "train", "--images", scans, "--metadata", csv, "--encoder",
+                         "dae", "--preset", "tiny", "--size", "16", "--train-steps", "2",
+                         "--batch-size", "4", "--output", tmp_path / "dae", "-q")
+    assert code == EXIT_OK, err
+    config = json.loads((tmp_path / "dae" / "encoder" / "config.json").read_text())
+    assert config["model_type"] == "dae"
+    assert "latentaudit embed" in out
+
+
+def test_embed_saves_one_row_per_subject(trained, study):
+    from latentaudit.embed import Embeddings
+
+    _, _, table = study
+    embeddings = Embeddings.load(trained / "embed" / "embeddings")
+    assert embeddings.shape == (len(table), 8)
+    assert list(embeddings.ids) == table["subject"].tolist()
+    assert embeddings.metadata["site"].tolist() == table["site"].tolist()
+    assert embeddings.provenance["data"]["n_subjects"] == len(table)
+
+
+def test_audit_with_images_and_encoder(trained, study, tmp_path, capsys):
+    scans, _, _ = study
+    code, out, err = run(capsys, "audit", "--embeddings", trained / "embed", "--images", scans,
+                         "--size", "16", "--encoder", trained / "train" / "encoder",
+                         "--nuisance", "site", "--output", tmp_path / "audit",
+                         "--cluster-method", "kmeans", "--set", "audit.n_clusters=2",
+                         *TINY_EXPLAIN, *FAST_AUDIT)
+    assert code == EXIT_OK, err
+    report = json.loads((tmp_path / "audit" / "report.json").read_text())
+    statuses = {k: v["status"] for k, v in report["sections"].items()}
+    assert statuses["findings"] == "ok" and statuses["label_issues"] == "ok"
+    assert all(status in ("ok", "unavailable") for status in statuses.values()), statuses
+    assert report["provenance"]["encoder"]["class"] == "BetaVAEEncoder"
+    subjects = pd.read_csv(tmp_path / "audit" / "subjects.csv")
+    assert len(subjects) == 16 and set(subjects["cluster"]) <= {-1, 0, 1}
+
+
+def test_audit_replaces_metadata_from_a_csv(trained, study, tmp_path, capsys):
+    _, _, table = study
+    extra = table.assign(scanner=np.where(table["site"] == "A", "X", "Y"))
+    csv = tmp_path / "more.csv"
+    extra.to_csv(csv, index=False)
+    code, _, err = run(capsys, "audit", "--embeddings", trained / "embed", "--metadata", csv,
+                       "--output", tmp_path / "audit", "--no-explain", *FAST_AUDIT)
+    assert code == EXIT_OK, err
+    report = json.loads((tmp_path / "audit" / "report.json").read_text())
+    assert "scanner" in report["sections"]["findings"]["data"]["column_types"]
+
+
+def test_explain_a_delineation(trained, study, tmp_path, capsys):
+    scans, _, table = study
+    labels = pd.DataFrame({"id": table["subject"], "cluster": (table["site"] == "B").astype(int)})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    code, out, err = run(capsys, "explain", "--labels", tmp_path / "labels.csv", "--images",
+                         scans, "--size", "16", "--encoder", trained / "train" / "encoder",
+                         "--output", tmp_path / "explain", *TINY_EXPLAIN, "-q")
+    assert code == EXIT_OK, err
+    report = json.loads((tmp_path / "explain" / "report.json").read_text())
+    assert {k: v["status"] for k, v in report["sections"].items()} == {
+        "clusters": "ok", "gradcam": "ok", "counterfactuals": "ok", "provenance": "ok"}
+    assert report["provenance"]["delineation"]["groups"] == {"0": 8, "1": 8}
+
+
+def test_explain_by_polygons_on_the_map(trained, study, tmp_path, capsys):
+    scans, _, table = study
+    subjects = pd.DataFrame({"id": table["subject"], "map_x": np.arange(16.0),
+                             "map_y": np.zeros(16)})
+    subjects.to_csv(tmp_path / "subjects.csv", index=False)
+    (tmp_path / "polygons.json").write_text(json.dumps(
+        {"1": [[-0.5, -1], [5.5, -1], [5.5, 1], [-0.5, 1]],
+         "2": [[5.5, -1], [15.5, -1], [15.5, 1], [5.5, 1]]}))
+    code, _, err = run(capsys, "explain", "--labels", tmp_path / "subjects.csv", "--polygons",
+                       tmp_path / "polygons.json", "--images", scans, "--size", "16",
+                       "--output", tmp_path / "explain", "--no-explain", "-q")
+    assert code == EXIT_OK, err
+    report = json.loads((tmp_path / "explain" / "report.json").read_text())
+    assert report["provenance"]["delineation"]["groups"] == {"1": 6, "2": 10}
+    assert report["provenance"]["delineation"]["reference"] == 2
+
+
+# --------------------------------------------------------------------------------------
+# bad input: one line, exit code 2, no traceback
+# --------------------------------------------------------------------------------------
+def test_missing_image_folder(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--images", tmp_path / "nowhere", "--output",
+                       tmp_path / "out")
+    assert_bad_input(code, err, "does not exist", "--images")
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    code, _, err = run(capsys, "--debug", "train", "--images", tmp_path / "nowhere",
+                       "--output", tmp_path / "out")
+    assert code == EXIT_BAD_INPUT
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("latentaudit: error:")
+
+
+def test_unreadable_nifti(study, tmp_path, capsys):
+    scans, csv, _ = study
+    broken = tmp_path / "scans"
+    broken.mkdir()
+    for path in sorted(scans.iterdir())[:4]:
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "sub-99.nii.gz").write_bytes(b"this is not a NIfTI file")
+    code, _, err = run(capsys, "embed", "--images", broken, "--encoder", "whatever",
+                       "--output", tmp_path / "out")
+    assert_bad_input(code, err, "sub-99.nii.gz")
+
+
+def test_csv_without_the_id_column(study, tmp_path, capsys):
+    scans, _, table = study
+    csv = tmp_path / "participants.csv"
+    table.rename(columns={"subject": "participant"}).to_csv(csv, index=False)
+    code, _, err = run(capsys, "train", "--images", scans, "--metadata", csv, "--output",
+                       tmp_path / "out")
+    assert_bad_input(code, err, "no id column 'subject'", "participant", "--id-column")
+
+
+def test_ids_that_do_not_match(study, tmp_path, capsys):
+    scans, _, table = study
+    csv = tmp_path / "participants.csv"
+    table.assign(subject=[f"P{i}" for i in range(len(table))]).to_csv(csv, index=False)
+    code, _, err = run(capsys, "train", "--images", scans, "--metadata", csv, "--output",
+                       tmp_path / "out")
+    assert_bad_input(code, err, "missing from the metadata table", "sub-00")
+
+
+def test_metadata_column_of_mixed_types(study, tmp_path, capsys):
+    scans, _, table = study
+    csv = tmp_path / "participants.csv"
+    mixed = table.astype({"age": object})
+    mixed.loc[3, "age"] = "unknown"
+    mixed.to_csv(csv, index=False)
+    code, _, err = run(capsys, "train", "--images", scans, "--metadata", csv, "--output",
+                       tmp_path / "out")
+    assert_bad_input(code, err, "column 'age'", "mixes numbers and text", "'unknown'",
+                     "sub-03")
+
+
+def test_mixed_types_in_a_table_given_to_audit(trained, study, tmp_path, capsys):
+    _, _, table = study
+    csv = tmp_path / "more.csv"
+    table.assign(site=["A", 2, "B", 3] * 4).to_csv(csv, index=False)
+    code, _, err = run(capsys, "audit", "--embeddings", trained / "embed", "--metadata", csv,
+                       "--output", tmp_path / "audit", *FAST_AUDIT)
+    assert_bad_input(code, err, "column 'site'", "mixes numbers and text")
+
+
+def test_missing_embeddings_and_encoder(tmp_path, capsys):
+    code, _, err = run(capsys, "audit", "--embeddings", tmp_path / "none", "--output",
+                       tmp_path / "out")
+    assert_bad_input(code, err, "does not exist", "--embeddings")
+    code, _, err = run(capsys, "audit", "--output", tmp_path / "out")
+    assert_bad_input(code, err, "--embeddings DIR")
+
+
+def test_labels_that_are_not_groups(study, tmp_path, capsys):
+    scans, _, table = study
+    pd.DataFrame({"id": table["subject"], "cluster": ["a"] * 16}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    code, _, err = run(capsys, "explain", "--labels", tmp_path / "labels.csv", "--images",
+                       scans, "--output", tmp_path / "out")
+    assert_bad_input(code, err, "integer group labels")
+
+
+def test_bad_option_value_from_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--encoder", "vae"])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
+    """The README's first command, end to end (minutes on a laptop CPU)."""
+    from latentaudit.datasets import load_demo_cohort
+
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "latentaudit", "demo", "--output",
+                             str(out)], capture_output=True, text=True, timeout=3600,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert all(s["status"] == "ok" for s in report["sections"].values()), {
+        k: s["note"] for k, s in report["sections"].items() if s["status"] != "ok"}
+    top = report["sections"]["overview"]["data"]["top_findings"]
+    assert [row["column"] for row in top[:3]] == ["site"] * 3
+    subjects = pd.read_csv(out / "subjects.csv")
+    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["id"]]
+    artefacts = set()
+    for cluster in report["sections"]["clusters"]["data"]:
+        members = (subjects["cluster"] == int(cluster)).to_numpy()
+        kinds = truth["artefact"].to_numpy()[members]
+        values, counts = np.unique(kinds, return_counts=True)
+        assert counts.max() / counts.sum() > 0.8
+        artefacts.add(values[np.argmax(counts)])
+    assert artefacts == {"fov_shift", "head_rest"}
+    flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
+    flagged = set(subjects["id"][pd.Index(subjects.index).isin(
+        [row["index"] for row in report["sections"]["label_issues"]["data"]["sex"]["flagged"]])])
+    assert len(flipped & flagged) / len(flipped) >= 0.6
