@@ -368,6 +368,7 @@ def main(argv=None) -> dict:
         print(f"\npictures written to {IMAGES}/explain_*.png")
     print(f"total {results['total_seconds']:.0f} s")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     return results
 

@@ -618,3 +618,31 @@ def test_difference_map_shows_the_shifted_field_of_view(cohort):
     significant, region, _ = _overlap(cohort, "B")
     assert significant[region].mean() >= 0.8
 
+
+
+def _row_centre(images):
+    weights = (images[:, 0] + 1) / 2
+    rows = np.arange(weights.shape[1])[None, :, None]
+    return (weights * rows).sum(axis=(1, 2)) / weights.sum(axis=(1, 2))
+
+
+@pytest.mark.slow
+def test_counterfactual_from_the_shifted_site_moves_the_head_back(cohort):
+    from latentaudit.encoders import BetaVAEEncoder
+
+    # 32x32 (2x2 means) keeps the beta-VAE's training short.
+    images = cohort.images.reshape(-1, 1, 32, 2, 32, 2).mean(axis=(3, 5))
+    site = cohort.metadata["site"].to_numpy()
+    group = np.where(np.isin(site, ["A", "D"]), "clean", site)
+    torch.manual_seed(0)
+    encoder = BetaVAEEncoder(image_size=32, channels=(8, 16, 32), latent_dim=16, beta=1.0)
+    encoder.fit(images, max_steps=300, batch_size=32, verbose=False, random_state=0)
+    z = encoder.encode(images).numpy()
+    shifted = np.flatnonzero(site == "B")[:24]
+    cf = counterfactual(encoder, images[shifted], "B", "clean", embeddings=z, labels=group,
+                        steps=3)
+    before, after = _row_centre(cf.images[:, 0]), _row_centre(cf.images[:, -1])
+    clean = _row_centre(images[group == "clean"]).mean()
+    assert before.mean() > clean + 2  # site B's heads sit lower in the image
+    assert np.mean(after < before) >= 0.9  # the move lifts them
+    assert abs(after.mean() - clean) < 0.5 * abs(before.mean() - clean)

@@ -308,7 +308,7 @@ def agreement_test(y_true, y_pred) -> TestResult | None:
 
     The null is the permutation distribution of the labels with both margins fixed; its
     mean and variance are exact (sums of hypergeometric moments) and the p-value uses
-    the normal approximation.  Applied to out-of-fold predictions it is conservative:
+    the continuity-corrected normal approximation (1 for constant predictions).  Applied to out-of-fold predictions it is conservative:
     under no association, cross-validation pushes predictions slightly *away* from the
     held-out labels.
 
@@ -342,10 +342,12 @@ def agreement_test(y_true, y_pred) -> TestResult | None:
     var_diag = np.sum(rc * (n - r) * (n - c)) / (n * n * (n - 1.0))
     cov_off = (rc.sum() ** 2 - np.sum(rc**2)) / (n * n * (n - 1.0))
     var = var_diag + cov_off
-    if var <= 0:
-        p = 1.0 if agreements <= expected else 0.0
+    if var <= 1e-9 * n:
+        # constant predictions: every permutation gives the same count, no evidence
+        p = 1.0
     else:
-        p = float(stats.norm.sf((agreements - expected) / math.sqrt(var)))
+        # continuity-corrected: the count is discrete
+        p = float(stats.norm.sf((agreements - expected - 0.5) / math.sqrt(var)))
     chance = expected / n
     kappa = (agreements / n - chance) / (1.0 - chance) if chance < 1 else 0.0
     return TestResult("agreement", agreements, p, float(kappa))
