@@ -199,9 +199,15 @@ def run_scenario(scenario, args, images, meta, true_sex, test, pool, embeddings,
     return predictions, timings
 
 
+_ARM_RANK = ("none", "reweighting", "pixel SMOTE", "latent SMOTE", "latent Borderline-1",
+             "decoded")
+
+
 def _arm_order(arm: str):
+    """Pixel classifiers first, then each embedding; within each, the baselines first."""
     classifier_kind, _, what = arm.partition(" / ")
-    return (classifier_kind != "pixels", classifier_kind, "decoded" in what, what)
+    rank = next(i for i, start in enumerate(_ARM_RANK) if what.startswith(start))
+    return (classifier_kind != "pixels", classifier_kind, rank, what)
 
 
 def summarise(predictions, truth, rare_mask, n_boot, seed=0):

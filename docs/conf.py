@@ -26,6 +26,20 @@ html_title = "latentaudit"
 
 autosummary_generate = True
 autodoc_default_options = {"members": True, "inherited-members": False}
+
+
+def _skip_metadata_requests(app, what, name, obj, skip, options):
+    # scikit-learn generates set_*_request methods on every estimator; their docstrings
+    # point into scikit-learn's own glossary, so they are left out of our pages.
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_requests)
+
+
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -35,3 +49,4 @@ numpydoc_xref_param_type = False
 intersphinx_mapping = {}
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header"]
+numpydoc_attributes_as_param_list = True

@@ -646,3 +646,16 @@ def test_counterfactual_from_the_shifted_site_moves_the_head_back(cohort):
     assert before.mean() > clean + 2  # site B's heads sit lower in the image
     assert np.mean(after < before) >= 0.9  # the move lifts them
     assert abs(after.mean() - clean) < 0.5 * abs(before.mean() - clean)
+
+
+def test_our_score_cam_matches_grad_cams_in_2d(fitted, squares):
+    # Score-CAM is re-implemented for 3-D support; in 2-D it must agree with grad-cam's.
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    images, _, _ = squares
+    x = torch.from_numpy(images[:3])
+    ours = fitted.explain(images[:3], target=1, method="scorecam")
+    with pytorch_grad_cam.ScoreCAM(fitted.model_, [fitted._target_module]) as cam:
+        theirs = cam(x, targets=[ClassifierOutputTarget(1)] * 3)
+    assert np.allclose(ours, theirs, atol=1e-4)

@@ -107,8 +107,6 @@ class NiftiDataset(_VolumeDataset):
     skipped : pandas.DataFrame
         Columns ``path``, ``id``, ``reason``: what ``on_error="skip"`` left out (``path``
         is None for a table row without a file).
-    image_shape : tuple of int
-        ``(1, H, W)`` or ``(1, D, H, W)``.
 
     Raises
     ------
