@@ -261,7 +261,7 @@ def picture_gradcam(cohort, rest_c, maps_by_method, mean_maps, exp, path):
                  f"held-out head-rest images. Red/white: planted head-rest; +: map maximum",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -287,7 +287,7 @@ def picture_difference(maps, path):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -316,7 +316,7 @@ def picture_counterfactual(strips, what, path):
     fig.suptitle(f"Site B (shifted) moved toward the clean sites' centroid and decoded; yellow: "
                  f"the head's centre of mass\n{what}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

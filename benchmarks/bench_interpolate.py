@@ -248,7 +248,7 @@ def main(argv=None):
                         help="fraction of the rare group kept in training")
     parser.add_argument("--size", type=int, default=32, choices=(32, 64))
     parser.add_argument("--latent-dim", type=int, default=32)
-    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--vae-steps", type=int, default=800)
     parser.add_argument("--vae-batch", type=int, default=32)
     parser.add_argument("--no-vae", action="store_true", help="PCA embeddings only")
     parser.add_argument("--C-pixels", type=float, default=0.01)

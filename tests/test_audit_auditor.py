@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
@@ -360,9 +361,12 @@ def _demo():
 
 @pytest.fixture(scope="module")
 def demo_pixels():
+    """The demo cohort's raw-pixel PCA embedding (64 components), metadata and truth."""
     cohort = _demo()
     images = np.asarray(cohort.images, dtype=np.float32)
-    return images.reshape(len(images), -1), cohort.metadata, cohort.truth
+    with threadpool_limits(2):
+        z = PCA(64, random_state=0).fit_transform(images.reshape(len(images), -1))
+    return z, cohort.metadata, cohort.truth
 
 
 def test_demo_cohort_shifted_site_is_found_from_raw_pixels(demo_pixels):

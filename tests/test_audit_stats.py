@@ -133,8 +133,9 @@ def test_agreement_test_moments_match_permutations():
     r = np.bincount(y_pred, minlength=3)
     c = np.bincount(y_true, minlength=3)
     assert perms.mean() == pytest.approx(np.sum(r * c) / 60, rel=0.01)
-    z = (observed.statistic - perms.mean()) / perms.std()
+    z = (observed.statistic - perms.mean() - 0.5) / perms.std()  # continuity-corrected
     assert observed.p_value == pytest.approx(stats.norm.sf(z), abs=0.02)
+    assert agreement_test(y_true, np.zeros(60, dtype=int)).p_value == 1.0  # constant
     perfect = agreement_test(np.tile([0, 1, 2], 20), np.tile([0, 1, 2], 20))
     assert perfect.effect_size == pytest.approx(1.0)
     assert perfect.p_value < 1e-10

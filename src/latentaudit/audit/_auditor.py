@@ -833,8 +833,9 @@ class ClusterAuditor(BaseEstimator):
             Folds (stratified for categorical columns, shuffled, seeded) or a splitter.
         n_permutations : int, default 100
             Permutations of the p-value's test (scikit-learn's
-            ``permutation_test_score``); 0: the analytic test of the out-of-fold
-            predictions (exact permutation moments, normal approximation).
+            ``permutation_test_score``); 0: an analytic test of each fold's held-out
+            predictions against the exact permutation moments of that fold's labels,
+            combined over the folds by Bonferroni (fast, slightly conservative).
         permutation_max_samples : int or None, default 2000
             Rows the permutation test uses (a random subsample; ``None``: all).
         confidence : float, default 0.95

@@ -5,9 +5,10 @@ regression (``model="linear"``, fast, the default) or an RBF support-vector mach
 (``model="svm"``, the paper's Table 1).  It reports accuracy (categorical columns) or the
 mean absolute error (continuous columns) of the out-of-fold predictions with a confidence
 interval, and a p-value: by permutation (scikit-learn's ``permutation_test_score``, on a
-subsample so that large cohorts stay fast) or, with ``n_permutations=0``, from the exact
-permutation moments of the out-of-fold agreement (see
-:func:`~latentaudit.audit._stats.agreement_test`).
+subsample so that large cohorts stay fast) or, with ``n_permutations=0``, from each fold's
+held-out predictions tested against the exact permutation moments of that fold's labels
+(:func:`~latentaudit.audit._stats.agreement_test`,
+:func:`~latentaudit.audit._stats.correlation_test`), combined over folds by Bonferroni.
 """
 
 from __future__ import annotations
@@ -158,6 +159,26 @@ def _check_classes(y: np.ndarray, min_count: int = 2):
     return counts[inverse] >= min_count
 
 
+def _held_out_p_value(kind: str, y, predictions, fold_of) -> float:
+    """Bonferroni-combined p-value of the folds' held-out agreement tests.
+
+    A fold's model never saw the fold's labels, so under no association those labels are
+    exchangeable given the fold's predictions and the fold's permutation test is exact
+    (up to the normal approximation).  Pooling the folds is not: each fold's predictions
+    depend on the other folds' labels, which inflates pooled tests (about 7% of null
+    p-values fell below 0.05 when tried).  Bonferroni over the folds is valid under any
+    dependence.
+    """
+    test = agreement_test if kind == "categorical" else correlation_test
+    folds = np.unique(fold_of)
+    p_values = []
+    for fold in folds:
+        rows = fold_of == fold
+        result = test(y[rows], predictions[rows])
+        p_values.append(1.0 if result is None else result.p_value)
+    return float(min(1.0, folds.size * min(p_values)))
+
+
 def run_probe(
     x,
     y,
@@ -186,8 +207,8 @@ def run_probe(
     cv : int or scikit-learn splitter, default 5
         See :func:`make_cv`.
     n_permutations : int, default 100
-        Label permutations of the permutation test; 0 uses the analytic test of the
-        out-of-fold predictions instead.
+        Label permutations of the permutation test; 0 uses the analytic test of each
+        fold's held-out predictions instead (Bonferroni over folds).
     permutation_max_samples : int or None, default 2000
         Rows (sampled at random) that the permutation test uses; ``None``: all.
     confidence : float, default 0.95
@@ -239,7 +260,13 @@ def run_probe(
     if n < 4:
         raise DataError(f"a probe needs at least 4 rows, got {n}")
     splitter = make_cv(kind, y, cv, fold_seed)
-    predictions = cross_val_predict(make_probe(kind, model), x, y, cv=splitter, n_jobs=n_jobs)
+    # the folds' loop written out (what cross_val_predict does) to know each row's fold
+    predictions = np.empty(n, dtype=y.dtype)
+    fold_of = np.empty(n, dtype=np.int64)
+    for fold, (train, test) in enumerate(splitter.split(x, y)):
+        fitted = make_probe(kind, model).fit(x[train], y[train])
+        predictions[test] = fitted.predict(x[test])
+        fold_of[test] = fold
     row = {"model": model_name(kind, model), "n": int(n)}
     if kind == "categorical":
         correct = predictions == y
@@ -259,7 +286,7 @@ def run_probe(
         scoring = "neg_mean_absolute_error"
     row["effect_size"] = analytic.effect_size if analytic is not None else 0.0
     if n_permutations == 0:
-        row.update(p_value=analytic.p_value if analytic is not None else 1.0,
+        row.update(p_value=_held_out_p_value(kind, y, predictions, fold_of),
                    p_method="analytic", n_permutations=0)
     else:
         rows = np.arange(n)

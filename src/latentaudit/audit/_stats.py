@@ -308,9 +308,10 @@ def agreement_test(y_true, y_pred) -> TestResult | None:
 
     The null is the permutation distribution of the labels with both margins fixed; its
     mean and variance are exact (sums of hypergeometric moments) and the p-value uses
-    the continuity-corrected normal approximation (1 for constant predictions).  Applied to out-of-fold predictions it is conservative:
-    under no association, cross-validation pushes predictions slightly *away* from the
-    held-out labels.
+    the continuity-corrected normal approximation (1 for constant predictions).  It is
+    valid when the predictions do not depend on the labels tested, e.g. one fold's
+    held-out predictions; pooled out-of-fold predictions of all folds do depend on the
+    other folds' labels, and a test of them is too liberal.
 
     Parameters
     ----------
@@ -358,8 +359,10 @@ def correlation_test(y_true, y_pred) -> TestResult | None:
 
     Spearman's rho between labels and predictions has mean 0 and variance
     ``1 / (n - 1)`` under permutation of the labels; the p-value uses the normal
-    approximation.  ``effect_size`` is the out-of-sample R² (``1 - SSE / SST``, at least
-    0), which is what a reader wants to know about a regression probe.
+    approximation.  Valid, like :func:`agreement_test`, for predictions that do not
+    depend on the labels tested.  ``effect_size`` is the out-of-sample R²
+    (``1 - SSE / SST``, at least 0), which is what a reader wants to know about a
+    regression probe.
 
     Parameters
     ----------

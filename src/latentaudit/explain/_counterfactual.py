@@ -124,13 +124,12 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
 
     x = np.concatenate([z[in_source], z[in_target]]).astype(np.float64)
     y = np.r_[np.zeros(in_source.sum()), np.ones(in_target.sum())]
-    # Standardising lets the solver converge whatever the latents' scales; the normal is
-    # mapped back to the original coordinates afterwards.
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
-    probe = LogisticRegression(class_weight="balanced", max_iter=2000,
-                               random_state=random_state).fit(x / scale, y)
-    normal = probe.coef_[0] / scale
+    # Fitted in the latent space's own coordinates, not standardised ones: standardising
+    # inflates dimensions that barely vary (the ones a decoder ignores), and the normal
+    # would then point where decoding changes nothing.
+    probe = LogisticRegression(class_weight="balanced", max_iter=5000,
+                               random_state=random_state).fit(x, y)
+    normal = probe.coef_[0]
     unit = normal / np.linalg.norm(normal)
     return (unit * float(unit @ gap)).astype(np.float32)
 
