@@ -357,11 +357,14 @@ def test_explain_by_polygons_on_the_map(trained, study, tmp_path, capsys):
          "2": [[5.5, -1], [15.5, -1], [15.5, 1], [5.5, 1]]}))
     code, _, err = run(capsys, "explain", "--labels", tmp_path / "subjects.csv", "--polygons",
                        tmp_path / "polygons.json", "--images", scans, "--size", "16",
-                       "--output", tmp_path / "explain", "--no-explain", "-q")
+                       "--output", tmp_path / "explain", "--set", "explain.enabled=false",
+                       "-q")
     assert code == EXIT_OK, err
     report = json.loads((tmp_path / "explain" / "report.json").read_text())
     assert report["provenance"]["delineation"]["groups"] == {"1": 6, "2": 10}
     assert report["provenance"]["delineation"]["reference"] == 2
+    assert report["sections"]["clusters"]["status"] == "ok"
+    assert report["sections"]["gradcam"]["status"] == "unavailable"
 
 
 # --------------------------------------------------------------------------------------
