@@ -62,6 +62,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-dir", type=str, default=None)
     parser.add_argument("--json", type=str, default=None, help="also write the results here")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -93,7 +94,7 @@ def main(argv=None) -> dict:
     vae.fit(ArrayDataset(train_images), max_steps=args.steps, batch_size=args.batch_size,
             lr=args.lr, time_limit=None if args.minutes is None else 60 * args.minutes,
             checkpoint_dir=args.checkpoint_dir,
-            random_state=args.seed, log_every=25, verbose=False)
+            random_state=args.seed, log_every=25, verbose=args.progress)
     train_seconds = time.perf_counter() - t0
     history = vae.history_
     steps = int(history["step"].iloc[-1])

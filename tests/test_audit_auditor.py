@@ -364,16 +364,14 @@ def demo_pixels():
     """The demo cohort's raw-pixel PCA embedding (64 components), metadata and truth."""
     cohort = _demo()
     images = np.asarray(cohort.images, dtype=np.float32)
-    with threadpool_limits(2):
+    with threadpool_limits(1):  # the autouse limit does not reach module-scoped fixtures
         z = PCA(64, random_state=0).fit_transform(images.reshape(len(images), -1))
     return z, cohort.metadata, cohort.truth
 
 
 def test_demo_cohort_shifted_site_is_found_from_raw_pixels(demo_pixels):
     pixels, meta, truth = demo_pixels
-    with threadpool_limits(2):
-        aud = ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"]).fit(
-            pixels, meta)
+    aud = ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"]).fit(pixels, meta)
     top = aud.findings_.iloc[0]
     assert top["column"] == "site" and top["q_value"] < 1e-3
     shifted = (truth["artefact"] == "fov_shift").to_numpy()
@@ -384,9 +382,8 @@ def test_demo_cohort_shifted_site_is_found_from_raw_pixels(demo_pixels):
 
 def test_demo_cohort_flipped_sex_labels_are_recovered(demo_pixels):
     pixels, meta, truth = demo_pixels
-    with threadpool_limits(2):
-        aud = ClusterAuditor(random_state=0, expected=["sex"]).fit(pixels, meta)
-        issues = aud.label_issues("sex")
+    aud = ClusterAuditor(random_state=0, expected=["sex"]).fit(pixels, meta)
+    issues = aud.label_issues("sex")
     flipped = np.flatnonzero(truth["sex_flipped"].to_numpy())
     k = flipped.size
     assert k > 0

@@ -236,15 +236,16 @@ def test_demo_keeps_the_embeddings_when_the_audit_fails(tmp_path, capsys, monkey
     code, _, err = run(capsys, "demo", "--encoder", "pca", "--n-subjects", "60", "--output",
                        out, "--no-explain", *FAST_AUDIT)
     assert_bad_input(code, err, "the audit could not run")
-    assert "kept: the embeddings are in" in err and "latentaudit audit --embeddings" in err
+    assert "kept: the embeddings are in" in err and "latentaudit audit --config" in err
     assert (out / "embeddings" / "embeddings.json").is_file()
     monkeypatch.undo()
-    # ... and the run continues from them
-    code, out_text, err = run(capsys, "audit", "--embeddings", out / "embeddings", "--output",
-                              tmp_path / "audit", "--nuisance", "site", "--within", "sex",
-                              *FAST_AUDIT)
+    # ... and the run continues from them, with the demo's saved options
+    code, out_text, err = run(capsys, "audit", "--config", out / "config.toml", "--embeddings",
+                              out / "embeddings", *FAST_AUDIT)
     assert code == EXIT_OK, err
-    assert (tmp_path / "audit" / "report.html").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["provenance"]["options"]["audit"]["within"] == "sex"
+    assert report["sections"]["findings"]["status"] == "ok"
     assert "report:" in out_text
 
 

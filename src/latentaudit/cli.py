@@ -518,7 +518,7 @@ class _Run:
         self.argv = list(argv)
         self.config = config
         self.verbose = verbose
-        self.kept: list[str] = []
+        self.kept: list[tuple[str, Path | None]] = []
         self.timings: dict = {}
         self.started = time.perf_counter()
 
@@ -529,8 +529,9 @@ class _Run:
         yield
         self.timings[name] = round(time.perf_counter() - tick, 3)
 
-    def keep(self, note: str) -> None:
-        self.kept.append(note)
+    def keep(self, note: str, path: Path | None = None) -> None:
+        """Remember a result to mention if the run fails (if ``path`` exists by then)."""
+        self.kept.append((note, path))
 
     @property
     def output(self) -> Path:
@@ -728,13 +729,14 @@ def _train(encoder, dataset, config: dict, run: _Run, checkpoint_dir: Path | Non
 # commands
 # ======================================================================================
 def _embed_and_save(encoder, dataset, config: dict, run: _Run, folder: Path,
-                    aggregate: str | None):
+                    aggregate: str | None, provenance: Mapping | None = None):
     from .embed import embed
 
     embeddings = embed(encoder, dataset, batch_size=int(config["embed"]["batch_size"]),
                        device=config["device"], aggregate=aggregate,
                        aggregate_method=config["embed"]["aggregate_method"],
                        verbose=run.verbose)
+    embeddings.provenance.update(provenance or {})
     embeddings.save(folder, overwrite=True)
     return embeddings
 
@@ -818,7 +820,7 @@ def cmd_demo(config: dict, run: _Run) -> int:
                                 f"on {len(dataset)} images ..."):
             _train(encoder, dataset, config, run, None)
             encoder.save_pretrained(encoder_dir)
-        run.keep(f"the trained encoder is in {encoder_dir}")
+        run.keep(f"the trained encoder is in {encoder_dir}", encoder_dir)
         record = _encoder_record(encoder, f"{type(encoder).__name__} trained in the run",
                                  trained_steps=steps)
 
@@ -834,9 +836,10 @@ def cmd_demo(config: dict, run: _Run) -> int:
             embeddings = _embed_and_save(encoder, dataset, config, run, embeddings_dir,
                                          aggregate)
         stamp.write_text(json.dumps({"key": stage_key}), encoding="utf-8")
-    run.keep(f"the embeddings are in {embeddings_dir} (continue with: latentaudit audit "
-             f"--embeddings {shlex.quote(str(embeddings_dir))} --output "
-             f"{shlex.quote(str(output))})")
+    run.keep(f"the embeddings are in {embeddings_dir} (rerun the same command to continue "
+             f"from them, or: latentaudit audit --config "
+             f"{shlex.quote(str(output / 'config.toml'))} --embeddings "
+             f"{shlex.quote(str(embeddings_dir))})", embeddings_dir)
 
     with run.stage("audit", "auditing ..."):
         report = run_audit(embeddings, images=dataset, encoder=encoder,
@@ -866,10 +869,11 @@ def cmd_train(config: dict, run: _Run) -> int:
     encoder = _new_encoder(kind, config, dataset.image_shape)
     steps = int(config["train"]["steps"])
     checkpoints = output / "checkpoints"
+    run.keep(f"checkpoints are in {checkpoints} (continue with the same command and "
+             f"--resume)", checkpoints)
     with run.stage("train", f"training a {type(encoder).__name__} for {steps} steps on "
                             f"{len(dataset)} images ..."):
         _train(encoder, dataset, config, run, checkpoints)
-    run.keep(f"checkpoints are in {checkpoints} (continue with --resume)")
     folder = encoder.save_pretrained(output / "encoder")
     history = getattr(encoder, "history_", None)
     if history is not None:
@@ -898,12 +902,10 @@ def cmd_embed(config: dict, run: _Run) -> int:
         encoder = _load_encoder(pretrained)
     aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
     folder = output / "embeddings"
+    where = str(Path(pretrained).resolve()) if Path(pretrained).exists() else str(pretrained)
     with run.stage("embed", f"embedding {len(dataset)} images ..."):
-        embeddings = _embed_and_save(encoder, dataset, config, run, folder, aggregate)
-    embeddings.provenance["data"] = _data_provenance(config, dataset)
-    embeddings.provenance["encoder_path"] = str(Path(pretrained).resolve()) if Path(
-        pretrained).exists() else str(pretrained)
-    embeddings.save(folder, overwrite=True)
+        embeddings = _embed_and_save(encoder, dataset, config, run, folder, aggregate, {
+            "data": _data_provenance(config, dataset), "encoder_path": where})
     print(f"embeddings: {folder.resolve()} ({embeddings.shape[0]} rows x "
           f"{embeddings.shape[1]})")
     print(f"next: latentaudit audit --embeddings {shlex.quote(str(folder))} --output OUTPUT")
@@ -1182,8 +1184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report_kept(run: _Run | None) -> None:
     if run is None:
         return
-    for note in run.kept:
-        print(f"latentaudit: kept: {note}", file=sys.stderr)
+    for note, path in run.kept:
+        if path is None or Path(path).exists():
+            print(f"latentaudit: kept: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
