@@ -11,7 +11,7 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from latentaudit.audit import ClusterAuditor
-from latentaudit.audit._probes import make_probe, run_probe
+from latentaudit.audit._probes import make_probe, out_of_fold, run_probe
 from latentaudit.errors import ConfigError, DataError
 
 
@@ -65,6 +65,22 @@ def test_svm_probe_matches_sklearn_svc():
     np.testing.assert_array_equal(result["predictions"], reference)
 
 
+def test_out_of_fold_probabilities_match_cross_val_predict():
+    z, meta = _data()
+    codes = pd.factorize(meta["noise"], sort=True)[0]
+    folds = StratifiedKFold(5, shuffle=True, random_state=2)
+    ours = out_of_fold(z, codes, "categorical", cv=folds, method="predict_proba")
+    reference = cross_val_predict(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), z, codes, cv=folds,
+        method="predict_proba")
+    np.testing.assert_allclose(ours, reference)
+    # subsampled training still predicts every row, as probabilities
+    capped = out_of_fold(z, codes, "categorical", method="predict_proba", random_state=0,
+                         max_train_samples=50)
+    assert capped.shape == (len(z), 3)
+    np.testing.assert_allclose(capped.sum(axis=1), 1.0)
+
+
 def test_permutation_p_values_separate_signal_from_noise():
     z, meta = _data()
     aud = ClusterAuditor(n_components=None, method="kmeans", n_clusters=2, random_state=0)
@@ -106,3 +122,22 @@ def test_errors():
         run_probe(z, np.zeros(len(z), dtype=int), "categorical")
     with pytest.raises(ConfigError, match="cv must be an integer >= 2"):
         run_probe(z, np.arange(len(z)) % 2, "categorical", cv=1)
+
+
+@pytest.mark.slow
+def test_analytic_p_values_are_valid_under_the_null():
+    # blobs in the embedding, labels independent of them: the held-out fold tests,
+    # combined by Bonferroni, must not reject more often than the level
+    rng = np.random.default_rng(6)
+    p_values = {"categorical": [], "continuous": []}
+    for i in range(200):
+        centres = rng.normal(size=(3, 8)) * 5
+        z = centres[rng.integers(0, 3, 120)] + rng.normal(size=(120, 8))
+        p_values["categorical"].append(run_probe(
+            z, rng.integers(0, 3, 120), "categorical", n_permutations=0, random_state=i)["p_value"])
+        p_values["continuous"].append(run_probe(
+            z, rng.normal(size=120), "continuous", n_permutations=0, random_state=i)["p_value"])
+    for values in p_values.values():
+        values = np.array(values)
+        assert np.mean(values <= 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200)
+        assert np.mean(values <= 0.2) <= 0.2 + 3 * np.sqrt(0.2 * 0.8 / 200)

@@ -566,15 +566,6 @@ def _save_config(run: _Run) -> None:
     os.replace(partial, target)
 
 
-def _torch_threads() -> None:
-    import torch
-
-    # Two cores are common on laptops and CI runners; torch's default of one thread per
-    # core plus interop threads oversubscribes them when BLAS threads run too.
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-
-
 # -- data -----------------------------------------------------------------------------
 def _read_metadata(config: dict):
     from .data._base import read_table
@@ -791,9 +782,13 @@ def cmd_demo(config: dict, run: _Run) -> int:
     embeddings_dir = output / "embeddings"
     encoder_dir = output / "encoder"
     stamp = output / "stages.json"
-    reuse = (config["embed"]["reuse"] and stamp.is_file() and (
-        embeddings_dir / "embeddings.json").is_file()
-        and json.loads(stamp.read_text(encoding="utf-8")).get("key") == stage_key)
+    trained_here = kind != "pca" and not pretrained
+    reuse = bool(config["embed"]["reuse"] and stamp.is_file()
+                 and (embeddings_dir / "embeddings.json").is_file()
+                 and json.loads(stamp.read_text(encoding="utf-8")).get("key") == stage_key
+                 and (not trained_here or (encoder_dir / "config.json").is_file()))
+    if not reuse:
+        stamp.unlink(missing_ok=True)  # what follows replaces the saved stages
 
     encoder = None
     if kind == "pca":
@@ -807,7 +802,7 @@ def cmd_demo(config: dict, run: _Run) -> int:
         name = ("the shipped demo Diffusion Autoencoder" if pretrained == "demo"
                 else f"{type(encoder).__name__} from {pretrained}")
         record = _encoder_record(encoder, name, pretrained=str(pretrained))
-    elif reuse and (encoder_dir / "config.json").is_file():
+    elif reuse:
         with run.stage("load_encoder", f"reusing the encoder trained before in "
                                        f"{encoder_dir} ..."):
             encoder = _load_encoder(str(encoder_dir))
@@ -1152,7 +1147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         command, base = _COMMANDS[args.command]
         config = load_config(args.config, base=base, overrides=_overrides(args))
         run = _Run(args.command, config, verbose=not quiet, argv=argv)
-        _torch_threads()
         return command(config, run)
     except KeyboardInterrupt:
         _report_kept(run)

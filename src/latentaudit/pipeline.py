@@ -630,7 +630,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
         xy = _projection(projection_sec, z, analysed, row_images, opts, random_state)
 
     # -- clustering, tests, findings -----------------------------------------------------
-    auditor = None
+    auditor, bulk = None, {}
     with step(findings_sec):
         auditor = _fit_auditor(findings_sec, z, analysed, opts, random_state, verbose)
     if auditor is None:
@@ -662,7 +662,8 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
             _counterfactuals(cf_sec, encoder, embeddings, auditor.labels_, row_images,
                              chosen, bulk, explainer, opts, random_state, verbose)
 
-    _overview(overview, embeddings, analysed, auditor, issues_sec, opts)
+    references = set(bulk.values()) if auditor is not None else set()
+    _overview(overview, embeddings, analysed, auditor, issues_sec, opts, references)
     subjects = pd.DataFrame({"id": [str(i) for i in embeddings.ids]})
     if auditor is not None:
         subjects["cluster"] = auditor.labels_
@@ -871,15 +872,21 @@ def _cluster_images(section, auditor, row_images, image_note, chosen, bulk, opts
         return
     labels = auditor.labels_
     n_images = int(opts["explain"]["images"])
+    described = {}
+    if hasattr(auditor, "summary"):
+        summary = auditor.summary()
+        described = dict(zip(summary["cluster"], summary["description"], strict=True))
     data = {}
     for cluster in chosen:
         reference = bulk.get(cluster)
         rows = _sample_rows(labels, cluster, n_images, random_state)
+        finding = f" Its strongest finding: {described[cluster]}." if described.get(
+            cluster) else ""
         section.figures.append(ReportFigure(
             f"Cluster {cluster}: example subjects",
             image_grid(row_images.get(rows), row_images.names(rows), ncols=n_images),
             f"{len(rows)} subjects of cluster {cluster} ({int(np.sum(labels == cluster))} "
-            f"subjects), drawn at random."))
+            f"subjects), drawn at random.{finding}"))
         diff = difference_map(row_images, labels, cluster, reference)
         section.figures.append(ReportFigure(
             f"Cluster {cluster} vs cluster {reference}",
@@ -965,9 +972,10 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
         raise _Unavailable("there is no unexpected cluster to move toward")
     same_space = int(getattr(encoder, "latent_dim", -1)) == embeddings.latent_dim
     if not same_space and explainer is None:
-        raise _Unavailable("the embeddings are not in the encoder's latent space (they were "
-                           "aggregated over slices) and the classifier, whose images would "
-                           "give the move, is unavailable")
+        raise _Unavailable("the move between clusters needs embeddings in the encoder's "
+                           "latent space (these are not: e.g. slices were aggregated, or none "
+                           "were given) or the classifier's step, which encodes the images "
+                           "itself, and that step did not run")
     n_images = int(options["counterfactual_images"])
     kind = type(encoder).__name__
     stochastic = callable(getattr(encoder, "encode_stochastic", None))
@@ -1002,7 +1010,7 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
     section.data = data
 
 
-def _overview(section, embeddings, analysed, auditor, issues_sec, opts):
+def _overview(section, embeddings, analysed, auditor, issues_sec, opts, references):
     n, d = embeddings.shape
     section.paragraphs.append(
         f"{n:,} subjects, {d}-dimensional embeddings; metadata columns: "
@@ -1012,12 +1020,17 @@ def _overview(section, embeddings, analysed, auditor, issues_sec, opts):
         return
     findings = auditor.findings_
     roles = findings["column"].map(auditor.column_roles_)
-    top = findings[(findings["q_value"] <= auditor.alpha) & (roles != "expected")]
+    significant = findings[(findings["q_value"] <= auditor.alpha) & (roles != "expected")]
+    # what sets the largest cluster of each group apart is the absence of the others'
+    # peculiarities; those findings stay in the full list, the summary names the others
+    reference_rows = significant["cluster"].isin(list(references)).fillna(False)
+    top = significant[~reference_rows.to_numpy(dtype=bool)]
     top_n = int(opts["report"]["top_findings"])
     if len(top):
         section.paragraphs.append(
-            f"Top findings (of {len(top)} significant ones about columns that are not "
-            f"expected structure; the full ranked list is below):")
+            f"Top findings ({min(top_n, len(top))} of {len(significant)} significant ones "
+            f"about columns that are not expected structure; findings about each group's "
+            f"largest cluster, the reference, and the rest are in the full list below):")
         section.items = [f"{row.description} (q = {row.q_value:.2g})"
                          for row in top.head(top_n).itertuples()]
     else:

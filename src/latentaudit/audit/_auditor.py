@@ -159,7 +159,8 @@ class ClusterAuditor(BaseEstimator):
     probe_nuisance : bool, default True
         Probe the nuisance columns during ``fit``.
     probe_max_samples : int, default 20000
-        Rows (sampled at random) that the probes of ``fit`` use.
+        Rows (sampled at random) that the probes of ``fit`` use, and the most training
+        rows of each fold's probe in :meth:`label_issues`.
     alpha : float, default 0.05
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
@@ -382,16 +383,6 @@ class ClusterAuditor(BaseEstimator):
         ClusterAuditor
             ``self``.
 
-        Examples
-        --------
-        >>> import numpy as np, pandas as pd
-        >>> rng = np.random.default_rng(0)
-        >>> site = np.repeat(["A", "B"], 100)
-        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
-        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
-        >>> aud.n_clusters_, aud.findings_.loc[0, "description"]
-        (2, 'cluster 0 (100 subjects): site = A for 100% vs 50% overall')
-
         Raises
         ------
         ValueError
@@ -402,6 +393,16 @@ class ClusterAuditor(BaseEstimator):
         TypeError
             (as :class:`~latentaudit.errors.InputTypeError`) for inputs of the wrong
             type.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> aud.n_clusters_, aud.findings_.loc[0, "description"]
+        (2, 'cluster 0 (100 subjects): site = A for 100% vs 50% overall')
         """
         self._check_params()
         z = self._check_z(z)
@@ -851,6 +852,14 @@ class ClusterAuditor(BaseEstimator):
             (Cohen's κ or out-of-fold R²), ``p_value``, ``p_method``, ``n``,
             ``n_permutations``.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError
+            (as :class:`~latentaudit.errors.ConfigError`) for unknown columns or bad
+            options.
+
         Examples
         --------
         >>> import numpy as np, pandas as pd
@@ -861,14 +870,6 @@ class ClusterAuditor(BaseEstimator):
         >>> table = aud.probe("site", n_permutations=0)
         >>> table.loc[0, "column"], table.loc[0, "metric"], float(table.loc[0, "score"])
         ('site', 'accuracy', 1.0)
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
-        ValueError
-            (as :class:`~latentaudit.errors.ConfigError`) for unknown columns or bad
-            options.
         """
         self._check_fitted()
         check_option("model", model, PROBE_MODELS)
@@ -926,6 +927,14 @@ class ClusterAuditor(BaseEstimator):
             One row per row with a label, most suspicious first: ``index`` (row
             position), ``given``, ``suggested``, ``score`` and ``flagged``.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError
+            (as :class:`~latentaudit.errors.ConfigError`) for an unknown column or
+            option; (as :class:`~latentaudit.errors.DataError`) for a constant column.
+
         Examples
         --------
         >>> import numpy as np, pandas as pd
@@ -939,14 +948,6 @@ class ClusterAuditor(BaseEstimator):
         >>> top = aud.label_issues("site").iloc[0]
         >>> int(top["index"]), top["given"], top["suggested"]
         (7, 'B', 'A')
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
-        ValueError
-            (as :class:`~latentaudit.errors.ConfigError`) for an unknown column or
-            option; (as :class:`~latentaudit.errors.DataError`) for a constant column.
         """
         self._check_column(column)
         check_option("method", method, ["both", "knn", "probe"])
@@ -1006,7 +1007,8 @@ class ClusterAuditor(BaseEstimator):
         remap = np.full(n_levels, -1)
         remap[present] = np.arange(present.size)
         predicted = out_of_fold(x[usable], remap[codes[usable]], "categorical", model=model,
-                                cv=cv, random_state=seed, method="predict_proba")
+                                cv=cv, random_state=seed, method="predict_proba",
+                                max_train_samples=self.probe_max_samples)
         proba[np.ix_(np.flatnonzero(usable), present)] = predicted
         proba[usable] /= proba[usable].sum(axis=1, keepdims=True)
         return proba
@@ -1022,7 +1024,8 @@ class ClusterAuditor(BaseEstimator):
             estimates.append(mean)
         if method in ("both", "probe"):
             estimates.append(out_of_fold(self._reduced[index], values, "continuous",
-                                         model=model, cv=cv, random_state=seed))
+                                         model=model, cv=cv, random_state=seed,
+                                         max_train_samples=self.probe_max_samples))
         suggested = np.mean(estimates, axis=0)
         residual = values - suggested
         scale = 1.4826 * np.median(np.abs(residual - np.median(residual)))
@@ -1051,6 +1054,11 @@ class ClusterAuditor(BaseEstimator):
             ``index`` (row position), ``score`` and ``distance`` (mean distance to the
             neighbours), highest score first.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+
         Examples
         --------
         >>> import numpy as np
@@ -1058,11 +1066,6 @@ class ClusterAuditor(BaseEstimator):
         >>> z[3] += 30.0
         >>> int(ClusterAuditor(random_state=0).fit(z).outliers(top=1).loc[0, "index"])
         3
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
         """
         self._check_fitted()
         distances = np.where(np.isfinite(self.knn_distances_), self.knn_distances_, np.nan)
@@ -1093,6 +1096,11 @@ class ClusterAuditor(BaseEstimator):
         pandas.DataFrame
             ``index_a < index_b`` and their ``distance``, closest first.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+
         Examples
         --------
         >>> import numpy as np
@@ -1100,11 +1108,6 @@ class ClusterAuditor(BaseEstimator):
         >>> z[9] = z[4]
         >>> ClusterAuditor(random_state=0).fit(z).duplicates()[["index_a", "index_b"]].values
         array([[4, 9]])
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
         """
         self._check_fitted()
         if threshold is None:
@@ -1136,6 +1139,14 @@ class ClusterAuditor(BaseEstimator):
             ``query``, ``rank`` (0: nearest), ``index`` (row position), ``distance``,
             then the metadata columns of the rows found.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError
+            (as :class:`~latentaudit.errors.InputShapeError`) when the queries do not
+            have the embedding's width.
+
         Examples
         --------
         >>> import numpy as np, pandas as pd
@@ -1145,14 +1156,6 @@ class ClusterAuditor(BaseEstimator):
         >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
         >>> aud.nearest(z[5], k=2)[["rank", "index", "site"]].values.tolist()[0]
         [0, 5, 'A']
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
-        ValueError
-            (as :class:`~latentaudit.errors.InputShapeError`) when the queries do not
-            have the embedding's width.
         """
         self._check_fitted()
         queries = np.asarray(query_z)
@@ -1193,6 +1196,11 @@ class ClusterAuditor(BaseEstimator):
             first-ranked finding; empty when it has none), clusters in label order
             and ``-1`` last.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+
         Examples
         --------
         >>> import numpy as np, pandas as pd
@@ -1202,11 +1210,6 @@ class ClusterAuditor(BaseEstimator):
         >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
         >>> aud.summary()[["cluster", "n"]].values.tolist()
         [[0, 100], [1, 100]]
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
         """
         self._check_fitted()
         clusters, sizes = np.unique(self.labels_, return_counts=True)
@@ -1250,6 +1253,11 @@ class ClusterAuditor(BaseEstimator):
         pathlib.Path
             The folder.
 
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+
         Examples
         --------
         >>> import tempfile
@@ -1261,11 +1269,6 @@ class ClusterAuditor(BaseEstimator):
         >>> folder = aud.save(tempfile.mkdtemp())
         >>> sorted(p.name for p in folder.iterdir())
         ['arrays.npz', 'auditor.json', 'findings.json', 'metadata.json']
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
         """
         self._check_fitted()
         folder = Path(path)
@@ -1325,6 +1328,12 @@ class ClusterAuditor(BaseEstimator):
             Fitted: findings, labels, summaries, label issues, outliers, duplicates and
             look-ups work as before saving.
 
+        Raises
+        ------
+        OSError
+            (as :class:`~latentaudit.errors.CheckpointError`) when files are missing or
+            not an auditor's.
+
         Examples
         --------
         >>> import tempfile
@@ -1336,12 +1345,6 @@ class ClusterAuditor(BaseEstimator):
         >>> again = ClusterAuditor.load(aud.save(tempfile.mkdtemp()))
         >>> again.findings_.equals(aud.findings_)
         True
-
-        Raises
-        ------
-        OSError
-            (as :class:`~latentaudit.errors.CheckpointError`) when files are missing or
-            not an auditor's.
         """
         folder = Path(path)
         try:

@@ -22,7 +22,6 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import (
     KFold,
     StratifiedKFold,
-    cross_val_predict,
     permutation_test_score,
 )
 from sklearn.pipeline import make_pipeline
@@ -120,7 +119,7 @@ def make_cv(kind: str, y, cv=5, random_state=None):
 
 
 def out_of_fold(x, y, kind, *, model="linear", cv=5, random_state=None, method="predict",
-                n_jobs=None):
+                max_train_samples=None):
     """Out-of-fold predictions (or class probabilities) of a probe.
 
     Parameters
@@ -136,11 +135,14 @@ def out_of_fold(x, y, kind, *, model="linear", cv=5, random_state=None, method="
     cv : int or scikit-learn splitter, default 5
         See :func:`make_cv`.
     random_state : int, numpy.random.RandomState or None
-        Seed of the folds.
+        Seed of the folds and of the training subsamples.
     method : {"predict", "predict_proba"}, default "predict"
         What to return.
-    n_jobs : int, optional
-        Folds fitted in parallel.
+    max_train_samples : int, optional
+        Fit each fold's model on at most this many of its training rows (a random
+        subsample), which bounds the cost on large cohorts; every row still gets a
+        prediction.  ``None``: all training rows (then the result equals scikit-learn's
+        ``cross_val_predict``).
 
     Returns
     -------
@@ -148,9 +150,28 @@ def out_of_fold(x, y, kind, *, model="linear", cv=5, random_state=None, method="
         ``(n_samples,)`` predictions or ``(n_samples, n_classes)`` probabilities, columns
         in the order of ``np.unique(y)``.
     """
-    estimator = make_probe(kind, model, probability=method == "predict_proba")
-    splitter = make_cv(kind, y, cv, random_state)
-    return cross_val_predict(estimator, x, y, cv=splitter, method=method, n_jobs=n_jobs)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    rng = check_random_state(random_state)
+    fold_seed, sample_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
+    splitter = make_cv(kind, y, cv, fold_seed)
+    sampler = check_random_state(sample_seed)
+    classes = np.unique(y) if method == "predict_proba" else None
+    if classes is not None:
+        out = np.zeros((y.size, classes.size))
+    else:
+        out = np.empty(y.size, dtype=np.float64 if kind == "continuous" else y.dtype)
+    for train, test in splitter.split(x, y):
+        if max_train_samples is not None and train.size > max_train_samples:
+            train = np.sort(sampler.choice(train, size=int(max_train_samples), replace=False))
+        fitted = make_probe(kind, model, probability=classes is not None)
+        fitted.fit(x[train], y[train])
+        if classes is None:
+            out[test] = fitted.predict(x[test])
+        else:
+            columns = np.searchsorted(classes, fitted.classes_)
+            out[np.ix_(test, columns)] = fitted.predict_proba(x[test])
+    return out
 
 
 def _check_classes(y: np.ndarray, min_count: int = 2):
