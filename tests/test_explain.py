@@ -20,7 +20,6 @@ from latentaudit.errors import (
 from latentaudit.explain import (
     CAM_METHODS,
     Explainer,
-    benjamini_hochberg,
     cam_methods,
     counterfactual,
     difference_map,
@@ -29,7 +28,7 @@ from latentaudit.explain import (
     overlay,
     pointing_game,
 )
-from latentaudit.nn._resnet import ResNet
+from latentaudit.nn import ResNet
 
 TINY = {"widths": (4, 8, 8, 16), "batch_size": 16, "lr": 3e-3}
 
@@ -356,14 +355,6 @@ def test_mean_images():
         mean_images(images, [-1] * 5)
 
 
-def test_benjamini_hochberg_matches_scipy():
-    p = np.random.default_rng(0).uniform(size=(7, 9)) ** 3
-    assert np.allclose(benjamini_hochberg(p), stats.false_discovery_control(p.ravel())
-                       .reshape(p.shape))
-    assert benjamini_hochberg([np.nan, 0.01]).tolist() == [1.0, 0.02]
-
-
-@pytest.fixture(scope="module")
 def two_groups():
     rng = np.random.default_rng(1)
     images = rng.normal(size=(60, 1, 12, 12)).astype(np.float32)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentaudit.errors import ConfigError
-from latentaudit.nn._resnet import RESNET_LAYERS, BasicBlock, ResNet, resnet10, resnet18, resnet34
+from latentaudit.nn import RESNET_LAYERS, BasicBlock, ResNet, resnet10, resnet18, resnet34
 
 WIDTHS = (4, 8, 8, 16)
 

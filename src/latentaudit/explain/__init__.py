@@ -13,7 +13,7 @@ and difference images, and decoded counterfactuals.
 
 from ._cam import CAM_METHODS, cam_methods, overlay, pointing_game
 from ._counterfactual import Counterfactual, counterfactual, latent_direction
-from ._difference import DifferenceMap, benjamini_hochberg, difference_map, mean_images
+from ._difference import DifferenceMap, difference_map, mean_images
 from ._explainer import Explainer
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "Counterfactual",
     "DifferenceMap",
     "Explainer",
-    "benjamini_hochberg",
     "cam_methods",
     "counterfactual",
     "difference_map",

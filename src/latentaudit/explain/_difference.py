@@ -9,11 +9,12 @@ import logging
 
 import numpy as np
 
+from ..audit._stats import benjamini_hochberg
 from ..errors import ConfigError, DataError
 from ..utils import check_option, check_random_state
 from ._inputs import ImageSource, as_labels, kept_mask
 
-__all__ = ["DifferenceMap", "benjamini_hochberg", "difference_map", "mean_images"]
+__all__ = ["DifferenceMap", "difference_map", "mean_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,40 +79,6 @@ class DifferenceMap:
                 f"target={self.target!r} (n={self.n_target}), test={self.test!r}, "
                 f"alpha={self.alpha}, shape={self.difference.shape}, "
                 f"significant={self.fraction_significant:.1%} of voxels)")
-
-
-def benjamini_hochberg(p_values) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values), any shape.
-
-    Parameters
-    ----------
-    p_values : array-like
-        p-values in [0, 1]; NaN is treated as 1.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 q-values shaped like the input: the smallest false discovery rate at
-        which each test is rejected.
-
-    Examples
-    --------
-    >>> from latentaudit.explain import benjamini_hochberg
-    >>> benjamini_hochberg([0.01, 0.04, 0.03, 0.5]).round(3).tolist()
-    [0.04, 0.053, 0.053, 0.5]
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    flat = np.nan_to_num(p.ravel(), nan=1.0)
-    n = flat.size
-    if n == 0:
-        return p.copy()
-    order = np.argsort(flat)
-    ranked = flat[order] * n / np.arange(1, n + 1)
-    # Running minimum from the largest p down keeps the q-values monotone.
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    q = np.empty(n)
-    q[order] = np.minimum(ranked, 1.0)
-    return q.reshape(p.shape)
 
 
 class _Moments:
@@ -367,7 +334,10 @@ def difference_map(images, labels, source, target=None, *, test: str = "welch",
         rng = check_random_state(random_state)
         statistic, p_value = _permutation_p(x, is_source, int(n_permutations), rng)
         statistic, p_value = statistic.reshape(shape), p_value.reshape(shape)
-    q_value = benjamini_hochberg(p_value)
+    # Pixels without a test (constant in both groups) count as p = 1: they are tests that
+    # found nothing, and leaving them out would make the correction too lenient.
+    q_value = benjamini_hochberg(np.nan_to_num(p_value, nan=1.0).ravel()).reshape(
+        np.shape(p_value))
     difference = (mean_a - mean_b).astype(np.float32)
     result = DifferenceMap(
         source=source, target=target_name, n_source=int(in_source.sum()),

@@ -11,15 +11,22 @@ from ._factories import (
     pool,
     timestep_embedding,
 )
+from ._resnet import RESNET_LAYERS, BasicBlock, ResNet, resnet10, resnet18, resnet34
 
 __all__ = [
+    "RESNET_LAYERS",
     "Attention",
+    "BasicBlock",
     "Downsample",
     "Upsample",
     "conv",
     "conv_transpose",
     "group_count",
     "norm",
+    "ResNet",
     "pool",
+    "resnet10",
+    "resnet18",
+    "resnet34",
     "timestep_embedding",
 ]
