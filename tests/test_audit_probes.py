@@ -85,14 +85,14 @@ def test_permutation_p_values_separate_signal_from_noise():
     z, meta = _data()
     aud = ClusterAuditor(n_components=None, method="kmeans", n_clusters=2, random_state=0)
     aud.fit(z, meta)
-    table = aud.probe(["site", "noise"], n_permutations=19, permutation_max_samples=120)
+    table = aud.probe(["site", "noise"], cv=3, n_permutations=19, permutation_max_samples=120)
     table = table.set_index("column")
     assert table.loc["site", "p_value"] == pytest.approx(1 / 20)
     assert table.loc["site", "p_method"] == "permutation"
     assert table.loc["noise", "p_value"] > 0.1
     assert table.loc["site", "effect_size"] > 0.5  # Cohen's kappa
     # seeded: the same call gives the same table
-    again = aud.probe(["site", "noise"], n_permutations=19, permutation_max_samples=120)
+    again = aud.probe(["site", "noise"], cv=3, n_permutations=19, permutation_max_samples=120)
     pd.testing.assert_frame_equal(table.reset_index(), again)
 
 

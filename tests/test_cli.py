@@ -218,11 +218,17 @@ def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
 
 def test_demo_reuses_its_embeddings_unless_fresh(demo_run, capsys):
     argv = ["demo", "--encoder", "pca", "--n-subjects", "200", "--output", str(demo_run),
-            "--no-explain", "--projection", "pca", "--set", "audit.n_permutations=19"]
-    code, _, err = run(capsys, *argv)
+            "--no-explain", *FAST_AUDIT]
+    stamp = (demo_run / "stages.json").read_text()
+    code, _, err = run(capsys, *argv[:-1])  # without -q, to see the step messages
     assert code == EXIT_OK and "reusing the embeddings" in err
-    code, _, err = run(capsys, *argv, "--fresh", "--seed", "0")
-    assert code == EXIT_OK and "reusing" not in err
+    assert (demo_run / "stages.json").read_text() == stamp
+    # --fresh turns reuse off; other settings give another stage key
+    args = cli.build_parser().parse_args([*argv, "--fresh"])
+    assert cli._overrides(args)[0]["embed"]["reuse"] is False
+    other = load_config(None, base=cli.DEMO_CONFIG, overrides=[{"seed": 1}])
+    assert cli._fingerprint(other["data"], other["seed"]) != cli._fingerprint(
+        load_config(None, base=cli.DEMO_CONFIG)["data"], 0)
 
 
 def test_demo_keeps_the_embeddings_when_the_audit_fails(tmp_path, capsys, monkeypatch):

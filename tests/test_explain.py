@@ -355,6 +355,7 @@ def test_mean_images():
         mean_images(images, [-1] * 5)
 
 
+@pytest.fixture(scope="module")
 def two_groups():
     rng = np.random.default_rng(1)
     images = rng.normal(size=(60, 1, 12, 12)).astype(np.float32)
