@@ -77,9 +77,10 @@ def trained(study, tmp_path_factory):
                  "betavae", "--size", "16", "--train-steps", "3", "--batch-size", "8",
                  "--output", str(out / "train"), "-q", *TINY_VAE])
     assert code == EXIT_OK
+    # three slices per subject, concatenated into one row per subject
     code = main(["embed", "--images", str(scans), "--metadata", str(csv), "--encoder",
-                 str(out / "train" / "encoder"), "--size", "16", "--output",
-                 str(out / "embed"), "-q"])
+                 str(out / "train" / "encoder"), "--size", "16", "--n-slices", "3",
+                 "--output", str(out / "embed"), "-q"])
     assert code == EXIT_OK
     return out
 
@@ -223,12 +224,9 @@ def test_demo_reuses_its_embeddings_unless_fresh(demo_run, capsys):
     code, _, err = run(capsys, *argv[:-1])  # without -q, to see the step messages
     assert code == EXIT_OK and "reusing the embeddings" in err
     assert (demo_run / "stages.json").read_text() == stamp
-    # --fresh turns reuse off; other settings give another stage key
+    # --fresh turns reuse off
     args = cli.build_parser().parse_args([*argv, "--fresh"])
     assert cli._overrides(args)[0]["embed"]["reuse"] is False
-    other = load_config(None, base=cli.DEMO_CONFIG, overrides=[{"seed": 1}])
-    assert cli._fingerprint(other["data"], other["seed"]) != cli._fingerprint(
-        load_config(None, base=cli.DEMO_CONFIG)["data"], 0)
 
 
 def test_demo_keeps_the_embeddings_when_the_audit_fails(tmp_path, capsys, monkeypatch):
@@ -305,7 +303,7 @@ def test_embed_saves_one_row_per_subject(trained, study):
 
     _, _, table = study
     embeddings = Embeddings.load(trained / "embed" / "embeddings")
-    assert embeddings.shape == (len(table), 8)
+    assert embeddings.shape == (len(table), 3 * 8)
     assert list(embeddings.ids) == table["subject"].tolist()
     assert embeddings.metadata["site"].tolist() == table["site"].tolist()
     assert embeddings.provenance["data"]["n_subjects"] == len(table)
@@ -314,7 +312,8 @@ def test_embed_saves_one_row_per_subject(trained, study):
 def test_audit_with_images_and_encoder(trained, study, tmp_path, capsys):
     scans, _, _ = study
     code, out, err = run(capsys, "audit", "--embeddings", trained / "embed", "--images", scans,
-                         "--size", "16", "--encoder", trained / "train" / "encoder",
+                         "--size", "16", "--n-slices", "3",
+                         "--encoder", trained / "train" / "encoder",
                          "--nuisance", "site", "--output", tmp_path / "audit",
                          "--cluster-method", "kmeans", "--set", "audit.n_clusters=2",
                          *TINY_EXPLAIN, *FAST_AUDIT)
@@ -324,6 +323,12 @@ def test_audit_with_images_and_encoder(trained, study, tmp_path, capsys):
     assert statuses["findings"] == "ok" and statuses["label_issues"] == "ok"
     assert all(status in ("ok", "unavailable") for status in statuses.values()), statuses
     assert report["provenance"]["encoder"]["class"] == "BetaVAEEncoder"
+    # the images are matched to the subjects' rows: one (the middle slice) per subject
+    assert statuses["clusters"] == "ok"
+    assert "middle of its slices" in report["sections"]["clusters"]["note"]
+    # the counterfactuals' move comes from the classifier's images, as the embeddings
+    # (three slices concatenated) are not in the encoder's latent space
+    assert statuses["counterfactuals"] == "ok"
     subjects = pd.read_csv(tmp_path / "audit" / "subjects.csv")
     assert len(subjects) == 16 and set(subjects["cluster"]) <= {-1, 0, 1}
 

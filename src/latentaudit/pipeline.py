@@ -470,6 +470,8 @@ class _PixelPCA:
     protocol (``latent_dim``, ``spatial_dims``, ``encode``, ``decode``).
     """
 
+    name = "pixel PCA"
+
     def __init__(self, latent_dim: int = 32) -> None:
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, numbers.Integral) \
                 or latent_dim < 1:
@@ -977,7 +979,9 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
                            "were given) or the classifier's step, which encodes the images "
                            "itself, and that step did not run")
     n_images = int(options["counterfactual_images"])
-    kind = type(encoder).__name__
+    kind = getattr(type(encoder), "name", None) or type(encoder).__name__
+    if not isinstance(kind, str):
+        kind = type(encoder).__name__
     stochastic = callable(getattr(encoder, "encode_stochastic", None))
     data = {}
     for cluster in chosen:

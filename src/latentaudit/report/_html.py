@@ -72,6 +72,8 @@ dl.prov { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px;
 dl.prov dt { color: var(--muted); }
 dl.prov dd { margin: 0; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
              monospace; word-break: break-all; }
+details { margin: 14px 0 0; }
+details summary { cursor: pointer; color: var(--accent); font-weight: 600; font-size: 14px; }
 footer.wrap { color: var(--muted); font-size: 12px; padding-bottom: 30px; }
 """
 
@@ -155,28 +157,56 @@ def _figure_html(figure: ReportFigure) -> str:
     return f"<figure><img src=\"{_png_uri(figure.png)}\" alt=\"{alt}\">{caption}</figure>"
 
 
-def _provenance_html(provenance: dict) -> str:
-    rows = []
-    for key, value in _flatten(provenance):
-        rows.append(f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>")
+_PROVENANCE_GROUPS = (("Run", ("command", "summary", "seed", "delineation")),
+                      ("Data", ("data",)), ("Encoder", ("encoder",)),
+                      ("Embeddings", ("embeddings",)),
+                      ("Timings (seconds)", ("timings_seconds",)),
+                      ("Versions", ("versions",)))
+
+
+def _definition_list(pairs) -> str:
+    rows = [f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in pairs]
     return "<dl class=\"prov\">" + "".join(rows) + "</dl>"
 
 
-def _flatten(value, prefix: str = ""):
+def _provenance_html(provenance: dict) -> str:
+    parts, used = [], set()
+    for title, keys in _PROVENANCE_GROUPS:
+        pairs = []
+        for key in keys:
+            if key not in provenance:
+                continue
+            used.add(key)
+            value = provenance[key]
+            prefix = "" if isinstance(value, dict) else key
+            pairs += list(_flatten(value, prefix))
+        if pairs:
+            parts.append(f"<h3>{html.escape(title)}</h3>" + _definition_list(pairs))
+    rest = {k: v for k, v in provenance.items() if k not in used and k != "options"}
+    if rest:
+        parts.append("<h3>Other</h3>" + _definition_list(_flatten(rest)))
+    if "options" in provenance:
+        parts.append("<details><summary>Every option of this run (— : decided from the "
+                     "data)</summary>" + _definition_list(
+                         _flatten(provenance["options"], "", missing="—")) + "</details>")
+    return "\n".join(parts)
+
+
+def _flatten(value, prefix: str = "", missing: str = ""):
     if isinstance(value, dict):
         for key, item in value.items():
             name = f"{prefix}.{key}" if prefix else str(key)
-            yield from _flatten(item, name)
+            yield from _flatten(item, name, missing)
     elif isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):
         for k, item in enumerate(value):
-            yield from _flatten(item, f"{prefix}[{k}]")
+            yield from _flatten(item, f"{prefix}[{k}]", missing)
     else:
         if isinstance(value, float):
             text = f"{value:.4g}"
         elif isinstance(value, (list, tuple)):
             text = ", ".join(str(v) for v in value)
         else:
-            text = "" if value is None else str(value)
+            text = missing if value is None else str(value)
         yield prefix, text
 
 
