@@ -52,8 +52,8 @@ from .pipeline import (
 )
 from .utils import check_option
 
-__all__ = ["DEFAULT_CONFIG", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "build_parser",
-           "load_config", "main"]
+__all__ = ["DEFAULT_CONFIG", "DEMO_CONFIG", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK",
+           "build_parser", "dump_toml", "load_config", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -758,7 +758,7 @@ def _print_summary(report, path: Path) -> None:
     print(f"report: {path.resolve()}")
 
 
-def cmd_demo(config: dict, run: _Run) -> int:
+def _command_demo(config: dict, run: _Run) -> int:
     """``latentaudit demo``."""
     from .pipeline import _PixelPCA, run_audit
 
@@ -850,7 +850,7 @@ def _audit_section(config: dict) -> dict:
     return {key: config[key] for key in AUDIT_DEFAULTS}
 
 
-def cmd_train(config: dict, run: _Run) -> int:
+def _command_train(config: dict, run: _Run) -> int:
     """``latentaudit train``."""
     kind = config["encoder"]["kind"]
     kind = "dae" if kind == "auto" else kind
@@ -883,7 +883,7 @@ def cmd_train(config: dict, run: _Run) -> int:
     return EXIT_OK
 
 
-def cmd_embed(config: dict, run: _Run) -> int:
+def _command_embed(config: dict, run: _Run) -> int:
     """``latentaudit embed``."""
     pretrained = config["encoder"]["pretrained"]
     if not pretrained:
@@ -933,7 +933,7 @@ def _join_metadata(embeddings, config: dict):
     return embeddings
 
 
-def cmd_audit(config: dict, run: _Run) -> int:
+def _command_audit(config: dict, run: _Run) -> int:
     """``latentaudit audit``."""
     from .embed import Embeddings
     from .pipeline import run_audit
@@ -1028,7 +1028,7 @@ def _read_delineation(config: dict):
     return ids, labels, str(path.resolve())
 
 
-def cmd_explain(config: dict, run: _Run) -> int:
+def _command_explain(config: dict, run: _Run) -> int:
     """``latentaudit explain``."""
     from .embed import Embeddings
     from .pipeline import run_explain
@@ -1076,9 +1076,9 @@ def cmd_explain(config: dict, run: _Run) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"demo": (cmd_demo, DEMO_CONFIG), "train": (cmd_train, None),
-             "embed": (cmd_embed, None), "audit": (cmd_audit, None),
-             "explain": (cmd_explain, None)}
+_COMMANDS = {"demo": (_command_demo, DEMO_CONFIG), "train": (_command_train, None),
+             "embed": (_command_embed, None), "audit": (_command_audit, None),
+             "explain": (_command_explain, None)}
 
 
 # ======================================================================================

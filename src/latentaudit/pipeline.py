@@ -278,11 +278,9 @@ class _Unavailable(Exception):
 class _Step:
     """Times one section's step; an error marks the section instead of ending the run."""
 
-    def __init__(self, section: ReportSection, timings: dict, verbose: bool,
-                 strict: bool) -> None:
+    def __init__(self, section: ReportSection, timings: dict, strict: bool) -> None:
         self.section = section
         self.timings = timings
-        self.verbose = verbose
         self.strict = strict
 
     def __enter__(self) -> ReportSection:
@@ -611,7 +609,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     timings: dict = {}
 
     def step(section):
-        return _Step(section, timings, verbose, strict)
+        return _Step(section, timings, strict)
 
     overview = ReportSection("overview", "Overview")
     findings_sec = ReportSection("findings", "Findings, ranked")
@@ -1146,17 +1144,17 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     class _Labels:  # what the section builders read of an auditor
         labels_ = labels
 
-    with _Step(clusters_sec, timings, verbose, strict):
+    with _Step(clusters_sec, timings, strict):
         _cluster_images(clusters_sec, _Labels, row_images, image_note, chosen, bulk, opts,
                         random_state)
     explainer = None
-    with _Step(cam_sec, timings, verbose, strict):
+    with _Step(cam_sec, timings, strict):
         explainer = _gradcam(cam_sec, labels, row_images, chosen, opts, random_state,
                              verbose)
     if embeddings is None:
         # no embeddings: let the classifier's images give the move (or none at all)
         embeddings = Embeddings(np.zeros((len(labels), 1), dtype=np.float32), ids=ids)
-    with _Step(cf_sec, timings, verbose, strict):
+    with _Step(cf_sec, timings, strict):
         _counterfactuals(cf_sec, encoder, embeddings, labels, row_images, chosen, bulk,
                          explainer, opts, random_state, verbose)
     report.subjects = pd.DataFrame({"id": ids, "group": labels})
