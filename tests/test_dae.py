@@ -314,10 +314,3 @@ def test_v_prediction_trains_and_inverts():
     rec = enc.reconstruct(x, steps=20)
     assert rec.shape == x.shape and torch.isfinite(rec).all()
 
-
-def test_demo_weights_load():
-    enc = DAEEncoder.from_pretrained("demo")
-    assert enc.config == preset("cpu64")
-    assert int(enc.latent_count) > 0
-    z = enc.encode(torch.zeros(2, 1, 64, 64))
-    assert z.shape == (2, 512) and torch.isfinite(z).all()
