@@ -341,7 +341,7 @@ def test_dtype_options_on_cpu():
     images = _images(4)
     with pytest.raises(ConfigError, match="needs a GPU"):
         embed(enc, images, dtype="float16", verbose=False)
-    with pytest.warns(UserWarning, match="slower than float32"):
+    with pytest.warns(UserWarning, match="bfloat16 belongs on GPUs"):
         emb = embed(enc, images, dtype=torch.bfloat16, verbose=False)
     assert emb.z.dtype == np.float32 and emb.provenance["dtype"] == "bfloat16"
     np.testing.assert_allclose(emb.z, _reference(enc, images, 4), atol=0.1)

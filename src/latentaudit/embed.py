@@ -521,7 +521,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     dtype : {None, "float32", "bfloat16", "float16"}, default None
         ``None`` and ``"float32"`` run in the encoder's own dtype; ``"bfloat16"`` and
         ``"float16"`` run under :func:`torch.autocast`.  bfloat16 belongs on GPUs: on a
-        CPU it is usually far slower than float32 (a warning says so).
+        CPU it is slower than float32 (a warning says so).
     verbose : bool, default True
         Show a progress bar.
     aggregate_method : {"concat", "mean"}, default "concat"
@@ -948,8 +948,9 @@ def _check_autocast(device, dtype: str) -> None:
     if device.type == "cpu" and dtype == "float16":
         raise ConfigError("dtype='float16' needs a GPU; on the CPU use dtype=None (float32)")
     if device.type == "cpu":
-        warnings.warn("dtype='bfloat16' on the CPU is usually much slower than float32 "
-                      "(measured 20x for a conv encoder); bfloat16 belongs on GPUs")
+        warnings.warn("dtype='bfloat16' on the CPU is slower than float32 for conv encoders "
+                      "(0.8x on a CPU with native bfloat16 instructions, far slower on CPUs "
+                      "without them); bfloat16 belongs on GPUs")
 
 
 @contextlib.contextmanager
