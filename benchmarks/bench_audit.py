@@ -102,6 +102,7 @@ def phase_fit(args) -> dict:
         "total_seconds": fit_seconds + issues_seconds,
         "peak_rss_gb": peak_rss_gb(),
         "peak_rss_after_data_gb": rss_data,
+        "fit_stages_seconds": {k: round(v, 2) for k, v in aud.timings_.items()},
         "n_clusters": aud.n_clusters_,
         "knn_method": aud.knn_method_,
         "knn_recall_sampled": aud.knn_recall_,
@@ -186,7 +187,8 @@ def main() -> None:
               f"(data alone {fit['peak_rss_after_data_gb']:.2f} GB); kNN recall (sampled) "
               f"{fit['knn_recall_sampled']:.3f}; {fit['n_clusters']} clusters; top finding: "
               f"{fit['top_finding']!r} (q = {fit['top_q_value']:.2g}); flipped labels "
-              f"precision@{fit['k']} = {fit['precision_at_k']:.3f}")
+              f"precision@{fit['k']} = {fit['precision_at_k']:.3f}; stages (s): "
+              f"{fit['fit_stages_seconds']}")
     if "knn" not in args.skip:
         knn = run_phase("knn", args)
         results["knn"] = knn

@@ -30,7 +30,7 @@ from latentaudit.encoders.dae.model import DEMO_WEIGHTS
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-steps", type=int, default=600, help="optimiser steps")
+    parser.add_argument("--max-steps", type=int, default=400, help="optimiser steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--ema-decay", type=float, default=0.995)

@@ -386,6 +386,7 @@ def test_missing_image_folder(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--images", tmp_path / "nowhere", "--output",
                        tmp_path / "out")
     assert_bad_input(code, err, "does not exist", "--images")
+    assert not (tmp_path / "out").exists()  # nothing written for a run that never started
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):

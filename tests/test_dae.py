@@ -314,3 +314,23 @@ def test_v_prediction_trains_and_inverts():
     rec = enc.reconstruct(x, steps=20)
     assert rec.shape == x.shape and torch.isfinite(rec).all()
 
+
+
+def test_demo_weights_load_and_separate_the_planted_sites():
+    enc = DAEEncoder.from_pretrained("demo")
+    assert enc.config == preset("cpu64")
+    assert int(enc.latent_count) == 2000 and int(enc.latent_ddim_trained) == 1
+    cohort = la.datasets.load_demo_cohort()
+    sites = cohort.metadata["site"].to_numpy()
+    keep = np.isin(sites, ["A", "B", "C"])[:300]
+    z = enc.encode(cohort.images[:300][keep], batch_size=100).numpy()
+    assert z.shape[1] == 512 and np.isfinite(z).all()
+    # Sites B (shifted field of view) and C (head-rest) differ from the clean site A in
+    # z_sem: a nearest-centroid rule on half the images sorts the other half.
+    labels = sites[:300][keep]
+    fit, held = np.arange(len(z)) % 2 == 0, np.arange(len(z)) % 2 == 1
+    centroids = {s: z[fit & (labels == s)].mean(0) for s in ("A", "B", "C")}
+    names = np.array(list(centroids))
+    dist = np.stack([np.linalg.norm(z[held] - c, axis=1) for c in centroids.values()], 1)
+    accuracy = float((names[dist.argmin(1)] == labels[held]).mean())
+    assert accuracy > 0.8

@@ -857,11 +857,11 @@ def _command_train(config: dict, run: _Run) -> int:
     if kind not in ("dae", "betavae"):
         raise ConfigError(f"'latentaudit train' trains a 'dae' or a 'betavae', got encoder "
                           f"kind {kind!r}")
-    output = _output_folder(config, "train")
-    _save_config(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
     encoder = _new_encoder(kind, config, dataset.image_shape)
+    output = _output_folder(config, "train")
+    _save_config(run)
     steps = int(config["train"]["steps"])
     checkpoints = output / "checkpoints"
     run.keep(f"checkpoints are in {checkpoints} (continue with the same command and "
@@ -889,12 +889,12 @@ def _command_embed(config: dict, run: _Run) -> int:
     if not pretrained:
         raise ConfigError("'latentaudit embed' needs a trained encoder: pass --encoder DIR "
                           "(the OUTPUT/encoder of 'latentaudit train', or 'demo')")
-    output = _output_folder(config, "embed")
-    _save_config(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
     with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
         encoder = _load_encoder(pretrained)
+    output = _output_folder(config, "embed")
+    _save_config(run)
     aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
     folder = output / "embeddings"
     where = str(Path(pretrained).resolve()) if Path(pretrained).exists() else str(pretrained)
@@ -939,8 +939,8 @@ def _command_audit(config: dict, run: _Run) -> int:
     from .pipeline import run_audit
 
     folder = _embeddings_folder(config["inputs"]["embeddings"])
-    _output_folder(config, "audit")
-    _save_config(run)
+    if not config["output"]:
+        _output_folder(config, "audit")  # says what is missing
     with run.stage("load", f"reading the embeddings in {folder} ..."):
         embeddings = Embeddings.load(folder)
         embeddings = _join_metadata(embeddings, config)
@@ -963,6 +963,8 @@ def _command_audit(config: dict, run: _Run) -> int:
     provenance = {"data": data_record}
     if record:
         provenance["encoder"] = record
+    _output_folder(config, "audit")
+    _save_config(run)
     with run.stage("audit", "auditing ..."):
         report = run_audit(embeddings, images=images, encoder=encoder,
                            options=_audit_section(config), random_state=config["seed"],
@@ -1034,8 +1036,6 @@ def _command_explain(config: dict, run: _Run) -> int:
     from .pipeline import run_explain
 
     ids, labels, labels_path = _read_delineation(config)
-    _output_folder(config, "explain")
-    _save_config(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
     known = set(str(i) for i in dataset.ids)
@@ -1060,6 +1060,8 @@ def _command_explain(config: dict, run: _Run) -> int:
                             f"{str(folder)!r}, e.g. {', '.join(repr(a) for a in absent[:3])}")
         rows = np.array([position[i] for i in ids])
         embeddings = Embeddings(np.asarray(loaded.z)[rows], ids=ids)
+    _output_folder(config, "explain")
+    _save_config(run)
     options = _audit_section(config)
     options["report"] = {**options["report"],
                          "title": "latentaudit: explaining a delineation"}

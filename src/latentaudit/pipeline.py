@@ -1012,6 +1012,10 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
     section.data = data
 
 
+def _q_text(q: float) -> str:
+    return "q < 1e-300" if q == 0 else f"q = {q:.2g}"
+
+
 def _overview(section, embeddings, analysed, auditor, issues_sec, opts, references):
     n, d = embeddings.shape
     section.paragraphs.append(
@@ -1033,7 +1037,7 @@ def _overview(section, embeddings, analysed, auditor, issues_sec, opts, referenc
             f"Top findings ({min(top_n, len(top))} of {len(significant)} significant ones "
             f"about columns that are not expected structure; findings about each group's "
             f"largest cluster, the reference, and the rest are in the full list below):")
-        section.items = [f"{row.description} (q = {row.q_value:.2g})"
+        section.items = [f"{row.description} ({_q_text(row.q_value)})"
                          for row in top.head(top_n).itertuples()]
     else:
         section.paragraphs.append(

@@ -14,6 +14,7 @@ import json
 import logging
 import numbers
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -204,6 +205,9 @@ class ClusterAuditor(BaseEstimator):
         Recall of the graph against exact search on 200 sampled rows (1.0 if exact).
     n_samples_, n_features_in_ : int
         Shape of the embedding.
+    timings_ : dict
+        Seconds ``fit`` spent in each stage (``pca``, ``clusters``, ``knn_graph``,
+        ``tests``, ``probes``).
 
     Examples
     --------
@@ -420,12 +424,21 @@ class ClusterAuditor(BaseEstimator):
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(2**31 - 1, size=8)]
         steps = tqdm(total=5, desc="audit", disable=not self.verbose)
+        self.timings_ = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.timings_[stage] = now - clock
+            clock = now
+            steps.update()
 
         self.n_samples_, self.n_features_in_ = n, d
         self._z = z
         self._metadata = metadata
         self._fit_projection(z, seeds[0])
-        steps.update()
+        lap("pca")
 
         self.column_types_ = self._infer_types(metadata, [c for c in columns if c not in within])
         for column in [c for c in (*expected, *nuisance) if c not in within]:
@@ -446,16 +459,16 @@ class ClusterAuditor(BaseEstimator):
             self.labels_ = self._cluster(metadata, seeds[1])
             self._cluster_source = self.method
         self.n_clusters_ = int(np.unique(self.labels_[self.labels_ != _NOISE]).size)
-        steps.update()
+        lap("clusters")
 
         self._fit_graph(seeds[2])
-        steps.update()
+        lap("knn_graph")
 
         rows = self._cluster_tests(metadata, seeds[3])
-        steps.update()
+        lap("tests")
         if self.probe_nuisance:
             rows += self._probe_findings(metadata, nuisance, seeds[4])
-        steps.update()
+        lap("probes")
         steps.close()
         self.findings_ = self._rank(rows)
         logger.info("audit of %d x %d: %d clusters, %d findings with q <= %g",
@@ -1295,6 +1308,7 @@ class ClusterAuditor(BaseEstimator):
             "knn_recall": self.knn_recall_,
             "n_samples": self.n_samples_,
             "n_features_in": self.n_features_in_,
+            "timings": self.timings_,
         }
         arrays = {
             "labels": self.labels_,
@@ -1368,6 +1382,7 @@ class ClusterAuditor(BaseEstimator):
         auditor.knn_recall_ = state["knn_recall"]
         auditor.n_samples_ = state["n_samples"]
         auditor.n_features_in_ = state["n_features_in"]
+        auditor.timings_ = state.get("timings", {})
         auditor.labels_ = arrays["labels"].astype(np.int64)
         auditor.n_clusters_ = int(np.unique(auditor.labels_[auditor.labels_ != _NOISE]).size)
         auditor.knn_indices_ = arrays["knn_indices"]

@@ -27,6 +27,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
+from threadpoolctl import threadpool_limits
 
 from ..errors import ConfigError, DataError
 from ..utils import check_option, check_random_state
@@ -37,6 +38,10 @@ __all__ = ["make_cv", "make_probe", "out_of_fold", "run_probe"]
 logger = logging.getLogger(__name__)
 
 PROBE_MODELS = ("linear", "svm")
+# Probes fit in one BLAS/OpenMP thread: each solver iteration is too small for threads to
+# pay off, and on a busy machine their synchronisation made a logistic regression of
+# 16k x 50 about a hundred times slower (benchmarks/bench_audit.py).
+_PROBE_THREADS = 1
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
 
@@ -161,16 +166,18 @@ def out_of_fold(x, y, kind, *, model="linear", cv=5, random_state=None, method="
         out = np.zeros((y.size, classes.size))
     else:
         out = np.empty(y.size, dtype=np.float64 if kind == "continuous" else y.dtype)
-    for train, test in splitter.split(x, y):
-        if max_train_samples is not None and train.size > max_train_samples:
-            train = np.sort(sampler.choice(train, size=int(max_train_samples), replace=False))
-        fitted = make_probe(kind, model, probability=classes is not None)
-        fitted.fit(x[train], y[train])
-        if classes is None:
-            out[test] = fitted.predict(x[test])
-        else:
-            columns = np.searchsorted(classes, fitted.classes_)
-            out[np.ix_(test, columns)] = fitted.predict_proba(x[test])
+    with threadpool_limits(limits=_PROBE_THREADS):
+        for train, test in splitter.split(x, y):
+            if max_train_samples is not None and train.size > max_train_samples:
+                train = np.sort(sampler.choice(train, size=int(max_train_samples),
+                                               replace=False))
+            fitted = make_probe(kind, model, probability=classes is not None)
+            fitted.fit(x[train], y[train])
+            if classes is None:
+                out[test] = fitted.predict(x[test])
+            else:
+                columns = np.searchsorted(classes, fitted.classes_)
+                out[np.ix_(test, columns)] = fitted.predict_proba(x[test])
     return out
 
 
@@ -284,10 +291,11 @@ def run_probe(
     # the folds' loop written out (what cross_val_predict does) to know each row's fold
     predictions = np.empty(n, dtype=y.dtype)
     fold_of = np.empty(n, dtype=np.int64)
-    for fold, (train, test) in enumerate(splitter.split(x, y)):
-        fitted = make_probe(kind, model).fit(x[train], y[train])
-        predictions[test] = fitted.predict(x[test])
-        fold_of[test] = fold
+    with threadpool_limits(limits=_PROBE_THREADS):
+        for fold, (train, test) in enumerate(splitter.split(x, y)):
+            fitted = make_probe(kind, model).fit(x[train], y[train])
+            predictions[test] = fitted.predict(x[test])
+            fold_of[test] = fold
     row = {"model": model_name(kind, model), "n": int(n)}
     if kind == "categorical":
         correct = predictions == y
@@ -318,11 +326,12 @@ def run_probe(
         if kind == "categorical":
             keep = _check_classes(ys)
             xs, ys = xs[keep], ys[keep]
-        _, _, p = permutation_test_score(
-            make_probe(kind, model), xs, ys, cv=make_cv(kind, ys, cv, fold_seed),
-            n_permutations=int(n_permutations), random_state=perm_seed, scoring=scoring,
-            n_jobs=n_jobs,
-        )
+        with threadpool_limits(limits=_PROBE_THREADS):
+            _, _, p = permutation_test_score(
+                make_probe(kind, model), xs, ys, cv=make_cv(kind, ys, cv, fold_seed),
+                n_permutations=int(n_permutations), random_state=perm_seed, scoring=scoring,
+                n_jobs=n_jobs,
+            )
         row.update(p_value=float(p), p_method="permutation", n_permutations=int(n_permutations))
     row["predictions"] = predictions
     row["kept"] = kept

@@ -16,6 +16,7 @@ __all__ = [
     "BaseEncoder",
     "BetaVAEConfig",
     "BetaVAEEncoder",
+    "DAEEncoder",
     "Encoder",
     "GenerativeEncoder",
     "ModelEncoder",
@@ -23,3 +24,12 @@ __all__ = [
     "hessian_penalty",
     "load_pretrained",
 ]
+
+
+def __getattr__(name: str):
+    # The Diffusion Autoencoder is a larger package; it is imported on first use.
+    if name == "DAEEncoder":
+        from .dae import DAEEncoder
+
+        return DAEEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,9 @@ __all__ = ["BaseEncoder", "ModelEncoder", "load_pretrained"]
 
 logger = logging.getLogger(__name__)
 
+#: Where each model type is defined, so that loading does not need it imported first.
+_MODEL_MODULES = {"beta_vae": "._betavae", "dae": ".dae"}
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -586,11 +589,17 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     config_path = directory / CONFIG_NAME
     document = _read_json(config_path)
     model_type = document["model_type"]
+    if model_type not in ModelEncoder._registry and model_type in _MODEL_MODULES:
+        # Model classes register themselves on import; import the one asked for.
+        import importlib
+
+        importlib.import_module(_MODEL_MODULES[model_type], __package__)
     cls = ModelEncoder._registry.get(model_type)
     if cls is None:
         raise CheckpointError(
             f"the config file {str(config_path)!r} names model_type {model_type!r}, which "
-            f"this latentaudit does not know (known: {sorted(ModelEncoder._registry)})")
+            f"this latentaudit does not know (known: "
+            f"{sorted(set(ModelEncoder._registry) | set(_MODEL_MODULES))})")
     if expected is not None and expected is not ModelEncoder and not issubclass(cls, expected):
         raise CheckpointError(
             f"{str(config_path)!r} describes a {cls.__name__} (model_type {model_type!r}), "

@@ -97,7 +97,7 @@ def _format_value(value, column: str) -> tuple[str, bool]:
         name = column.lower()
         if name.startswith(("p_", "q_")) or name in ("p", "q", "p_value", "q_value"):
             if value == 0:
-                return "0", True
+                return "< 1e-300", True  # below what a double holds
             return (f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"), True
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
             return f"{value:.2e}", True
