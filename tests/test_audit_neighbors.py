@@ -54,6 +54,8 @@ def test_bad_options():
         build_knn_graph(x, 3, method="exakt")
     with pytest.raises(ConfigError, match="n_neighbors must be between 1 and n_samples - 1"):
         build_knn_graph(x, 10)
+    with pytest.raises(ConfigError, match="min_recall must be in"):
+        build_knn_graph(x, 3, min_recall=1.5)
 
 
 @pytest.mark.slow
@@ -70,3 +72,25 @@ def test_nndescent_graph_reaches_recall():
     assert estimate_recall(x, graph.indices, n_queries=300, random_state=0) >= 0.95
     again = build_knn_graph(x, 10, method="nndescent", random_state=0, n_jobs=1)
     np.testing.assert_array_equal(graph.indices, again.indices)
+
+
+@pytest.mark.slow
+def test_a_graph_below_the_recall_floor_is_rebuilt_then_made_exact():
+    # An isotropic 64-d Gaussian is hard for NN-descent: with short lists its recall is
+    # far below 0.95, so the graph is built again with longer lists until it gets there.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 64)).astype(np.float32)
+    first = build_knn_graph(x, 10, method="nndescent", build_neighbors=11, min_recall=None,
+                            random_state=0, n_jobs=1)
+    assert estimate_recall(x, first.indices, n_queries=300, random_state=1) < 0.95
+    graph = build_knn_graph(x, 10, method="nndescent", build_neighbors=11, min_recall=0.95,
+                            max_rebuilds=3, random_state=0, n_jobs=1)
+    assert graph.build_neighbors is None or graph.build_neighbors > 11
+    assert estimate_recall(x, graph.indices, n_queries=300, random_state=1) >= 0.93
+    assert graph.recall >= 0.95
+    # a floor NN-descent cannot reach in the rebuilds allowed ends with the exact graph
+    exact = build_knn_graph(x, 10, method="nndescent", build_neighbors=11, min_recall=1.0,
+                            max_rebuilds=0, random_state=0, n_jobs=1)
+    assert exact.method == "exact" and exact.recall == 1.0
+    reference = build_knn_graph(x, 10, method="exact")
+    np.testing.assert_array_equal(exact.indices, reference.indices)

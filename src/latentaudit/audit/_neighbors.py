@@ -60,12 +60,18 @@ class KNNGraph:
         ``"exact"`` or ``"nndescent"``.
     build_seconds : float
         Wall time of the construction (numba compilation included on a first call).
+    recall : float
+        Recall against exact search, estimated on sampled rows (1.0 for ``"exact"``).
+    build_neighbors : int or None
+        Length of the lists NN-descent maintained in its last build (``None`` if exact).
     """
 
     indices: np.ndarray
     distances: np.ndarray
     method: str
     build_seconds: float = 0.0
+    recall: float = 1.0
+    build_neighbors: int | None = None
 
     @property
     def n_neighbors(self) -> int:
@@ -186,6 +192,8 @@ def build_knn_graph(
     method: str = "auto",
     exact_max_samples: int = 20_000,
     build_neighbors: int | None = None,
+    min_recall: float | None = 0.95,
+    max_rebuilds: int = 2,
     random_state=None,
     n_jobs=None,
 ) -> KNNGraph:
@@ -204,6 +212,12 @@ def build_knn_graph(
     build_neighbors : int, optional
         Length of the lists NN-descent maintains (default ``max(2 (k + 1), 30)``); more is
         slower and more accurate.
+    min_recall : float or None, default 0.95
+        Recall against exact search that an NN-descent graph must reach, estimated on 200
+        sampled rows.  Below it, the graph is built again with lists twice as long, at
+        most ``max_rebuilds`` times, and then exactly.  ``None`` accepts the first graph.
+    max_rebuilds : int, default 2
+        Rebuilds with longer lists before falling back to exact search.
     random_state : int, numpy.random.RandomState or None
         Seed of NN-descent.
     n_jobs : int, optional
@@ -216,8 +230,9 @@ def build_knn_graph(
     Raises
     ------
     ValueError
-        (as :class:`~latentaudit.errors.ConfigError`) for a bad ``method`` or when
-        ``n_neighbors`` is not below the number of rows.
+        (as :class:`~latentaudit.errors.ConfigError`) for a bad ``method``, when
+        ``n_neighbors`` is not below the number of rows, or for ``min_recall`` outside
+        (0, 1].
 
     Examples
     --------
@@ -233,39 +248,66 @@ def build_knn_graph(
         raise ConfigError(
             f"n_neighbors must be between 1 and n_samples - 1 = {n - 1}, got {n_neighbors}"
         )
+    if min_recall is not None and not 0 < min_recall <= 1:
+        raise ConfigError(f"min_recall must be in (0, 1] or None, got {min_recall!r}")
     if method == "auto":
         method = "exact" if n <= exact_max_samples else "nndescent"
     start = time.perf_counter()
-    if method == "exact":
-        indices, distances = exact_neighbors(x, x, n_neighbors + 1, n_jobs=n_jobs)
-    else:
-        pynndescent = optional_import("pynndescent", feature="the approximate kNN graph")
-        enable_numba_cache()
+    recall, size = 1.0, None
+    if method == "nndescent":
         size = build_neighbors or _default_build_neighbors(n_neighbors)
         size = min(max(size, n_neighbors + 1), n - 1)
-        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        with warnings.catch_warnings():
-            # numba says which of pynndescent's functions it cannot cache; nothing to do
-            warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
-            index = pynndescent.NNDescent(
-                x,
-                n_neighbors=size,
-                metric="euclidean",
-                random_state=seed,
-                n_jobs=-1 if n_jobs is None else n_jobs,
-                low_memory=True,
-                compressed=True,
-                verbose=False,
-            )
-            indices, distances = index.neighbor_graph
-        del index
-        indices = indices[:, : n_neighbors + 1]
-        distances = distances[:, : n_neighbors + 1]
-    indices, distances = _drop_self(indices, distances, n_neighbors)
+        rng = check_random_state(random_state)
+        for attempt in range(int(max_rebuilds) + 1):
+            indices, distances = _nndescent(x, size, rng, n_jobs)
+            indices, distances = indices[:, :n_neighbors], distances[:, :n_neighbors]
+            if min_recall is None:
+                recall = float("nan")
+                break
+            recall = estimate_recall(x, indices, random_state=rng, n_jobs=n_jobs)
+            if recall >= min_recall:
+                break
+            logger.info("NN-descent with lists of %d: estimated recall %.3f < %.3f",
+                        size, recall, min_recall)
+            if attempt == max_rebuilds or size >= n - 1:
+                method = "exact"
+                break
+            size = min(2 * size, n - 1)
+        if method == "exact":
+            logger.warning("NN-descent did not reach recall %.2f on this data (%.3f with "
+                           "lists of %d); building the exact kNN graph instead", min_recall,
+                           recall, size)
+            recall, size = 1.0, None
+    if method == "exact":
+        indices, distances = exact_neighbors(x, x, n_neighbors + 1, n_jobs=n_jobs)
+        indices, distances = _drop_self(indices, distances, n_neighbors)
     distances[indices < 0] = np.inf
     seconds = time.perf_counter() - start
     logger.info("%s kNN graph of %d x %d in %.1f s", method, n, n_neighbors, seconds)
-    return KNNGraph(indices, distances, method, seconds)
+    return KNNGraph(indices, distances, method, seconds, recall, size)
+
+
+def _nndescent(x: np.ndarray, size: int, rng, n_jobs):
+    """NN-descent graph of ``x`` with lists of ``size``, self removed."""
+    pynndescent = optional_import("pynndescent", feature="the approximate kNN graph")
+    enable_numba_cache()
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    with warnings.catch_warnings():
+        # numba says which of pynndescent's functions it cannot cache; nothing to do
+        warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
+        index = pynndescent.NNDescent(
+            x,
+            n_neighbors=size,
+            metric="euclidean",
+            random_state=seed,
+            n_jobs=-1 if n_jobs is None else n_jobs,
+            low_memory=True,
+            compressed=True,
+            verbose=False,
+        )
+        indices, distances = index.neighbor_graph
+    del index
+    return _drop_self(indices, distances, size - 1)
 
 
 def estimate_recall(
