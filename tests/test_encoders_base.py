@@ -202,6 +202,9 @@ def test_weights_are_safetensors_not_pickle(tmp_path):
     vae.save_pretrained(tmp_path)
     state = load_file(str(tmp_path / "model.safetensors"))
     assert set(state) == set(vae.state_dict())
+    # as readable as any new file (safetensors alone makes it owner-only)
+    mode = (tmp_path / "config.json").stat().st_mode & 0o777
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == mode
 
 
 def test_config_hash_is_stable_and_sensitive():

@@ -386,6 +386,9 @@ class ModelEncoder(BaseEncoder):
         tmp = weights_path.with_name(f"{WEIGHTS_NAME}.tmp-{os.getpid()}")
         save_file(state, str(tmp), metadata={"format": "pt", "model_type": self.model_type,
                                              "latentaudit_version": __version__})
+        # safetensors creates the file readable by its owner only; give it the mode any
+        # new file gets (the config's), so a shared model folder stays readable.
+        os.chmod(tmp, config_path.stat().st_mode & 0o777)
         os.replace(tmp, weights_path)
         return directory
 

@@ -303,8 +303,9 @@ class DAEEncoder(ModelEncoder):
             channels, decoder multipliers (1, 1, 2, 2), encoder (1, 1, 2, 4, 4), attention
             at 16, 2 residual blocks, latent 512, T=1000, 20 DDIM steps; train with Adam
             at 1e-4 and EMA 0.999, the defaults of :meth:`fit`), for GPUs.  ``"cpu64"``: a
-            smaller model for two CPU cores (the shipped demo model).  ``"tiny"`` and
-            ``"tiny3d"``: for tests.  ``"volume64"``: 3-D, 64^3 volumes, for GPUs.
+            smaller model for two CPU cores (the shipped demo model), with v-prediction
+            so that decoding from a random ``x_T`` works after a CPU's training budget.
+            ``"tiny"`` and ``"tiny3d"``: for tests.  ``"volume64"``: 3-D, 64^3 volumes, for GPUs.
         **overrides
             Parameters to change, e.g. ``in_channels=3``.
 
