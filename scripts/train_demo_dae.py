@@ -4,7 +4,7 @@ cohort, with latentaudit's own training loop.
 This is the command that produced ``src/latentaudit/encoders/dae/_weights/demo``
 (loaded by ``DAEEncoder.from_pretrained("demo")``)::
 
-    .venv/bin/python scripts/train_demo_dae.py --checkpoint-dir runs/dae_demo
+    .venv/bin/python scripts/train_demo_dae.py --threads 2
 
 It checkpoints every few minutes; after an interruption, run it again with ``--resume``
 and it continues exactly where it stopped.  The latent DDIM (for unconditional sampling)
@@ -30,7 +30,7 @@ from latentaudit.encoders.dae.model import DEMO_WEIGHTS
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-steps", type=int, default=400, help="optimiser steps")
+    parser.add_argument("--max-steps", type=int, default=1000, help="optimiser steps")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--ema-decay", type=float, default=0.995)

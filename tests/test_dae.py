@@ -352,3 +352,18 @@ def test_demo_weights_decode_a_head_from_z_sem_alone():
     other = torch.nn.functional.cosine_similarity(norm, norm.roll(1, 0)).mean()
     assert same > 0.85 and same > other + 0.3
 
+
+def test_demo_weights_sample_heads_from_the_latent_ddim():
+    # New subjects: a z_sem from the latent DDIM, decoded with random x_T, looks like a
+    # head (correlates with the cohort's mean image) and its code lies among real codes.
+    enc = DAEEncoder.from_pretrained("demo")
+    images = la.datasets.load_demo_cohort().images
+    samples = enc.sample(4, steps=10, generator=torch.Generator().manual_seed(0)).numpy()
+    mean_image = images.mean(0).ravel()
+    corr = [np.corrcoef(s.ravel(), mean_image)[0, 1] for s in samples]
+    assert min(corr) > 0.3  # real heads: 0.47-0.84; noise: about 0
+    codes = enc.normalize(enc.encode(images[:500]))
+    drawn = enc.latent_net.sample(100, 20, generator=torch.Generator().manual_seed(1))
+    ratio = float(drawn.norm(dim=1).mean() / codes.norm(dim=1).mean())
+    assert 0.8 < ratio < 1.25
+
