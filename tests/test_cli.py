@@ -389,6 +389,24 @@ def test_missing_image_folder(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing written for a run that never started
 
 
+@pytest.mark.parametrize("command", ["train", "embed", "explain"])
+def test_output_problems_come_before_reading_the_images(command, tmp_path, capsys):
+    # the images do not exist either, but the output is what is reported first
+    args = [command, "--images", tmp_path / "nowhere"]
+    if command == "embed":
+        args += ["--encoder", "demo"]
+    if command == "explain":
+        labels = tmp_path / "labels.csv"
+        labels.write_text("subject,cluster\na,0\nb,1\n")
+        args += ["--labels", labels]
+    code, _, err = run(capsys, *args)
+    assert_bad_input(code, err, "needs an output folder", "--output")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    code, _, err = run(capsys, *args, "--output", afile)
+    assert_bad_input(code, err, "is a file, not a folder")
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys):
     code, _, err = run(capsys, "--debug", "train", "--images", tmp_path / "nowhere",
                        "--output", tmp_path / "out")

@@ -541,7 +541,9 @@ class _Run:
         return "latentaudit " + " ".join(shlex.quote(str(a)) for a in self.argv)
 
 
-def _output_folder(config: dict, command: str) -> Path:
+def _output_folder(config: dict, command: str, create: bool = True) -> Path:
+    """The output folder, created unless ``create`` is false (then only checked, so a
+    command can say what is wrong before it reads its inputs and write nothing)."""
     output = config["output"]
     if not output:
         raise ConfigError(f"'latentaudit {command}' needs an output folder: pass --output DIR "
@@ -550,6 +552,8 @@ def _output_folder(config: dict, command: str) -> Path:
     if path.exists() and not path.is_dir():
         raise DataError(f"output {str(path)!r} is a file, not a folder; choose another "
                         f"--output")
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -857,6 +861,7 @@ def _command_train(config: dict, run: _Run) -> int:
     if kind not in ("dae", "betavae"):
         raise ConfigError(f"'latentaudit train' trains a 'dae' or a 'betavae', got encoder "
                           f"kind {kind!r}")
+    _output_folder(config, "train", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
     encoder = _new_encoder(kind, config, dataset.image_shape)
@@ -889,6 +894,7 @@ def _command_embed(config: dict, run: _Run) -> int:
     if not pretrained:
         raise ConfigError("'latentaudit embed' needs a trained encoder: pass --encoder DIR "
                           "(the OUTPUT/encoder of 'latentaudit train', or 'demo')")
+    _output_folder(config, "embed", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
     with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
@@ -939,8 +945,7 @@ def _command_audit(config: dict, run: _Run) -> int:
     from .pipeline import run_audit
 
     folder = _embeddings_folder(config["inputs"]["embeddings"])
-    if not config["output"]:
-        _output_folder(config, "audit")  # says what is missing
+    _output_folder(config, "audit", create=False)
     with run.stage("load", f"reading the embeddings in {folder} ..."):
         embeddings = Embeddings.load(folder)
         embeddings = _join_metadata(embeddings, config)
@@ -1036,6 +1041,7 @@ def _command_explain(config: dict, run: _Run) -> int:
     from .pipeline import run_explain
 
     ids, labels, labels_path = _read_delineation(config)
+    _output_folder(config, "explain", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
     known = set(str(i) for i in dataset.ids)

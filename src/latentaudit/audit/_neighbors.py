@@ -61,7 +61,8 @@ class KNNGraph:
     build_seconds : float
         Wall time of the construction (numba compilation included on a first call).
     recall : float
-        Recall against exact search, estimated on sampled rows (1.0 for ``"exact"``).
+        Recall against exact search, estimated on sampled rows (1.0 for ``"exact"``; NaN
+        when :func:`build_knn_graph` was asked not to check it, ``min_recall=None``).
     build_neighbors : int or None
         Length of the lists NN-descent maintained in its last build (``None`` if exact).
     """
@@ -260,7 +261,8 @@ def build_knn_graph(
         rng = check_random_state(random_state)
         for attempt in range(int(max_rebuilds) + 1):
             indices, distances = _nndescent(x, size, rng, n_jobs)
-            indices, distances = indices[:, :n_neighbors], distances[:, :n_neighbors]
+            indices = np.ascontiguousarray(indices[:, :n_neighbors])
+            distances = np.ascontiguousarray(distances[:, :n_neighbors])
             if min_recall is None:
                 recall = float("nan")
                 break
