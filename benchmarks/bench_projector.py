@@ -117,7 +117,7 @@ def worker(spec: dict) -> None:
         tick = time.perf_counter()
         import umap  # noqa: F401  (compiles part of umap's numba code)
 
-        from latentaudit.project import Projector
+        from latentaudit.projection import Projector
 
         rng = np.random.default_rng(0)
         Projector(method="umap", random_state=0).fit(rng.normal(size=(300, X.shape[1])))
@@ -127,11 +127,11 @@ def worker(spec: dict) -> None:
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = cpu.ru_utime + cpu.ru_stime
     if spec["method"] == "ours":
-        from latentaudit.project import Projector
+        from latentaudit.projection import Projector
 
         xy = Projector(method="tsne", random_state=0, n_jobs=-1).fit_transform(X)
     elif spec["method"] == "umap":
-        from latentaudit.project import Projector
+        from latentaudit.projection import Projector
 
         xy = Projector(method="umap", random_state=0, n_jobs=-1).fit_transform(X)
     else:

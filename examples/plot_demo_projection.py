@@ -18,7 +18,7 @@ import numpy as np
 
 import latentaudit as la
 from latentaudit.embed import Embeddings
-from latentaudit.project import Projector
+from latentaudit.projection import Projector
 from latentaudit.report import plot_projection
 
 

@@ -37,7 +37,7 @@ _LAZY = {
     "DAEEncoder": ".encoders.dae",
     "embed": ".embed",
     "Embeddings": ".embed",
-    "Projector": ".project",
+    "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
     "Explainer": ".explain",
@@ -96,5 +96,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401
     from .interpolate import Interpolator  # noqa: F401
-    from .project import Projector  # noqa: F401
+    from .projection import Projector  # noqa: F401
     from .report import plot_projection  # noqa: F401

@@ -700,7 +700,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
 
 
 def _projection(section, z, analysed, row_images, opts, random_state):
-    from .project import Projector
+    from .projection import Projector
     from .report import plot_projection
     from .report._figures import figure_to_png
 

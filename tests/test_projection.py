@@ -1,4 +1,4 @@
-"""Tests of latentaudit.project: the Projector transformer and its stability report."""
+"""Tests of latentaudit.projection: the Projector transformer and its stability report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from latentaudit.errors import ConfigError, MissingDependencyError, NotFittedError
-from latentaudit.project import ProjectionStability, Projector
+from latentaudit.projection import ProjectionStability, Projector
 
 HAS_UMAP = importlib.util.find_spec("umap") is not None
 needs_umap = pytest.mark.skipif(not HAS_UMAP, reason="umap-learn is not installed")
