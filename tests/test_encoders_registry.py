@@ -36,3 +36,14 @@ def test_the_registry_builds_every_family_by_name():
     with pytest.raises(ConfigError, match="image_shape"):
         build_encoder("dae", (16, 16))
     assert build_encoder("beta_vae", image_size=16, channels=(4, 8)).latent_dim == 512
+
+
+def test_every_family_takes_a_preset_by_keyword():
+    enc = BetaVAEEncoder(preset="tiny", spatial_dims=3, image_size=16, latent_dim=5)
+    assert enc.config.channels == (4, 8) and enc.latent_dim == 5 and enc.spatial_dims == 3
+    dae = la.DAEEncoder(preset="tiny", latent_dim=8)
+    assert dae.config.base_channels == 8 and dae.latent_dim == 8
+    with pytest.raises(ConfigError, match="by name"):
+        BetaVAEEncoder(2, preset="tiny")
+    with pytest.raises(ConfigError, match="preset"):
+        BetaVAEEncoder(preset="paper512")

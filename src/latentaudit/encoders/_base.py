@@ -222,11 +222,40 @@ def _tuples(value):
     return value
 
 
-class ModelEncoder(BaseEncoder):
+class _BuiltFromPresets(type(nn.Module)):
+    """Lets every family be built as ``Family(preset="tiny", latent_dim=8)``: with
+    ``preset`` the call is :meth:`ModelEncoder.from_preset`, the other parameters
+    overriding the preset's."""
+
+    def __call__(cls, *args, preset: str | None = None, **kwargs):
+        if preset is None:
+            return super().__call__(*args, **kwargs)
+        if args:
+            raise ConfigError(f"{cls.__name__}(preset={preset!r}, ...) takes the other "
+                              f"parameters by name only")
+        return cls.from_preset(preset, **kwargs)
+
+    @property
+    def __signature__(cls):
+        # What help() and the docs show: __init__'s parameters plus preset=.
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        params = list(sig.parameters.values())[1:]
+        if "preset" not in sig.parameters and not any(
+                p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            params.append(inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY,
+                                            default=None))
+        return sig.replace(parameters=params)
+
+
+class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
     """Base class of latentaudit's own, trainable encoders.
 
     Each subclass is built from one config dataclass (``config_class``), names itself by
-    ``model_type``, and implements ``loss(batch)``.  This class adds
+    ``model_type``, and implements ``loss(batch, *, generator)``.  Every subclass can be
+    built from a named configuration, ``Family(preset="tiny", latent_dim=8)`` (the same as
+    :meth:`from_preset`).  This class adds
 
     - ``save_pretrained`` / ``from_pretrained``: a JSON config plus safetensors weights,
       no pickled code;
