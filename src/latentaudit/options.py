@@ -77,8 +77,9 @@ class Flag:
     const : object, optional
         For a switch (a flag without a value): the value it sets, e.g. ``False`` for
         ``--no-explain``.
-    choices : tuple, optional
-        The values this flag accepts when narrower than the option's.
+    choices : tuple or callable, optional
+        The values this flag accepts when narrower than the option's (a callable
+        returns them, e.g. from a registry).
 
     Examples
     --------
@@ -90,7 +91,7 @@ class Flag:
     scopes: tuple[str, ...]
     help: str | None = None
     const: Any = _NOT_GIVEN
-    choices: tuple | None = None
+    choices: tuple | Callable[[], Iterable] | None = None
 
     @property
     def switch(self) -> bool:
@@ -633,7 +634,14 @@ class OptionSchema:
 
 
 def _encoder_kinds() -> tuple[str, ...]:
-    return ("auto", "dae", "betavae", "pca")
+    """``demo`` builds these; ``train`` any family of the encoder registry."""
+    return tuple(dict.fromkeys(("auto", "pca", *_trainable_kinds())))
+
+
+def _trainable_kinds() -> tuple[str, ...]:
+    from .encoders._registry import encoder_names
+
+    return encoder_names()
 
 
 def _opt(key, kind, default, help, **kw) -> Option:
@@ -685,8 +693,8 @@ OPTIONS = OptionSchema([
                "beta-VAE trained in the run; dae: the shipped weights (or a DAE trained in "
                "the run without them); betavae: a small beta-VAE trained in the run; pca: "
                "pixel PCA, a linear baseline without a deep model (seconds)"),
-        F(("--encoder",), ("train",), help="the model (default dae)",
-          choices=("dae", "betavae"))]),
+        F(("--encoder",), ("train",), help="the model family (default dae)",
+          choices=_trainable_kinds)]),
     _opt("encoder.pretrained", "path", None, "a saved encoder", metavar="DIR", flags=[
         F(("--pretrained",), ("demo",), help="use this saved encoder instead of training "
                                                "one"),
@@ -697,14 +705,15 @@ OPTIONS = OptionSchema([
           help="the encoder that made them, for decoded counterfactuals"),
         F(("--encoder",), ("explain",),
           help="generative encoder for counterfactuals ('demo' for the shipped demo DAE)")]),
-    _opt("encoder.preset", "str", "cpu64", "DAE preset: tiny, cpu64, paper64, paper256, "
-         "tiny3d, volume64", flags=[F(("--preset",), ("train",))]),
-    _opt("encoder.latent_dim", "int", None, "embedding length (default: the preset's; 64 "
-         "for the beta-VAE, 32 for pixel PCA)", low=1, metavar="N",
-         flags=[F(("--latent-dim",), ("train",))]),
-    _opt("encoder.channels", "int_list", [16, 32, 64, 128], "beta-VAE channels per "
-         "level", low=1),
-    _opt("encoder.beta", "float", 1.0, "beta-VAE weight of the KL term", low=0.0),
+    _opt("encoder.preset", "str", None, "the family's named configuration (default "
+         "cpu64); DAE: tiny, cpu64, paper64, paper256, tiny3d, volume64; beta-VAE: tiny, "
+         "cpu64", flags=[F(("--preset",), ("train",))]),
+    _opt("encoder.latent_dim", "int", None, "embedding length (default: the preset's; 32 "
+         "for pixel PCA)", low=1, metavar="N", flags=[F(("--latent-dim",), ("train",))]),
+    _opt("encoder.channels", "int_list", None, "channels per level (default: the "
+         "preset's)", low=1),
+    _opt("encoder.beta", "float", None, "beta-VAE weight of the KL term (default: the "
+         "preset's)", low=0.0),
     # -- train ---------------------------------------------------------------------------
     _opt("train.steps", "int", 600, "optimiser steps of an encoder trained in the run",
          low=1, metavar="N", flags=[F(("--train-steps", "--steps"), ("train",)),

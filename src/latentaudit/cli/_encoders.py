@@ -12,7 +12,6 @@ from ._run import Run
 __all__ = ["demo_weights_available", "encoder_record", "fingerprint", "load_encoder",
            "new_encoder", "train"]
 
-BETAVAE_LATENT_DIM = 64
 PCA_LATENT_DIM = 32
 
 
@@ -66,25 +65,14 @@ def encoder_record(encoder, name: str, **extra) -> dict:
 
 
 def new_encoder(kind: str, config: dict, image_shape: tuple):
-    """An untrained encoder of ``kind`` ("dae" or "betavae") for images of this shape."""
+    """An untrained encoder of ``kind`` (a family of the encoder registry) for images of
+    this shape."""
+    from ..encoders import build_encoder
+
     enc = config["encoder"]
-    spatial_dims = len(image_shape) - 1
-    sizes = tuple(int(s) for s in image_shape[1:])
-    size = sizes[0] if len(set(sizes)) == 1 else sizes
-    if kind == "dae":
-        from ..encoders.dae.model import DAEEncoder
-
-        overrides = {"spatial_dims": spatial_dims, "in_channels": int(image_shape[0]),
-                     "image_size": size}
-        if enc["latent_dim"]:
-            overrides["latent_dim"] = enc["latent_dim"]
-        return DAEEncoder.from_preset(enc["preset"], **overrides)
-    from ..encoders import BetaVAEEncoder
-
-    return BetaVAEEncoder(spatial_dims=spatial_dims, in_channels=int(image_shape[0]),
-                          image_size=size, channels=tuple(enc["channels"]),
-                          latent_dim=enc["latent_dim"] or BETAVAE_LATENT_DIM,
-                          beta=enc["beta"])
+    channels = None if enc["channels"] is None else tuple(enc["channels"])
+    return build_encoder(kind, tuple(image_shape), preset=enc["preset"],
+                         latent_dim=enc["latent_dim"], channels=channels, beta=enc["beta"])
 
 
 def train(encoder, dataset, config: dict, run: Run, checkpoint_dir: Path | None):

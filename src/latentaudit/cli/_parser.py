@@ -111,6 +111,8 @@ def _add_flag(group, option: Option, flag: Flag, command: Command) -> None:
         if option.kind in ("str_list", "int_list"):
             kwargs["nargs"] = "+"
         choices = flag.choices or option.allowed()
+        if callable(choices):
+            choices = tuple(choices())
         if choices is not None:
             kwargs["choices"] = choices
         else:

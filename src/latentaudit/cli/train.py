@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+from ..encoders._registry import encoder_names
 from ..errors import ConfigError
 from ._command import Command
 from ._encoders import encoder_record, new_encoder, train
@@ -15,16 +16,13 @@ from ._run import Run
 
 __all__ = ["COMMAND"]
 
-TRAINABLE = ("dae", "betavae")
-
-
 def run_train(config: dict, run: Run) -> int:
     """``latentaudit train``."""
     kind = config["encoder"]["kind"]
     kind = "dae" if kind == "auto" else kind
-    if kind not in TRAINABLE:
-        raise ConfigError(f"'latentaudit train' trains a 'dae' or a 'betavae', got encoder "
-                          f"kind {kind!r}; set encoder.kind (--encoder) to one of them")
+    if kind not in encoder_names():
+        raise ConfigError(f"'latentaudit train' trains a family of the encoder registry "
+                          f"({', '.join(encoder_names())}), got encoder kind {kind!r}")
     output_folder(config, "train", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
