@@ -318,9 +318,11 @@ def test_demo_keeps_the_embeddings_when_the_audit_fails(tmp_path, capsys, monkey
     assert "kept: the embeddings are in" in err and "latentaudit audit --config" in err
     assert (out / "embeddings" / "embeddings.json").is_file()
     monkeypatch.undo()
-    # ... and the run continues from them, with the demo's saved options
+    assert "--overwrite)" in err
+    # ... and the run continues from them, with the demo's saved options (an audit into
+    # the demo's folder replaces the demo's report: --overwrite says so)
     code, out_text, err = run(capsys, "audit", "--config", out / "config.toml", "--embeddings",
-                              out / "embeddings", *FAST_AUDIT)
+                              out / "embeddings", "--overwrite", *FAST_AUDIT)
     assert code == EXIT_OK, err
     report = json.loads((out / "report.json").read_text())
     assert report["provenance"]["options"]["audit"]["within"] == "sex"

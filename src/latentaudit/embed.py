@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CheckpointError, ConfigError, DataError, InputShapeError, InputTypeError
-from .utils import check_option, resolve_device
+from .utils import atomic_path, atomic_write, check_option, resolve_device
 
 __all__ = ["Embeddings", "embed"]
 
@@ -37,6 +36,9 @@ logger = logging.getLogger(__name__)
 _FORMAT = "latentaudit.embeddings"
 _FORMAT_VERSION = 1
 _MANIFEST = "embeddings.json"
+#: Every file :meth:`Embeddings.save` writes (an interrupted save leaves some of them).
+_FILES = ("z.npy", "slice_index.npy", "ids.json", "metadata.json", "provenance.json",
+          _MANIFEST)
 _DTYPES = {
     None: None,
     "float32": None,
@@ -230,7 +232,9 @@ class Embeddings:
         path : str or os.PathLike
             The folder; created if needed.
         overwrite : bool, default False
-            Replace a folder that already holds saved embeddings.
+            Replace saved embeddings in ``path`` (complete, or left incomplete by an
+            interrupted save): only the files listed above are replaced, each atomically;
+            any other file in the folder is left alone.
 
         Returns
         -------
@@ -260,27 +264,27 @@ class Embeddings:
             if not overwrite:
                 raise CheckpointError(f"{str(path)!r} already exists and is not empty; pass "
                                       f"overwrite=True to replace it")
-            if not (path / _MANIFEST).exists():
+            if not any((path / name).exists() for name in _FILES):
                 raise CheckpointError(f"refusing to overwrite {str(path)!r}: it does not hold "
                                       f"saved embeddings (no {_MANIFEST})")
-            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         if not same_file:
+            # without its manifest the folder reads as incomplete until the sidecars are in
             (path / _MANIFEST).unlink(missing_ok=True)
-            tmp = path / "z.npy.partial"
-            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                               shape=self.z.shape)
-            step = max(1, (64 << 20) // max(1, 4 * self.latent_dim))
-            for start in range(0, len(self), step):
-                target[start:start + step] = self.z[start:start + step]
-            target.flush()
-            del target
-            os.replace(tmp, z_path)
+            with atomic_path(z_path) as tmp:
+                target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                                   shape=self.z.shape)
+                step = max(1, (64 << 20) // max(1, 4 * self.latent_dim))
+                for start in range(0, len(self), step):
+                    target[start:start + step] = self.z[start:start + step]
+                target.flush()
+                del target
         self._write_sidecars(path)
         return path
 
     def _write_sidecars(self, path: Path) -> None:
-        np.save(path / "slice_index.npy", self.slice_index, allow_pickle=False)
+        with atomic_write(path / "slice_index.npy", "wb") as handle:
+            np.save(handle, self.slice_index, allow_pickle=False)
         _write_json(path / "ids.json", [str(i) for i in self.ids])
         _write_metadata(path / "metadata.json", self.metadata)
         _write_json(path / "provenance.json", _jsonable(self.provenance))
@@ -334,7 +338,14 @@ class Embeddings:
                 f"cannot load embeddings from {str(path)!r}: the folder {what} (an "
                 f"interrupted save or embed(out=...) leaves no manifest)")
         manifest = _read_json(manifest_path)
-        if manifest.get("format") != _FORMAT or manifest.get("version", 0) > _FORMAT_VERSION:
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("n_rows"), int) or (
+                not isinstance(manifest.get("latent_dim"), int)):
+            raise CheckpointError(f"{str(manifest_path)!r} is not a latentaudit embeddings "
+                                  f"manifest (a JSON object with n_rows and latent_dim); save "
+                                  f"the embeddings again")
+        version = manifest.get("version", 0)
+        if manifest.get("format") != _FORMAT or not isinstance(version, int) or (
+                version > _FORMAT_VERSION):
             raise CheckpointError(
                 f"{str(manifest_path)!r} is not a latentaudit embeddings manifest of version "
                 f"<= {_FORMAT_VERSION}: got format {manifest.get('format')!r}, version "
@@ -350,8 +361,10 @@ class Embeddings:
             metadata = _read_metadata(path / "metadata.json",
                                       manifest.get("metadata_dtypes", {}))
             provenance = _read_json(path / "provenance.json")
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"cannot load embeddings from {str(path)!r}: {err}") from err
+        except Exception as err:  # numpy, json and pandas raise many kinds for corrupt files
+            raise CheckpointError(f"cannot load embeddings from {str(path)!r}: "
+                                  f"{type(err).__name__}: {err}; the folder is incomplete or "
+                                  f"corrupt: save the embeddings again") from err
         if z.shape != (manifest["n_rows"], manifest["latent_dim"]):
             raise CheckpointError(
                 f"{str(path / 'z.npy')!r} has shape {z.shape}, but the manifest says "
@@ -1037,23 +1050,25 @@ def _jsonable(value: Any):
 
 
 def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(value, fh)
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        json.dump(value, handle)
 
 
 def _read_json(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON ({err}): the file is truncated "
+                              f"or corrupt; save the embeddings again (latentaudit embed, or "
+                              f"Embeddings.save)") from err
 
 
 def _write_metadata(path: Path, metadata: pd.DataFrame) -> None:
     table = metadata.copy()
     table.columns = [str(c) for c in table.columns]
-    tmp = path.with_name(path.name + ".partial")
-    table.to_json(tmp, orient="table", index=False, date_format="iso")
-    os.replace(tmp, path)
+    with atomic_write(path) as handle:
+        table.to_json(handle, orient="table", index=False, date_format="iso")
 
 
 def _read_metadata(path: Path, dtypes: dict) -> pd.DataFrame:

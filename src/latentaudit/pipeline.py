@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import numbers
 import platform
 import time
@@ -26,12 +25,14 @@ from importlib import metadata as importlib_metadata
 import numpy as np
 import pandas as pd
 
+from ._metadata import check_metadata
 from .errors import ConfigError, DataError, InputShapeError, InputTypeError, LatentAuditError
 from .options import AUDIT_SECTIONS, OPTIONS
 from .report._report import AuditReport, ReportFigure, ReportSection, ReportTable
 from .utils import check_option
 
-__all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_options",
+__all__ = ["AUDIT_DEFAULTS", "SUBJECT_COLUMNS", "check_audit_options", "check_metadata",
+           "check_subject_columns", "merge_options",
            "run_audit", "run_explain"]
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 AUDIT_DEFAULTS: dict = OPTIONS.defaults(AUDIT_SECTIONS)
 
 _NOISE = -1
-_MISSING_MARKERS_HINT = "leave missing values empty"
 
 
 # --------------------------------------------------------------------------------------
@@ -150,41 +150,25 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
 # --------------------------------------------------------------------------------------
 # metadata checks
 # --------------------------------------------------------------------------------------
-def _value_kind(value) -> str | None:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, numbers.Number):
-        return None if isinstance(value, float) and math.isnan(value) else "number"
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            float(text)
-        except ValueError:
-            return "text"
-        return "number"
-    return "text"
+#: The columns the audit writes into its subjects table (``subjects.csv``) beside the
+#: metadata.
+SUBJECT_COLUMNS = ("id", "cluster", "map_x", "map_y")
 
 
-def check_metadata(metadata: pd.DataFrame, *, id_column: str | None = None,
-                   source: str = "the metadata table") -> pd.DataFrame:
-    """Reject metadata columns that mix numbers and text.
+def check_subject_columns(metadata: pd.DataFrame, *, id_column: str | None = None,
+                          source: str = "the metadata table") -> pd.DataFrame:
+    """Refuse metadata columns named like the audit's own columns of the subjects table.
 
-    A column such as ``age`` holding ``52``, ``61.5`` and ``"n/a"`` is read as text, so it
-    would be tested as a category with one level per age.  This check names the column
-    and the offending values instead.
+    A column ``cluster`` of the user's would otherwise be lost in ``subjects.csv`` under
+    the audit's cluster labels.  The id column itself may be called ``id``.
 
     Parameters
     ----------
     metadata : pandas.DataFrame
-        The table.
     id_column : str, optional
-        The id column, which may mix anything.
+        The column holding the row ids.
     source : str
-        What the table is, for messages (e.g. the CSV file's name).
+        What the table is, for messages.
 
     Returns
     -------
@@ -194,46 +178,21 @@ def check_metadata(metadata: pd.DataFrame, *, id_column: str | None = None,
     Raises
     ------
     ValueError
-        (as :class:`latentaudit.errors.DataError`) naming the first mixed column, how
-        many values of each kind it holds, examples and the rows they are in.
+        (as :class:`latentaudit.errors.DataError`) naming the column and the fix.
 
     Examples
     --------
     >>> import pandas as pd
-    >>> check_metadata(pd.DataFrame({"age": [50, 61]})).shape
-    (2, 1)
+    >>> check_subject_columns(pd.DataFrame({"site": ["A"]})).shape
+    (1, 1)
     """
-    if not isinstance(metadata, pd.DataFrame):
-        raise InputTypeError(f"metadata must be a pandas DataFrame, got "
-                             f"{type(metadata).__name__}")
-    for column in metadata.columns:
-        if column == id_column:
-            continue
-        values = metadata[column]
-        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
-            continue  # numbers, booleans, dates and categories are one kind each
-        kinds = values.astype(object).map(_value_kind)
-        counts = kinds.value_counts()
-        if counts.get("number", 0) and counts.get("text", 0):
-            minority = "text" if counts["text"] <= counts["number"] else "number"
-            rows = np.flatnonzero((kinds == minority).to_numpy())
-            examples = pd.unique(values.iloc[rows].astype(str))[:3]
-            if id_column is not None and id_column in metadata.columns:
-                where = "subjects " + ", ".join(
-                    repr(str(v)) for v in metadata[id_column].iloc[rows[:3]])
-            else:
-                where = "rows " + ", ".join(str(int(r) + 1) for r in rows[:3])
-            more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-            shown = ", ".join(repr(str(e)) for e in examples)
-            if minority == "text":
-                fix = (f"make it all numbers ({_MISSING_MARKERS_HINT} instead of writing "
-                       f"{shown})")
-            else:
-                fix = "make it all text (or all numbers)"
-            raise DataError(
-                f"column {str(column)!r} of {source} mixes numbers and text: "
-                f"{int(counts['number'])} numeric and {int(counts['text'])} text values, e.g. "
-                f"{shown} at {where}{more}; {fix}")
+    clash = [str(c) for c in metadata.columns
+             if str(c) in SUBJECT_COLUMNS and str(c) != id_column]
+    if clash:
+        raise DataError(
+            f"column {clash[0]!r} of {source} has the name of a column the audit writes into "
+            f"subjects.csv ({', '.join(SUBJECT_COLUMNS)}), so its values would be lost there; "
+            f"rename it (e.g. to 'given_{clash[0]}') and run again")
     return metadata
 
 
@@ -588,11 +547,17 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     if not isinstance(embeddings, Embeddings):
         raise InputTypeError(f"embeddings must be an Embeddings object or a (z, metadata) "
                              f"tuple, got {type(embeddings).__name__}")
+    from .audit._auditor import MIN_ROWS
+
     z = np.asarray(embeddings.z, dtype=np.float32)
+    if len(z) < MIN_ROWS:
+        raise DataError(f"an audit needs the embeddings of at least {MIN_ROWS} subjects, got "
+                        f"{len(z)}; audit a larger cohort")
     metadata = embeddings.metadata.reset_index(drop=True)
     opts = check_audit_options(options, metadata)
     id_column = _id_column(metadata, embeddings.ids)
     check_metadata(metadata, id_column=id_column)
+    check_subject_columns(metadata, id_column=id_column)
     row_images, image_note = _row_images(images, embeddings.ids)
     analysed = metadata.drop(columns=[id_column]) if id_column else metadata.copy()
 

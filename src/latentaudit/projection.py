@@ -22,12 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from .errors import ConfigError, InputShapeError
 from .errors import NotFittedError as _NotFittedError
 from .utils import check_option, check_random_state, optional_import
-
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(estimator, X="no_validation", **kwargs):
-        return estimator._validate_data(X, **kwargs)
+from .utils import validate_data as _validate_data
 
 __all__ = ["ProjectionStability", "Projector"]
 
@@ -222,6 +217,10 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             self.embedding_ = self.pca_.transform(X).astype(np.float64)
             return X
 
+        if n_features < n_components:  # their initial map is the data's first components
+            raise ConfigError(
+                f"method={method!r} with n_components={n_components} needs at least "
+                f"{n_components} features; got {n_features}")
         reduced = self._fit_pca(X, seed)
         if method == "tsne":
             self.perplexity_ = self._effective_perplexity(n_samples)

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, Sampler, Subset
 
 from .errors import CheckpointError, ConfigError, InputTypeError, TrainingError
-from .utils import check_option, resolve_device
+from .utils import atomic_write, check_option, remove_stale_temporaries, resolve_device
 
 __all__ = ["CHECKPOINT_NAME", "load_checkpoint", "train"]
 
@@ -529,6 +529,9 @@ class _Trainer:
             o["checkpoint_every"] = min(500, max(1, o["max_steps"] // 10))
         self.checkpoint_path = (None if o["checkpoint_dir"] is None
                                 else Path(o["checkpoint_dir"]) / CHECKPOINT_NAME)
+        if self.checkpoint_path is not None:
+            # a run killed inside a checkpoint write left its temporary file
+            remove_stale_temporaries(self.checkpoint_path.parent, recursive=False)
         self.last_good_step: int | None = None
 
     # -- set-up ---------------------------------------------------------------------------
@@ -616,16 +619,8 @@ class _Trainer:
             "window": dict(self.window),
             "val_indices": self.val_indices,
         }
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_write(path, "wb") as fh:
+            torch.save(state, fh)
         self.last_good_step = step
         logger.debug("wrote checkpoint of step %d to %s", step, path)
 

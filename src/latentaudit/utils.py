@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import itertools
 import logging
 import os
 import random
+import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,12 +19,16 @@ import numpy as np
 from .errors import ConfigError, MissingDependencyError
 
 __all__ = [
+    "atomic_path",
+    "atomic_write",
     "check_option",
     "check_random_state",
     "check_spatial_dims",
     "optional_import",
     "resolve_device",
+    "remove_stale_temporaries",
     "seed_everything",
+    "validate_data",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +95,45 @@ def check_random_state(random_state: Any) -> np.random.RandomState:
     from sklearn.utils import check_random_state as _sk_check_random_state
 
     return _sk_check_random_state(random_state)
+
+
+def validate_data(estimator, X, **kwargs):
+    """scikit-learn's ``validate_data`` with latentaudit's error classes.
+
+    The same checks (and messages) as scikit-learn's, so the estimators still pass its
+    estimator checks, raised as :class:`~latentaudit.errors.DataError` (a ``ValueError``)
+    or :class:`~latentaudit.errors.InputTypeError` (a ``TypeError``).
+
+    Parameters
+    ----------
+    estimator : sklearn.base.BaseEstimator
+    X : array-like
+    **kwargs
+        As for :func:`sklearn.utils.validation.validate_data` (``reset``, ``dtype``,
+        ``ensure_min_samples``, ...).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator
+    >>> validate_data(BaseEstimator(), [[1.0, 2.0]], reset=True).shape
+    (1, 2)
+    """
+    from .errors import DataError, InputTypeError
+
+    try:
+        try:
+            from sklearn.utils.validation import validate_data as _validate
+        except ImportError:  # pragma: no cover - scikit-learn < 1.6
+            return estimator._validate_data(X, **kwargs)
+        return _validate(estimator, X, **kwargs)
+    except TypeError as err:
+        raise InputTypeError(str(err)) from err
+    except ValueError as err:
+        raise DataError(" ".join(str(err).split())) from err
 
 
 def check_option(name: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -242,3 +288,153 @@ def resolve_device(device=None, module=None):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device='mps' was asked for but MPS is not available here")
     return device
+
+
+# -- atomic writes ---------------------------------------------------------------------
+#: Suffix of the temporary files :func:`atomic_path` writes before renaming them.
+TEMPORARY_SUFFIX = ".latentaudit-tmp"
+
+
+def _host_tag() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Write a file through a temporary path, renamed over ``path`` on success.
+
+    The block receives the temporary path (in the same folder, so the rename is atomic)
+    and writes it with any writer that takes a file name.  When the block ends without
+    an error the temporary file replaces ``path`` in one ``os.replace``: a reader sees
+    the old file or the new one, never half of one.  On an error (or Ctrl-C) the
+    temporary file is removed and ``path`` is left as it was.  A process killed
+    mid-write leaves only the temporary file, which :func:`remove_stale_temporaries`
+    removes later.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('done', ['a.txt'])
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{_host_tag()}-{os.getpid()}-"
+                         f"{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str = "utf-8",
+                 newline: str | None = None):
+    """Open a file for writing through :func:`atomic_path` (flushed to disk first).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    mode : {"w", "wb"}
+        Text or binary.
+    encoding : str, default "utf-8"
+        Of a text file.
+    newline : str, optional
+        As for :func:`open` (``""`` for CSV writers).
+
+    Yields
+    ------
+    file object
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+    >>> with atomic_write(target) as handle:
+    ...     _ = handle.write("{}")
+    >>> target.read_text()
+    '{}'
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    with atomic_path(path) as tmp:
+        text = mode == "w"
+        with open(tmp, mode, encoding=encoding if text else None,
+                  newline=newline if text else None) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, recursive: bool = True
+                             ) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` whose writer is dead.
+
+    Only files named like latentaudit's temporaries, written on this machine by a process
+    that no longer runs (killed mid-write), are removed; nothing else is touched.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Where to look.
+    recursive : bool, default True
+        Also in sub-folders.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> remove_stale_temporaries(tempfile.mkdtemp())
+    []
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    host = _host_tag()
+    pattern = f"*{TEMPORARY_SUFFIX}"
+    removed = []
+    for candidate in (folder.rglob(pattern) if recursive else folder.glob(pattern)):
+        parts = candidate.name[: -len(TEMPORARY_SUFFIX)].rsplit(".", 1)[-1].split("-")
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        if _alive(int(parts[1])) or not candidate.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

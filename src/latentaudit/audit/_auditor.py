@@ -28,6 +28,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
+from .._metadata import check_metadata
 from ..errors import (
     CheckpointError,
     ConfigError,
@@ -80,6 +81,7 @@ PROBE_COLUMNS = [
 ]
 _METHODS = ("hdbscan", "kmeans", "gmm")
 _NOISE = -1
+MIN_ROWS = 5  # fewer rows cannot be clustered and tested
 _MIN_GROUP = 3  # smallest cluster (and rest) a per-cluster test is run on
 _MAX_LEVELS = 50  # categorical columns with more levels are identifiers, not tested
 _AMI_BINS = 10  # quantile bins of a continuous column for the AMI test
@@ -307,9 +309,10 @@ class ClusterAuditor(BaseEstimator):
         except (TypeError, ValueError) as err:
             raise InputTypeError(f"{name} must be an array of shape (n_samples, n_features), "
                                  f"got {type(z).__name__}") from err
-        if array.ndim != 2:
+        if array.ndim != 2 or array.shape[1] == 0:
             raise InputShapeError(
-                f"{name} must have shape (n_samples, n_features), got {array.shape}")
+                f"{name} must have shape (n_samples, n_features) with at least one feature, "
+                f"got {array.shape}")
         if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
             raise InputTypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
         array = np.ascontiguousarray(array, dtype=np.float32)
@@ -332,7 +335,7 @@ class ClusterAuditor(BaseEstimator):
                 f"metadata must have one row per embedding row ({n}), got {len(metadata)}")
         metadata = metadata.reset_index(drop=True)
         metadata.columns = [str(c) for c in metadata.columns]
-        return metadata
+        return check_metadata(metadata)
 
     def _check_names(self, names, metadata: pd.DataFrame, what: str) -> list[str]:
         if names is None:
@@ -413,8 +416,8 @@ class ClusterAuditor(BaseEstimator):
         self._check_params()
         z = self._check_z(z)
         n, d = z.shape
-        if n < 5:
-            raise DataError(f"ClusterAuditor needs at least 5 rows, got {n}")
+        if n < MIN_ROWS:
+            raise DataError(f"ClusterAuditor needs at least {MIN_ROWS} rows, got {n}")
         metadata = self._check_metadata(metadata, n)
         columns = self._check_names(self.columns, metadata, "columns")
         columns = columns or list(metadata.columns)

@@ -31,6 +31,7 @@ from pathlib import Path
 from ..errors import LatentAuditError, TrainingError
 from ._command import Command, commands
 from ._config import DEFAULT_CONFIG, dump_toml, load_config, parse_assignment
+from ._output import close_output
 from ._parser import build_parser, overrides
 from ._run import Run
 from .demo import DEMO_CONFIG
@@ -110,14 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = bool(getattr(args, "quiet", False))
     handler = _configure_logging(debug, quiet)
     run = None
+    status = "failed"
     try:
         command = commands()[args.command]
         layers, sources = overrides(args)
         config = load_config(args.config, base=command.base, overrides=layers,
                              sources=sources)
-        run = Run(args.command, config, verbose=not quiet, argv=argv)
-        return command.run(config, run)
+        run = Run(args.command, config, verbose=not quiet, argv=argv,
+                  outputs=command.outputs, overwrite=bool(getattr(args, "overwrite", False)))
+        code = command.run(config, run)
+        status = "complete"
+        return code
     except KeyboardInterrupt:
+        status = "interrupted"
         _report_kept(run)
         print("latentaudit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -141,7 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        if run is not None:
+            _close(run, status)
         logging.getLogger("latentaudit").removeHandler(handler)
+
+
+def _close(run: Run, status: str) -> None:
+    """Record what the run made in its output folder's manifest, whatever happened."""
+    try:
+        close_output(run, status)
+    except (LatentAuditError, OSError) as error:
+        print(f"latentaudit: warning: could not update the output folder's manifest: "
+              f"{_one_line(error)}", file=sys.stderr)
 
 
 def _report_kept(run: Run | None) -> None:

@@ -38,6 +38,10 @@ class Command:
         Position in ``latentaudit --help``.
     base : mapping, optional
         The command's own defaults over the schema's (e.g. the demo's output folder).
+    outputs : tuple of str
+        What it writes in its output folder: ``"name"`` a file, ``"name/"`` a folder
+        (``config.toml`` is always written).  Its manifest lists what it made there, and
+        a file of these names that latentaudit did not make stops the run before any work.
     titles : mapping, optional
         Titles of its flag groups in ``--help`` (scope -> title; default the scope).
 
@@ -55,6 +59,7 @@ class Command:
     run: Callable
     order: int = 100
     base: Mapping | None = None
+    outputs: tuple[str, ...] = ()
     titles: Mapping[str, str] = field(default_factory=dict)
 
 

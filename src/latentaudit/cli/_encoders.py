@@ -66,7 +66,20 @@ def encoder_record(encoder, name: str, **extra) -> dict:
 
 def new_encoder(kind: str, config: dict, image_shape: tuple):
     """An untrained encoder of ``kind`` (a family of the encoder registry) for images of
-    this shape."""
+    this shape.
+
+    Its initial weights are drawn from a generator seeded with the run's ``seed`` (the
+    caller's global random state is restored afterwards), so two runs with one seed
+    start from the same weights.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config["seed"])
+        return _build_encoder(kind, config, image_shape)
+
+
+def _build_encoder(kind: str, config: dict, image_shape: tuple):
     from ..encoders import build_encoder
 
     enc = config["encoder"]

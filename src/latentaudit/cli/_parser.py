@@ -78,6 +78,10 @@ def _run_control(group) -> None:
                        metavar="KEY=VALUE",
                        help="set any option of the config, e.g. --set audit.method=kmeans; "
                             "repeatable")
+    group.add_argument("--overwrite", action="store_true",
+                       help="write into a folder holding another run (or other files): "
+                            "replace the files latentaudit made there; a file it did not "
+                            "make is never replaced")
     group.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bars or step messages")
     group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

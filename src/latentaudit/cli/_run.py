@@ -28,6 +28,11 @@ class Run:
         Show progress bars and step messages.
     argv : sequence of str
         The command line, for the provenance.
+    outputs : sequence of str
+        What the command writes in its output folder (``"name/"`` for a folder).
+    overwrite : bool
+        ``--overwrite``: write into a folder holding another run, replacing the files
+        latentaudit made there.
 
     Examples
     --------
@@ -37,8 +42,12 @@ class Run:
     """
 
     def __init__(self, command: str, config: dict, verbose: bool,
-                 argv: Sequence[str] = ()) -> None:
+                 argv: Sequence[str] = (), *, outputs: Sequence[str] = (),
+                 overwrite: bool = False) -> None:
         self.command = command
+        self.outputs = tuple(outputs)
+        self.overwrite = bool(overwrite)
+        self.output_state: dict | None = None
         self.argv = list(argv)
         self.config = config
         self.verbose = verbose

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pipeline import _id_column, check_audit_options, check_metadata
+from ..pipeline import (
+    _id_column,
+    check_audit_options,
+    check_metadata,
+    check_subject_columns,
+)
 from ._command import Command
 from ._encoders import encoder_record, load_encoder
 from ._inputs import embeddings_folder, load_nifti, read_metadata
-from ._output import output_folder, save_config
+from ._output import check_output, open_output
 from ._results import audit_options, print_summary, write_report
 from ._run import Run
 
@@ -34,12 +39,16 @@ def run_audit_command(config: dict, run: Run) -> int:
     from ..pipeline import run_audit
 
     folder = embeddings_folder(config["inputs"]["embeddings"], "audit")
-    output_folder(config, "audit", create=False)
+    check_output(run)
     with run.stage("load", f"reading the embeddings in {folder} ..."):
         embeddings = Embeddings.load(folder)
         embeddings = join_metadata(embeddings, config)
-        check_metadata(embeddings.metadata,
-                       id_column=_id_column(embeddings.metadata, embeddings.ids))
+        id_column = _id_column(embeddings.metadata, embeddings.ids)
+        check_metadata(embeddings.metadata, id_column=id_column)
+        check_subject_columns(embeddings.metadata, id_column=id_column,
+                              source=f"the metadata of the embeddings in {str(folder)!r}"
+                              if not config["data"]["metadata"] else
+                              f"metadata file {Path(config['data']['metadata']).name!r}")
         check_audit_options(audit_options(config), embeddings.metadata)
     images = None
     data_record = {"embeddings": str(folder.resolve())}
@@ -57,8 +66,7 @@ def run_audit_command(config: dict, run: Run) -> int:
     provenance = {"data": data_record}
     if record:
         provenance["encoder"] = record
-    output_folder(config, "audit")
-    save_config(run)
+    open_output(run)
     with run.stage("audit", "auditing ..."):
         report = run_audit(embeddings, images=images, encoder=encoder,
                            options=audit_options(config), random_state=config["seed"],
@@ -70,6 +78,7 @@ def run_audit_command(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="audit", order=30, run=run_audit_command, scopes=("audit", "data", "analysis", "run"),
+    outputs=("report.html", "report.json", "subjects.csv"),
     titles={"audit": "input"},
     help="embeddings + metadata -> the audit report",
     description="Audit saved embeddings: map, clusters, findings, probes, label issues, and "

@@ -9,6 +9,7 @@ import shlex
 import numpy as np
 
 from ..pipeline import check_audit_options
+from ..utils import atomic_write
 from ._command import Command
 from ._encoders import (
     PCA_LATENT_DIM,
@@ -19,7 +20,7 @@ from ._encoders import (
     new_encoder,
     train,
 )
-from ._output import output_folder, save_config
+from ._output import open_output
 from ._results import audit_options, embed_and_save, print_summary, write_report
 from ._run import Run
 
@@ -68,8 +69,7 @@ def run_demo(config: dict, run: Run) -> int:
     """``latentaudit demo``."""
     from ..pipeline import _PixelPCA, run_audit
 
-    output = output_folder(config, "demo")
-    save_config(run)
+    output = open_output(run)
     with run.stage("load", "loading the demo cohort ..."):
         dataset, data_record = demo_dataset(config)
     check_audit_options(audit_options(config), dataset.metadata)
@@ -136,11 +136,12 @@ def run_demo(config: dict, run: Run) -> int:
         with run.stage("embed", f"embedding {len(dataset)} images ..."):
             embeddings = embed_and_save(encoder, dataset, config, run, embeddings_dir,
                                         aggregate)
-        stamp.write_text(json.dumps({"key": stage_key}), encoding="utf-8")
+        with atomic_write(stamp) as handle:
+            json.dump({"key": stage_key}, handle)
     run.keep(f"the embeddings are in {embeddings_dir} (rerun the same command to continue "
              f"from them, or: latentaudit audit --config "
              f"{shlex.quote(str(output / 'config.toml'))} --embeddings "
-             f"{shlex.quote(str(embeddings_dir))})", embeddings_dir)
+             f"{shlex.quote(str(embeddings_dir))} --overwrite)", embeddings_dir)
 
     with run.stage("audit", "auditing ..."):
         report = run_audit(embeddings, images=dataset, encoder=encoder,
@@ -154,6 +155,8 @@ def run_demo(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="demo", order=0, run=run_demo, base=DEMO_CONFIG,
+    outputs=("stages.json", "encoder/", "embeddings/", "report.html", "report.json",
+             "subjects.csv"),
     scopes=("demo", "analysis", "run"),
     help="audit the bundled demo cohort end to end and write the report",
     description="Audit the bundled demo cohort (2,000 simulated head MRI subjects from four "

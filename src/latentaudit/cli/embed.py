@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ._command import Command
 from ._encoders import load_encoder
 from ._inputs import data_provenance, load_nifti
-from ._output import output_folder, save_config
+from ._output import check_output, open_output
 from ._results import embed_and_save
 from ._run import Run
 
@@ -22,13 +22,12 @@ def run_embed(config: dict, run: Run) -> int:
     if not pretrained:
         raise ConfigError("'latentaudit embed' needs a trained encoder: pass --encoder DIR "
                           "(the OUTPUT/encoder of 'latentaudit train', or 'demo')")
-    output_folder(config, "embed", create=False)
+    check_output(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
         encoder = load_encoder(pretrained)
-    output = output_folder(config, "embed")
-    save_config(run)
+    output = open_output(run)
     aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
     folder = output / "embeddings"
     where = str(Path(pretrained).resolve()) if Path(pretrained).exists() else str(pretrained)
@@ -43,6 +42,7 @@ def run_embed(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="embed", order=20, run=run_embed, scopes=("data", "embed", "run"),
+    outputs=("embeddings/",),
     titles={"embed": "encoder"},
     help="embed a folder of NIfTI files with a trained encoder",
     description="Embed every subject with a trained encoder and save the embeddings "

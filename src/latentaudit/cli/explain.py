@@ -12,7 +12,7 @@ from ..errors import ConfigError, DataError
 from ._command import Command
 from ._encoders import load_encoder
 from ._inputs import embeddings_folder, load_nifti
-from ._output import output_folder, save_config
+from ._output import check_output, open_output
 from ._results import audit_options, print_summary, write_report
 from ._run import Run
 
@@ -83,7 +83,7 @@ def run_explain_command(config: dict, run: Run) -> int:
     from ..pipeline import run_explain
 
     ids, labels, labels_path = read_delineation(config)
-    output_folder(config, "explain", create=False)
+    check_output(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     known = set(str(i) for i in dataset.ids)
@@ -108,8 +108,7 @@ def run_explain_command(config: dict, run: Run) -> int:
                             f"{str(folder)!r}, e.g. {', '.join(repr(a) for a in absent[:3])}")
         rows = np.array([position[i] for i in ids])
         embeddings = Embeddings(np.asarray(loaded.z)[rows], ids=ids)
-    output_folder(config, "explain")
-    save_config(run)
+    open_output(run)
     options = audit_options(config)
     options["report"] = {**options["report"], "title": "latentaudit: explaining a delineation"}
     with run.stage("explain", "explaining the delineation ..."):
@@ -127,6 +126,7 @@ def run_explain_command(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="explain", order=40, run=run_explain_command, scopes=("explain", "data", "run"),
+    outputs=("report.html", "report.json", "subjects.csv"),
     titles={"explain": "delineation"},
     help="a delineation -> classifier, Grad-CAM, counterfactuals",
     description="Explain a delineation of the subjects into groups (e.g. the clusters of an "

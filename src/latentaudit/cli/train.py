@@ -8,10 +8,11 @@ from pathlib import Path
 
 from ..encoders._registry import encoder_names
 from ..errors import ConfigError
+from ..utils import atomic_write
 from ._command import Command
 from ._encoders import encoder_record, new_encoder, train
 from ._inputs import data_provenance, load_nifti
-from ._output import output_folder, save_config
+from ._output import check_output, open_output
 from ._run import Run
 
 __all__ = ["COMMAND"]
@@ -23,12 +24,11 @@ def run_train(config: dict, run: Run) -> int:
     if kind not in encoder_names():
         raise ConfigError(f"'latentaudit train' trains a family of the encoder registry "
                           f"({', '.join(encoder_names())}), got encoder kind {kind!r}")
-    output_folder(config, "train", create=False)
+    check_output(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     encoder = new_encoder(kind, config, dataset.image_shape)
-    output = output_folder(config, "train")
-    save_config(run)
+    output = open_output(run)
     steps = config["train"]["steps"]
     checkpoints = output / "checkpoints"
     run.keep(f"checkpoints are in {checkpoints} (continue with the same command and "
@@ -39,11 +39,13 @@ def run_train(config: dict, run: Run) -> int:
     folder = encoder.save_pretrained(output / "encoder")
     history = getattr(encoder, "history_", None)
     if history is not None:
-        history.to_csv(output / "history.csv", index=False)
-    (output / "provenance.json").write_text(json.dumps({
-        "command": run.command_line(), "data": data_provenance(config, dataset),
-        "encoder": encoder_record(encoder, type(encoder).__name__, trained_steps=steps),
-        "timings_seconds": run.timings}, indent=1, default=str), encoding="utf-8")
+        with atomic_write(output / "history.csv", newline="") as handle:
+            history.to_csv(handle, index=False)
+    with atomic_write(output / "provenance.json") as handle:
+        json.dump({"command": run.command_line(), "data": data_provenance(config, dataset),
+                   "encoder": encoder_record(encoder, type(encoder).__name__,
+                                             trained_steps=steps),
+                   "timings_seconds": run.timings}, handle, indent=1, default=str)
     print(f"encoder: {Path(folder).resolve()}")
     print(f"next: latentaudit embed --images {shlex.quote(str(config['data']['images']))} "
           f"--encoder {shlex.quote(str(folder))} --output OUTPUT")
@@ -52,6 +54,7 @@ def run_train(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="train", order=10, run=run_train, scopes=("data", "train", "run"),
+    outputs=("encoder/", "checkpoints/", "history.csv", "provenance.json"),
     titles={"train": "encoder"},
     help="train an encoder on a folder of NIfTI files",
     description="Train a Diffusion Autoencoder or a beta-VAE on a folder of NIfTI files (and "

@@ -222,11 +222,34 @@ def read_table(metadata, id_column: str | None = None) -> pd.DataFrame:
         try:
             dtype = {id_column: str} if id_column else None
             return pd.read_csv(path, sep=sep, dtype=dtype)
+        except UnicodeDecodeError as err:
+            raise DataError(_not_utf8(path)) from err
         except Exception as err:  # pandas raises many kinds
             raise DataError(f"cannot read metadata file {path!r}: {err}") from err
     raise DataError(
         f"metadata must be a pandas DataFrame or the path of a CSV file, got "
         f"{type(metadata).__name__}")
+
+
+def _not_utf8(path: str) -> str:
+    """Where a text file stops being UTF-8 (pandas reports a position within its buffer)."""
+    import gzip
+    import os
+
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        name = os.path.basename(path)
+        return (f"metadata file {path!r} is not UTF-8 text: byte 0x{raw[err.start]:02x} at "
+                f"byte {err.start} (line {line}, column {column}) cannot be read as UTF-8; "
+                f"save the table as UTF-8 (in a spreadsheet: Save as CSV UTF-8; or convert "
+                f"it: iconv -f latin1 -t utf-8 {name} > utf8-{name})")
+    return f"metadata file {path!r} is not UTF-8 text; save it as UTF-8"
 
 
 def _few(values, n: int = 5) -> str:

@@ -233,6 +233,16 @@ class _VolumeDataset(ImageDataset):
                 raise DataError(f"{name!r} cannot be reoriented to RAS: {err}") from None
         stack_shape = _stack_shape(shape, self.slice_axis)
         stack_spacing = _stack_spacing(_voxel_sizes(affine), self.slice_axis)
+        if self.spatial_dims == 3 and min(shape) == 1:
+            raise DataError(f"{name!r} is a single 2-D image (shape {shape}), not a volume; "
+                            f"spatial_dims=3 needs 3-D volumes: remove it, or embed 2-D "
+                            f"images with spatial_dims=2")
+        if self.spatial_dims == 2 and min(stack_shape[1:]) == 1:
+            raise DataError(
+                f"slices of {name!r} along slice_axis={self.slice_axis} would be "
+                f"{stack_shape[1]} x {stack_shape[2]} pixels (shape {shape}): it is a single "
+                f"2-D image, not a volume; remove it from the folder, or, if every file is a "
+                f"2-D image, read them with slice_axis={int(np.argmin(shape))}")
         if self.spatial_dims == 2 and self.n_slices is not None and (
                 self.n_slices > stack_shape[0]):
             raise DataError(

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import CheckpointError, ConfigError, InputShapeError, InputTypeError
-from ..utils import resolve_device
+from ..utils import atomic_path, atomic_write, resolve_device
 
 __all__ = ["BaseEncoder", "ModelEncoder", "load_pretrained"]
 
@@ -496,20 +496,18 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
         document = {"model_type": self.model_type, "latentaudit_version": __version__,
                     "config": self.config_dict()}
         config_path = directory / CONFIG_NAME
-        tmp = config_path.with_name(f"{CONFIG_NAME}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, config_path)
+        with atomic_write(config_path) as handle:
+            handle.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
         # Cloned so tied weights do not share storage, which safetensors refuses; loading
         # fills every tied name with the same values again.
         state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
         weights_path = directory / WEIGHTS_NAME
-        tmp = weights_path.with_name(f"{WEIGHTS_NAME}.tmp-{os.getpid()}")
-        save_file(state, str(tmp), metadata={"format": "pt", "model_type": self.model_type,
-                                             "latentaudit_version": __version__})
-        # safetensors creates the file readable by its owner only; give it the mode any
-        # new file gets (the config's), so a shared model folder stays readable.
-        os.chmod(tmp, config_path.stat().st_mode & 0o777)
-        os.replace(tmp, weights_path)
+        with atomic_path(weights_path) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model_type": self.model_type,
+                                                 "latentaudit_version": __version__})
+            # safetensors creates the file readable by its owner only; give it the mode any
+            # new file gets (the config's), so a shared model folder stays readable.
+            os.chmod(tmp, config_path.stat().st_mode & 0o777)
         return directory
 
     @classmethod

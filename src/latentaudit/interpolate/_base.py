@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin
 from sklearn.utils.multiclass import type_of_target
 
 from ..errors import ConfigError, DataError, InputTypeError
+from ..utils import validate_data
 
 __all__ = ["BaseResampler"]
 
@@ -28,18 +29,8 @@ _STRATEGY_NAMES = ("auto", "minority", "not minority", "not majority", "all")
 
 
 def _validate_data(estimator, X, reset: bool) -> np.ndarray:
-    """scikit-learn's ``validate_data`` (public from 1.6 on), with our error classes."""
-    kwargs = {"reset": reset, "dtype": [np.float64, np.float32], "accept_sparse": False}
-    try:
-        try:
-            from sklearn.utils.validation import validate_data
-        except ImportError:  # pragma: no cover - scikit-learn < 1.6
-            return estimator._validate_data(X, **kwargs)
-        return validate_data(estimator, X, **kwargs)
-    except TypeError as err:
-        raise InputTypeError(str(err)) from err
-    except ValueError as err:
-        raise DataError(str(err)) from err
+    return validate_data(estimator, X, reset=reset, dtype=[np.float64, np.float32],
+                         accept_sparse=False)
 
 
 @dataclass

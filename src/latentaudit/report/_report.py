@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputTypeError
-from ..utils import check_option
+from ..utils import atomic_write, check_option
 
 __all__ = ["AuditReport", "ReportFigure", "ReportSection", "ReportTable"]
 
@@ -287,7 +287,8 @@ class AuditReport:
         folder.mkdir(parents=True, exist_ok=True)
         self.to_json(folder / "report.json")
         if len(self.subjects):
-            self.subjects.to_csv(folder / "subjects.csv", index=False)
+            with atomic_write(folder / "subjects.csv", newline="") as handle:
+                self.subjects.to_csv(handle, index=False)
         html = folder / "report.html"
         self.to_html(html)
         return html
@@ -296,9 +297,8 @@ class AuditReport:
 def _write_text(path: Path, text: str) -> None:
     # written beside and renamed, so an interrupted run never leaves half a report
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_write(path) as handle:
+        handle.write(text)
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict]:
