@@ -69,23 +69,16 @@ def new_encoder(kind: str, config: dict, image_shape: tuple):
     this shape.
 
     Its initial weights are drawn from a generator seeded with the run's ``seed`` (the
-    caller's global random state is restored afterwards), so two runs with one seed
-    start from the same weights.
+    caller's global random state is left alone), so two runs with one seed start from the
+    same weights.
     """
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config["seed"])
-        return _build_encoder(kind, config, image_shape)
-
-
-def _build_encoder(kind: str, config: dict, image_shape: tuple):
     from ..encoders import build_encoder
 
     enc = config["encoder"]
     channels = None if enc["channels"] is None else tuple(enc["channels"])
     return build_encoder(kind, tuple(image_shape), preset=enc["preset"],
-                         latent_dim=enc["latent_dim"], channels=channels, beta=enc["beta"])
+                         random_state=config["seed"], latent_dim=enc["latent_dim"],
+                         channels=channels, beta=enc["beta"])
 
 
 def train(encoder, dataset, config: dict, run: Run, checkpoint_dir: Path | None):
