@@ -37,7 +37,7 @@ from ..errors import (
     InputTypeError,
     NotFittedError,
 )
-from ..utils import check_option, check_random_state
+from ..utils import atomic_write, check_option, check_random_state
 from ._neighbors import build_knn_graph, exact_neighbors
 from ._probes import PROBE_MODELS, out_of_fold, run_probe
 from ._stats import (
@@ -1322,8 +1322,10 @@ class ClusterAuditor(BaseEstimator):
                           reduced=self._reduced)
         if include_embedding and self._z is not None:
             arrays["z"] = self._z
-        (folder / "auditor.json").write_text(json.dumps(state, indent=2, default=_json_default))
-        np.savez(folder / "arrays.npz", **arrays)
+        with atomic_write(folder / "auditor.json") as handle:
+            handle.write(json.dumps(state, indent=2, default=_json_default))
+        with atomic_write(folder / "arrays.npz", "wb") as handle:
+            np.savez(handle, **arrays)
         _write_table(self.findings_, folder / "findings.json")
         _write_table(self._metadata, folder / "metadata.json")
         return folder
@@ -1457,7 +1459,8 @@ def _write_table(frame: pd.DataFrame, path: os.PathLike) -> None:
     """A table as JSON: Python's float repr round-trips exactly, dtypes are kept."""
     table = {"columns": [str(c) for c in frame.columns], "n_rows": len(frame),
              "data": [_column_to_json(frame[c]) for c in frame.columns]}
-    Path(path).write_text(json.dumps(table, allow_nan=True))
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(table, allow_nan=True))
 
 
 def _read_table(path: os.PathLike) -> pd.DataFrame:
