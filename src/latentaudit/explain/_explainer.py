@@ -269,6 +269,12 @@ class Explainer(BaseEstimator):
             if too_small:
                 raise DataError(f"classes {too_small} have fewer than two items; a held-out "
                                 f"split needs two per class (or set test_size=0)")
+            n_test = int(np.ceil(self.test_size * len(positions)))
+            if min(n_test, len(positions) - n_test) < len(classes):
+                raise DataError(
+                    f"{len(positions)} items are too few for a held-out split with "
+                    f"test_size={self.test_size} and {len(classes)} classes (one held-out "
+                    f"and one training item per class); give more items or set test_size=0")
             train_pos, test_pos = train_test_split(
                 np.arange(len(positions)), test_size=self.test_size, stratify=y,
                 random_state=seed)
