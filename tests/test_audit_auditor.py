@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 import latentaudit as la
 from latentaudit.audit import ClusterAuditor, delineate
-from latentaudit.audit._auditor import FINDING_COLUMNS
+from latentaudit.audit._association import FINDING_COLUMNS
 from latentaudit.errors import (
     ConfigError,
     DataError,

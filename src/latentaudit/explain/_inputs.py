@@ -11,8 +11,9 @@ from torch.utils.data import Dataset
 
 from ..data._base import as_image_array
 from ..errors import DataError, InputShapeError, InputTypeError
+from ..utils import check_random_state
 
-__all__ = ["ImageSource", "as_labels", "kept_mask"]
+__all__ = ["ImageSource", "as_labels", "kept_mask", "seed_from"]
 
 
 def _item_image(item) -> np.ndarray:
@@ -118,3 +119,8 @@ def kept_mask(labels: np.ndarray) -> np.ndarray:
                               and not isinstance(v, bool) and v == -1) for v in labels],
                         dtype=bool)
     return np.ones(len(labels), dtype=bool)
+
+
+def seed_from(random_state) -> int:
+    """One integer seed drawn from ``random_state`` (an int, a RandomState or None)."""
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
