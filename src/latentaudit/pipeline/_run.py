@@ -183,7 +183,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     >>> report.section("findings").ok
     True
     """
-    from .embed import Embeddings
+    from ..embeddings import Embeddings
 
     started = time.perf_counter()
     if isinstance(embeddings, tuple):
@@ -352,7 +352,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     >>> report = run_explain(images, labels, options={"explain": {
     ...     "classifier_steps": 5, "widths": [4, 8, 8, 8]}})  # doctest: +SKIP
     """
-    from .embed import Embeddings
+    from ..embeddings import Embeddings
 
     started = time.perf_counter()
     opts = merge_options(AUDIT_DEFAULTS, options)

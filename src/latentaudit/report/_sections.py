@@ -90,7 +90,7 @@ def _versions() -> dict:
 def _thumbnails(images, rows) -> list | None:
     if images is None:
         return None
-    from .report._figures import thumbnail_png
+    from ._figures import thumbnail_png
 
     return [thumbnail_png(images.get([int(r)])[0]) for r in rows]
 
@@ -146,9 +146,9 @@ def _sample_rows(labels: np.ndarray, cluster: int, n: int, seed: int) -> np.ndar
 
 
 def _projection(section, z, analysed, row_images, opts, random_state):
-    from .projection import Projector
-    from .report import plot_projection
-    from .report._figures import figure_to_png
+    from ..projection import Projector
+    from ._plots import plot_projection
+    from ._figures import figure_to_png
 
     options = opts["projection"]
     projector = Projector(method=options["method"], perplexity=options["perplexity"],
@@ -173,8 +173,8 @@ def _projection(section, z, analysed, row_images, opts, random_state):
 
 
 def _cluster_map(section, xy, labels, row_images, opts, random_state):
-    from .report import plot_projection
-    from .report._figures import figure_to_png
+    from ._plots import plot_projection
+    from ._figures import figure_to_png
 
     n_thumbs = int(opts["report"]["thumbnails"] or 0)
     thumbs = {}
@@ -191,7 +191,7 @@ def _cluster_map(section, xy, labels, row_images, opts, random_state):
 
 
 def _fit_auditor(section, z, analysed, opts, random_state, verbose):
-    from .audit import ClusterAuditor
+    from ..audit import ClusterAuditor
 
     options = opts["audit"]
     if len(analysed.columns) == 0:
@@ -306,8 +306,8 @@ def _label_issues(section, auditor, analysed, metadata, id_column, row_images, o
 
 def _cluster_images(section, auditor, row_images, image_note, chosen, bulk, opts,
                     random_state):
-    from .explain import difference_map
-    from .report._figures import difference_panel, image_grid
+    from ..explain import difference_map
+    from ._figures import difference_panel, image_grid
 
     if row_images is None:
         raise _Unavailable(f"no images: {image_note}; pass the images to see the clusters")
@@ -356,8 +356,8 @@ def _cluster_images(section, auditor, row_images, image_note, chosen, bulk, opts
 
 
 def _gradcam(section, labels, row_images, chosen, opts, random_state, verbose):
-    from .explain import Explainer
-    from .report._figures import overlay_grid
+    from ..explain import Explainer
+    from ._figures import overlay_grid
 
     options = opts["explain"]
     if not options["enabled"]:
@@ -400,8 +400,8 @@ def _gradcam(section, labels, row_images, chosen, opts, random_state, verbose):
 
 def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, bulk,
                      explainer, opts, random_state, verbose):
-    from .explain import counterfactual
-    from .report._figures import counterfactual_strip
+    from ..explain import counterfactual
+    from ._figures import counterfactual_strip
 
     options = opts["explain"]
     if not options["enabled"]:
