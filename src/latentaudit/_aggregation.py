@@ -4,16 +4,14 @@ a memory-mapped ``.npy`` file."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import CheckpointError, DataError
+from ._storage import allocate_rows
+from .errors import DataError
 from .utils import check_option
 
 __all__: list[str] = []
@@ -26,7 +24,7 @@ class _IdentityPlan:
         self.n_rows = n_rows
 
     def allocate(self, latent_dim: int, out):
-        return _allocate((self.n_rows, latent_dim), out)
+        return allocate_rows((self.n_rows, latent_dim), out)
 
     def write(self, target, rows: np.ndarray, z: np.ndarray) -> None:
         target[rows] = z
@@ -82,7 +80,7 @@ class _AggregationPlan:
     def allocate(self, latent_dim: int, out):
         self.latent_dim = latent_dim
         width = latent_dim * self.n_slices if self.method == "concat" else latent_dim
-        return _allocate((len(self.subjects), width), out)
+        return allocate_rows((len(self.subjects), width), out)
 
     def write(self, target, rows: np.ndarray, z: np.ndarray) -> None:
         subject_rows = self.codes[rows]
@@ -110,29 +108,3 @@ class _AggregationPlan:
                             "subject: %s", ", ".join(map(str, dropped)))
                 table = table.drop(columns=dropped)
         return table.iloc[first].reset_index(drop=True)
-
-
-def _allocate(shape: tuple[int, int], out):
-    if out is None:
-        return np.zeros(shape, dtype=np.float32)
-    path = _prepare_out(out)
-    return np.lib.format.open_memmap(path / "z.npy.partial", mode="w+", dtype=np.float32,
-                                     shape=shape)
-
-
-def _discard_partial(target) -> None:
-    filename = getattr(target, "filename", None)
-    del target
-    if filename is not None:
-        with contextlib.suppress(OSError):
-            os.remove(filename)
-
-
-def _prepare_out(out) -> Path:
-    path = Path(out)
-    if path.exists() and any(path.iterdir()):
-        raise CheckpointError(f"out folder {str(path)!r} already exists and is not empty; "
-                              f"choose a new folder or remove it")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-

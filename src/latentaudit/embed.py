@@ -21,9 +21,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._aggregation import _AggregationPlan, _discard_partial, _IdentityPlan
+from ._aggregation import _AggregationPlan, _IdentityPlan
+from ._identity import DEFAULT_ID_COLUMN, middle_rows
+from ._storage import discard_partial
+from .data._rows import RowImages
 from .embeddings import Embeddings
-from .errors import ConfigError, DataError, InputShapeError, InputTypeError
+from .errors import ConfigError, InputShapeError, InputTypeError
 from .utils import check_option
 
 __all__ = ["Embeddings", "embed"]
@@ -96,9 +99,10 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     -------
     Embeddings
         ``z`` float32 of shape ``(n_items, latent_dim)`` (or one row per subject with
-        ``aggregate="subject"``), ids, metadata, slice indices and provenance (encoder
-        class and config hash, library and torch versions, device, dtype, seeds,
-        timings).
+        ``aggregate="subject"``), ids (under the dataset's ``id_column``), metadata,
+        slice indices, provenance (encoder class and config hash, library and torch
+        versions, device, dtype, seeds, timings) and a handle to the images
+        (:meth:`Embeddings.image`; a subject's middle slice once aggregated).
 
     Raises
     ------
@@ -134,7 +138,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
         dtype = str(dtype).removeprefix("torch.")
     autocast_dtype = _DTYPES[check_option("dtype", dtype, list(_DTYPES))]
 
-    items, ids, slice_index, metadata = _as_items(dataset)
+    items, ids, slice_index, metadata, id_column = _as_items(dataset)
     positions = np.arange(len(items))
     if shard is not None:
         positions = _shard_positions(ids, shard)
@@ -195,7 +199,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     except BaseException:
         # an interrupted run leaves no half-written array behind
         if out is not None:
-            _discard_partial(target)
+            discard_partial(target)
         raise
     total = time.perf_counter() - started
     if n_bad:
@@ -224,13 +228,17 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     if shard is None:
         provenance.pop("shard")
     out_metadata = metadata.iloc[positions].reset_index(drop=True)
+    # a handle to the images (never a copy): the rows' own, or each subject's middle slice
+    images = RowImages(items, rows=positions, ids=rows_ids)
     if aggregate == "subject":
+        images = images.subset(middle_rows(rows_ids, rows_slices).loc[plan.subjects].to_numpy())
         result = Embeddings(target, ids=plan.subjects,
                             metadata=plan.subject_metadata(out_metadata),
-                            provenance=provenance)
+                            provenance=provenance, id_column=id_column, images=images)
     else:
         result = Embeddings(target, ids=rows_ids, metadata=out_metadata,
-                            slice_index=rows_slices, provenance=provenance)
+                            slice_index=rows_slices, provenance=provenance,
+                            id_column=id_column, images=images)
     del target  # the result holds the only reference, so the file can be sealed
     if out is not None:
         result._finish_streamed(out)
@@ -243,37 +251,8 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-class _IndexedItems:
-    """Adapter giving any map-style dataset latentaudit's ``{"image", "index"}`` items."""
-
-    def __init__(self, data) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> dict:
-        import torch
-
-        item = self.data[index]
-        if isinstance(item, dict):
-            if "image" not in item:
-                raise DataError(f"dataset items that are dicts need an 'image' key, got keys "
-                                f"{sorted(map(str, item))}")
-            item = item["image"]
-        elif isinstance(item, (tuple, list)):
-            item = item[0]
-        if isinstance(item, np.ndarray):
-            item = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32))
-        if not isinstance(item, torch.Tensor):
-            raise InputTypeError(f"dataset item {index} is a {type(item).__name__}; expected "
-                                 f"a tensor, an array, a tuple starting with one or a dict "
-                                 f"with an 'image' key")
-        return {"image": item, "index": index}
-
-
 def _as_items(dataset):
-    """Items, ids, slice indices and metadata of whatever the user passed."""
+    """Items, ids, slice indices, metadata and id column of whatever the user passed."""
     import torch
 
     from .data import ImageDataset
@@ -281,31 +260,26 @@ def _as_items(dataset):
     if isinstance(dataset, ImageDataset):
         ids = np.asarray(dataset.ids, dtype=object)
         slice_index = np.asarray(dataset.slice_index, dtype=np.int64)
-        return dataset, ids, slice_index, dataset.metadata
-    if isinstance(dataset, (np.ndarray, torch.Tensor)):
-        if dataset.ndim < 2:
-            raise InputShapeError(f"an array of inputs must be (N, ...) with at least 2 "
-                                  f"dimensions, got shape {tuple(dataset.shape)}")
-        # a memory-mapped array stays on disk: items are read one by one
-        items = _IndexedItems(dataset if isinstance(dataset, np.ndarray)
-                              else dataset.detach().cpu())
-    elif hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
-        items = _IndexedItems(dataset)
+        return dataset, ids, slice_index, dataset.metadata, dataset.id_column
+    if isinstance(dataset, (np.ndarray, torch.Tensor)) or (
+            hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        items = RowImages(dataset, name="dataset")
     else:
         raise InputTypeError(
             f"dataset must be a latentaudit ImageDataset, a map-style torch Dataset, a "
             f"NumPy array or a torch Tensor, got {type(dataset).__name__}")
     n = len(items)
+    id_column = getattr(dataset, "id_column", DEFAULT_ID_COLUMN)
     ids = getattr(dataset, "ids", None)
     ids = (np.asarray([str(i) for i in ids], dtype=object) if ids is not None
            else np.array([str(i) for i in range(n)], dtype=object))
     metadata = getattr(dataset, "metadata", None)
     if not isinstance(metadata, pd.DataFrame) or len(metadata) != n:
-        metadata = pd.DataFrame({"subject": ids})
+        metadata = pd.DataFrame({id_column: ids})
     slice_index = getattr(dataset, "slice_index", None)
     slice_index = (np.asarray(slice_index, dtype=np.int64) if slice_index is not None
                    else pd.Series(ids).groupby(ids).cumcount().to_numpy())
-    return items, ids, slice_index, metadata
+    return items, ids, slice_index, metadata, id_column
 
 
 def _shard_positions(ids: np.ndarray, shard) -> np.ndarray:

@@ -8,33 +8,29 @@ dataset.
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import json
+import difflib
 import os
-import shutil
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._aggregation import _AggregationPlan, _prepare_out
-from .errors import CheckpointError, ConfigError, DataError, InputShapeError, InputTypeError
+from ._aggregation import _AggregationPlan
+from ._identity import DEFAULT_ID_COLUMN, middle_rows
+from ._storage import _Storage
+from .errors import ConfigError, DataError, InputShapeError, InputTypeError
 
 __all__ = ["Embeddings"]
 
-_FORMAT = "latentaudit.embeddings"
-_FORMAT_VERSION = 1
-_MANIFEST = "embeddings.json"
 
-
-class Embeddings:
+class Embeddings(_Storage):
     """Embeddings of a dataset: an ``(N, d)`` array with ids, metadata and provenance.
 
     Usually made by :func:`embed` or :meth:`load`.  Everything after the embedding step
-    (projection, clustering, probes) works on :attr:`z` and :attr:`metadata`.
+    (projection, clustering, probes) works on :attr:`z` and :attr:`metadata`, and the
+    estimators take the object itself (``ClusterAuditor().fit(emb)``).  Rows carry
+    identity: every row has a subject id (under :attr:`id_column` in the metadata) and,
+    for embeddings made by :func:`embed` from a dataset, its image (:meth:`image`,
+    :meth:`images`, read lazily from the dataset).
 
     Parameters
     ----------
@@ -42,13 +38,18 @@ class Embeddings:
         The embeddings; kept as given when already a float32 NumPy array (a memory-map
         stays a memory-map), converted to float32 otherwise.
     ids : sequence of str, optional
-        Subject id of every row.  Default ``"0", "1", ...``.
+        Subject id of every row.  Default: the metadata's ``id_column`` when it has one,
+        else ``"0", "1", ...``.
     metadata : pandas.DataFrame, optional
         One row per row of ``z``, in the same order.  Default: a table of the ids.
     slice_index : sequence of int, optional
         Position of every row among its subject's slices.  Default: all zeros.
     provenance : dict, optional
         How the embeddings were made (JSON-serialisable).
+    id_column : str, default "subject"
+        Name of the id column in the metadata (the dataset's ``id_column``).
+    images : array-like, torch.Tensor or dataset, optional
+        The images of the rows (see :meth:`attach_images`).
 
     Attributes
     ----------
@@ -62,43 +63,62 @@ class Embeddings:
         Position of every row among its subject's slices (0 once aggregated).
     provenance : dict
         Encoder class and config hash, library version, seeds, devices, timings.
+    id_column : str
+        Name of the id column in :attr:`metadata`.
+    row_images : latentaudit.data.RowImages or None
+        The image of every row (a subject's middle slice once aggregated), read lazily;
+        None when the embeddings carry no images (e.g. after :meth:`load`).
 
     Raises
     ------
     ValueError
         (as :class:`latentaudit.errors.InputShapeError` or ``DataError``) when ``z`` is
-        not 2-D or the ids, metadata and slice indices do not have one entry per row.
+        not 2-D, the ids, metadata and slice indices do not have one entry per row, or the
+        metadata's id column disagrees with ``ids``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from latentaudit import Embeddings
-    >>> emb = Embeddings(np.zeros((3, 4), dtype="float32"), ids=["a", "b", "c"])
-    >>> emb.shape
-    (3, 4)
+    >>> emb = Embeddings(np.zeros((3, 4), dtype="float32"), ids=["a", "b", "c"],
+    ...                  images=np.ones((3, 1, 8, 8), dtype="float32"))
+    >>> emb.shape, emb.image("b").shape
+    ((3, 4), (1, 8, 8))
     """
 
     def __init__(self, z, ids=None, metadata: pd.DataFrame | None = None, slice_index=None,
-                 provenance: dict | None = None) -> None:
+                 provenance: dict | None = None, *, id_column: str = DEFAULT_ID_COLUMN,
+                 images=None) -> None:
         if not (isinstance(z, np.ndarray) and z.dtype == np.float32):
             z = _to_numpy(z).astype(np.float32, copy=False)
         if z.ndim != 2:
             raise InputShapeError(f"embeddings must be a 2-D array (n_rows, latent_dim), "
                                   f"got shape {z.shape}")
         n = len(z)
+        if not isinstance(id_column, str) or not id_column:
+            raise ConfigError(f"id_column must be a non-empty str, got {id_column!r}")
+        if metadata is not None and not isinstance(metadata, pd.DataFrame):
+            raise InputTypeError(
+                f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
+        if metadata is not None and len(metadata) != n:
+            raise DataError(f"metadata has {len(metadata)} rows for {n} embeddings; give one "
+                            f"row per embedding")
+        in_table = metadata is not None and id_column in metadata.columns
         if ids is None:
-            ids = np.array([str(i) for i in range(n)], dtype=object)
+            ids = metadata[id_column] if in_table else range(n)
         ids = np.asarray([str(i) for i in ids], dtype=object)
         if ids.shape != (n,):
             raise DataError(f"got {len(ids)} ids for {n} embeddings; give one id per row")
         if metadata is None:
-            metadata = pd.DataFrame({"subject": ids})
-        if not isinstance(metadata, pd.DataFrame):
-            raise InputTypeError(
-                f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
-        if len(metadata) != n:
-            raise DataError(f"metadata has {len(metadata)} rows for {n} embeddings; give one "
-                            f"row per embedding")
+            metadata = pd.DataFrame({id_column: ids})
+        elif in_table:
+            differ = np.flatnonzero(metadata[id_column].astype(str).to_numpy() != ids)
+            if differ.size:
+                row = int(differ[0])
+                raise DataError(
+                    f"the metadata's id column {id_column!r} disagrees with the ids at "
+                    f"{differ.size} row(s), first at row {row} ({metadata[id_column].iloc[row]!r}"
+                    f" vs {ids[row]!r}); give the metadata in the order of the embeddings")
         if slice_index is None:
             slice_index = np.zeros(n, dtype=np.int64)
         slice_index = np.asarray(slice_index, dtype=np.int64)
@@ -110,6 +130,10 @@ class Embeddings:
         self.metadata = metadata.reset_index(drop=True)
         self.slice_index = slice_index
         self.provenance = dict(provenance or {})
+        self.id_column = id_column
+        self.row_images = None
+        if images is not None:
+            self.attach_images(images)
 
     # -- basics ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -138,8 +162,159 @@ class Embeddings:
     def __repr__(self) -> str:
         columns = ", ".join(map(str, self.metadata.columns)) or "none"
         where = ", memory-mapped" if self.is_memmap else ""
+        images = ", with images" if self.row_images is not None else ""
         return (f"Embeddings(n_rows={len(self)}, latent_dim={self.latent_dim}, "
-                f"n_subjects={len(pd.unique(self.ids))}{where}, metadata columns: {columns})")
+                f"n_subjects={len(pd.unique(self.ids))}{where}{images}, metadata columns: "
+                f"{columns})")
+
+    # -- identity: ids and images ------------------------------------------------------
+    def attach_images(self, images) -> Embeddings:
+        """Give every row its image (read lazily, never copied).
+
+        Parameters
+        ----------
+        images : array-like, torch.Tensor, dataset or None
+            One image per row in row order (an array ``(n_rows, C, *spatial)`` or a
+            dataset without ids), or a dataset with ids (e.g. the one the embeddings were
+            made from), matched to the rows by id; a subject with several items (slices)
+            is shown by its middle one.  None detaches the images.
+
+        Returns
+        -------
+        Embeddings
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.DataError`) when the images cannot be matched
+            to the rows.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import latentaudit as la
+        >>> emb = la.Embeddings(np.zeros((2, 3), dtype="float32"), ids=["a", "b"])
+        >>> emb.attach_images(np.ones((2, 1, 4, 4), dtype="float32")).image("a").shape
+        (1, 4, 4)
+        """
+        from .data._rows import RowImages  # torch: only when there are images
+
+        self.row_images = None if images is None else RowImages.match(
+            images, self.ids, name="images")
+        return self
+
+    def index_of(self, ids) -> int | np.ndarray:
+        """Row positions of subject ids (a subject with several rows: its middle slice).
+
+        Parameters
+        ----------
+        ids : str or sequence of str
+            Subject ids.
+
+        Returns
+        -------
+        int or numpy.ndarray of int64
+            One position per id (an int for a single id).
+
+        Raises
+        ------
+        KeyError
+            (as :class:`latentaudit.errors.DataError`) for an id with no row.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import latentaudit as la
+        >>> emb = la.Embeddings(np.zeros((3, 2), dtype="float32"), ids=["a", "b", "c"])
+        >>> emb.index_of("c"), emb.index_of(["b", "a"]).tolist()
+        (2, [1, 0])
+        """
+        single = isinstance(ids, (str, np.str_)) or np.isscalar(ids)
+        wanted = [str(ids)] if single else [str(i) for i in ids]
+        rows = self._rows_by_id()
+        missing = [i for i in wanted if i not in rows.index]
+        if missing:
+            close = difflib.get_close_matches(missing[0], list(rows.index[:100_000]), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DataError(f"no row has the {self.id_column} {missing[0]!r}"
+                            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+                            f"{hint}")
+        positions = rows.loc[wanted].to_numpy(dtype=np.int64)
+        return int(positions[0]) if single else positions
+
+    def image(self, subject_id) -> np.ndarray:
+        """The image of one subject.
+
+        Parameters
+        ----------
+        subject_id : str
+            The subject's id (see :attr:`ids`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(C, H, W)`` or ``(C, D, H, W)``.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.DataError`) for an unknown id, or embeddings
+            that carry no images.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import latentaudit as la
+        >>> ds = la.ArrayDataset(np.arange(3, dtype="float32").reshape(3, 1, 1, 1),
+        ...                      ids=["a", "b", "c"])
+        >>> emb = la.Embeddings(np.zeros((3, 2), dtype="float32"), ids=ds.ids, images=ds)
+        >>> float(emb.image("b")[0, 0, 0])
+        1.0
+        """
+        return self.images([subject_id])[0]
+
+    def images(self, ids) -> np.ndarray:
+        """The images of several subjects.
+
+        Parameters
+        ----------
+        ids : sequence of str
+            Subject ids.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(len(ids), C, *spatial)``.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.DataError`) for an unknown id, or embeddings
+            that carry no images.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import latentaudit as la
+        >>> emb = la.Embeddings(np.zeros((3, 2), dtype="float32"), ids=["a", "b", "c"],
+        ...                     images=np.zeros((3, 1, 4, 4), dtype="float32"))
+        >>> emb.images(["c", "a"]).shape
+        (2, 1, 4, 4)
+        """
+        if self.row_images is None:
+            raise DataError("these embeddings carry no images (embed() keeps a handle to the "
+                            "dataset; saved embeddings do not); attach them with "
+                            "emb.attach_images(dataset)")
+        return self.row_images.get(np.atleast_1d(self.index_of(list(ids))))
+
+    def _rows_by_id(self) -> pd.Series:
+        # cached for the arrays it was computed from (held here, so never reused)
+        cached = getattr(self, "_row_lookup", None)
+        if cached is None or cached[0] is not self.ids or cached[1] is not self.slice_index:
+            cached = (self.ids, self.slice_index, middle_rows(self.ids, self.slice_index))
+            self._row_lookup = cached
+        return cached[2]
 
     # -- aggregation -------------------------------------------------------------------
     def aggregate(self, method: str = "concat", out: str | os.PathLike | None = None
@@ -187,279 +362,13 @@ class Embeddings:
                        np.asarray(self.z[start:stop], dtype=np.float32))
         provenance = dict(self.provenance)
         provenance["aggregate"] = plan.describe()
+        images = None
+        if self.row_images is not None:
+            # a subject is shown by the image of its middle slice
+            images = self.row_images.subset(self.index_of(list(plan.subjects)))
         result = Embeddings(target, ids=plan.subjects,
                             metadata=plan.subject_metadata(self.metadata),
-                            provenance=provenance)
-        if out is not None:
-            result._finish_streamed(out)
-        return result
-
-    # -- storage -----------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the embeddings into a folder, without pickles.
-
-        The folder holds ``z.npy`` (readable with :func:`numpy.load`, memory-mappable),
-        ``slice_index.npy``, ``ids.json``, ``metadata.json`` (pandas' table-schema JSON,
-        which keeps the column dtypes), ``provenance.json`` and a manifest
-        ``embeddings.json`` written last, so a folder without it is known to be
-        incomplete.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The folder; created if needed.
-        overwrite : bool, default False
-            Replace a folder that already holds saved embeddings.
-
-        Returns
-        -------
-        pathlib.Path
-            The folder.
-
-        Raises
-        ------
-        FileExistsError
-            (as :class:`latentaudit.errors.CheckpointError`) when ``path`` already holds
-            files and ``overwrite`` is False.
-
-        Examples
-        --------
-        >>> import numpy as np, tempfile
-        >>> from latentaudit import Embeddings
-        >>> emb = Embeddings(np.ones((2, 3), dtype="float32"))
-        >>> folder = emb.save(tempfile.mkdtemp() + "/emb")
-        >>> Embeddings.load(folder).shape
-        (2, 3)
-        """
-        path = Path(path)
-        z_path = path / "z.npy"
-        same_file = (self.is_memmap and getattr(self.z, "filename", None) is not None
-                     and z_path.exists() and os.path.samefile(self.z.filename, z_path))
-        if path.exists() and any(path.iterdir()) and not same_file:
-            if not overwrite:
-                raise CheckpointError(f"{str(path)!r} already exists and is not empty; pass "
-                                      f"overwrite=True to replace it")
-            if not (path / _MANIFEST).exists():
-                raise CheckpointError(f"refusing to overwrite {str(path)!r}: it does not hold "
-                                      f"saved embeddings (no {_MANIFEST})")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        if not same_file:
-            (path / _MANIFEST).unlink(missing_ok=True)
-            tmp = path / "z.npy.partial"
-            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                               shape=self.z.shape)
-            step = max(1, (64 << 20) // max(1, 4 * self.latent_dim))
-            for start in range(0, len(self), step):
-                target[start:start + step] = self.z[start:start + step]
-            target.flush()
-            del target
-            os.replace(tmp, z_path)
-        self._write_sidecars(path)
-        return path
-
-    def _write_sidecars(self, path: Path) -> None:
-        np.save(path / "slice_index.npy", self.slice_index, allow_pickle=False)
-        _write_json(path / "ids.json", [str(i) for i in self.ids])
-        _write_metadata(path / "metadata.json", self.metadata)
-        _write_json(path / "provenance.json", _jsonable(self.provenance))
-        _write_json(path / _MANIFEST, {
-            "format": _FORMAT, "version": _FORMAT_VERSION, "n_rows": len(self),
-            "latent_dim": self.latent_dim, "dtype": "float32",
-            "metadata_dtypes": {str(c): str(t) for c, t in self.metadata.dtypes.items()},
-        })
-
-    def _finish_streamed(self, out) -> None:
-        """Seal a folder whose z.npy was filled in place: flush, sidecars, reopen read-only."""
-        path = Path(out)
-        self.z.flush()
-        filename = self.z.filename
-        del self.z
-        os.replace(filename, path / "z.npy")
-        self.z = np.load(path / "z.npy", mmap_mode="r", allow_pickle=False)
-        self._write_sidecars(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, mmap: bool | str = False) -> Embeddings:
-        """Read embeddings written by :meth:`save` (or by ``embed(..., out=path)``).
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The folder.
-        mmap : bool or {"r", "r+", "c"}, default False
-            Memory-map ``z.npy`` instead of reading it into memory (``True`` means
-            read-only, ``"r"``); use it for arrays larger than memory.
-
-        Returns
-        -------
-        Embeddings
-
-        Raises
-        ------
-        OSError
-            (as :class:`latentaudit.errors.CheckpointError`) when the folder is missing,
-            incomplete or inconsistent.
-
-        Examples
-        --------
-        >>> emb = Embeddings.load("runs/embeddings", mmap=True)  # doctest: +SKIP
-        """
-        path = Path(path)
-        manifest_path = path / _MANIFEST
-        if not manifest_path.exists():
-            what = "does not exist" if not path.exists() else f"has no {_MANIFEST}"
-            raise CheckpointError(
-                f"cannot load embeddings from {str(path)!r}: the folder {what} (an "
-                f"interrupted save or embed(out=...) leaves no manifest)")
-        manifest = _read_json(manifest_path)
-        if manifest.get("format") != _FORMAT or manifest.get("version", 0) > _FORMAT_VERSION:
-            raise CheckpointError(
-                f"{str(manifest_path)!r} is not a latentaudit embeddings manifest of version "
-                f"<= {_FORMAT_VERSION}: got format {manifest.get('format')!r}, version "
-                f"{manifest.get('version')!r}")
-        if mmap is True:
-            mmap = "r"
-        if mmap not in (False, None, "r", "r+", "c"):
-            raise ConfigError(f"mmap must be True, False, 'r', 'r+' or 'c', got {mmap!r}")
-        try:
-            z = np.load(path / "z.npy", mmap_mode=mmap or None, allow_pickle=False)
-            slice_index = np.load(path / "slice_index.npy", allow_pickle=False)
-            ids = _read_json(path / "ids.json")
-            metadata = _read_metadata(path / "metadata.json",
-                                      manifest.get("metadata_dtypes", {}))
-            provenance = _read_json(path / "provenance.json")
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"cannot load embeddings from {str(path)!r}: {err}") from err
-        if z.shape != (manifest["n_rows"], manifest["latent_dim"]):
-            raise CheckpointError(
-                f"{str(path / 'z.npy')!r} has shape {z.shape}, but the manifest says "
-                f"({manifest['n_rows']}, {manifest['latent_dim']})")
-        return cls(z, ids=ids, metadata=metadata, slice_index=slice_index,
-                   provenance=provenance)
-
-    @classmethod
-    def load_many(cls, paths, *, out: str | os.PathLike | None = None) -> Embeddings:
-        """Read and concatenate embeddings saved by several workers (shards).
-
-        Parameters
-        ----------
-        paths : str, os.PathLike or sequence of them
-            The folders, or one glob pattern such as ``"runs/emb-shard-*"``.  Shards
-            written by ``embed(..., shard=(k, K))`` are put in shard order whatever the
-            order of ``paths``, and a missing shard is an error.
-        out : str or os.PathLike, optional
-            Write the concatenation into this folder as a memory-map rather than into
-            memory.
-
-        Returns
-        -------
-        Embeddings
-
-        Raises
-        ------
-        ValueError
-            (as :class:`latentaudit.errors.DataError`) when shards are missing, repeat
-            rows, or have different latent dimensions.
-
-        Examples
-        --------
-        >>> emb = Embeddings.load_many("runs/emb-shard-*")  # doctest: +SKIP
-        """
-        if isinstance(paths, (str, os.PathLike)):
-            pattern = os.fspath(paths)
-            paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-            if not paths:
-                raise DataError(f"no folder matches {pattern!r}")
-        parts = [cls.load(p, mmap=True) for p in paths]
-        shards = [p.provenance.get("shard") for p in parts]
-        if all(s is not None for s in shards):
-            counts = {int(s[1]) for s in shards}
-            if len(counts) != 1:
-                raise DataError(f"the shards come from runs with different shard counts: "
-                                f"{sorted(counts)}")
-            count = counts.pop()
-            found = sorted(int(s[0]) for s in shards)
-            if found != list(range(count)):
-                missing = sorted(set(range(count)) - set(found))
-                raise DataError(
-                    f"expected shards 0..{count - 1} exactly once; missing {missing}, "
-                    f"given {found}")
-            order = np.argsort([int(s[0]) for s in shards], kind="stable")
-            parts = [parts[i] for i in order]
-        return cls.concatenate(parts, out=out)
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[Embeddings], *,
-                    out: str | os.PathLike | None = None) -> Embeddings:
-        """Stack several :class:`Embeddings` row-wise.
-
-        Parameters
-        ----------
-        parts : sequence of Embeddings
-            Parts with the same latent dimension.
-        out : str or os.PathLike, optional
-            Write the result into this folder as a memory-map rather than into memory.
-
-        Returns
-        -------
-        Embeddings
-            Rows in the order of ``parts``; the provenance lists each part's provenance
-            under ``"parts"``.
-
-        Raises
-        ------
-        ValueError
-            (as :class:`latentaudit.errors.DataError`) for different latent dimensions,
-            or when the same item (subject and slice index) appears in two parts.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from latentaudit import Embeddings
-        >>> a = Embeddings(np.zeros((2, 3), dtype="float32"), ids=["a", "b"])
-        >>> b = Embeddings(np.ones((1, 3), dtype="float32"), ids=["c"])
-        >>> Embeddings.concatenate([a, b]).shape
-        (3, 3)
-        """
-        parts = list(parts)
-        if not parts:
-            raise DataError("concatenate needs at least one Embeddings object, got none")
-        for part in parts:
-            if not isinstance(part, Embeddings):
-                raise InputTypeError(f"concatenate takes Embeddings objects, got "
-                                     f"{type(part).__name__}")
-        dims = sorted({p.latent_dim for p in parts})
-        if len(dims) != 1:
-            raise DataError(f"cannot concatenate embeddings of different latent dimensions "
-                            f"{dims}")
-        ids = np.concatenate([p.ids for p in parts])
-        slice_index = np.concatenate([p.slice_index for p in parts])
-        keys = pd.DataFrame({"id": ids, "slice": slice_index})
-        repeated = keys.duplicated()
-        if repeated.any():
-            first = keys[repeated].iloc[0]
-            raise DataError(
-                f"{int(repeated.sum())} row(s) appear in more than one part, e.g. subject "
-                f"{first['id']!r} slice {int(first['slice'])}; were the same items embedded "
-                f"twice?")
-        n = len(ids)
-        if out is not None:
-            path = _prepare_out(out)
-            z = np.lib.format.open_memmap(path / "z.npy.partial", mode="w+",
-                                          dtype=np.float32, shape=(n, dims[0]))
-            start = 0
-            for part in parts:
-                z[start:start + len(part)] = part.z
-                start += len(part)
-        else:
-            z = np.concatenate([np.asarray(p.z) for p in parts], axis=0)
-        metadata = pd.concat([p.metadata for p in parts], ignore_index=True)
-        provenance = _common_items([p.provenance for p in parts])
-        provenance.pop("shard", None)
-        provenance["parts"] = [p.provenance for p in parts]
-        result = cls(z, ids=ids, metadata=metadata, slice_index=slice_index,
-                     provenance=provenance)
+                            provenance=provenance, id_column=self.id_column, images=images)
         if out is not None:
             result._finish_streamed(out)
         return result
@@ -475,50 +384,3 @@ def _to_numpy(z) -> np.ndarray:
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
     return np.asarray(z)
-
-
-def _common_items(dicts: list[dict]) -> dict:
-    first = dicts[0]
-    return {k: v for k, v in first.items() if all(d.get(k) == v for d in dicts[1:])}
-
-
-def _jsonable(value: Any):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(value, fh)
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def _write_metadata(path: Path, metadata: pd.DataFrame) -> None:
-    table = metadata.copy()
-    table.columns = [str(c) for c in table.columns]
-    tmp = path.with_name(path.name + ".partial")
-    table.to_json(tmp, orient="table", index=False, date_format="iso")
-    os.replace(tmp, path)
-
-
-def _read_metadata(path: Path, dtypes: dict) -> pd.DataFrame:
-    table = pd.read_json(path, orient="table")
-    # the table schema keeps kinds, not resolutions (datetime64[us] comes back as [ns])
-    for column, dtype in dtypes.items():
-        if column in table.columns and str(table[column].dtype) != dtype:
-            with contextlib.suppress(TypeError, ValueError):
-                table[column] = table[column].astype(dtype)
-    return table

@@ -103,12 +103,12 @@ class _AssociationTests:
     # ------------------------------------------------------------------ tests
     def _references(self, metadata: pd.DataFrame):
         """(name, row mask) of each population the clusters are compared within."""
-        if self._within is None:
+        if self.within_ is None:
             yield None, np.ones(self.n_samples_, dtype=bool)
             return
-        groups = metadata[self._within]
+        groups = metadata[self.within_]
         for value in pd.unique(groups.dropna()):
-            yield f"{self._within} = {value}", (groups == value).to_numpy()
+            yield f"{self.within_} = {value}", (groups == value).to_numpy()
 
     def _cluster_tests(self, metadata: pd.DataFrame, seed: int) -> list[dict]:
         rng = np.random.default_rng(seed)
@@ -234,7 +234,7 @@ class _AssociationTests:
         rows = []
         rng = check_random_state(seed)
         for column in nuisance:
-            if column not in self.column_types_ or column == self._within:
+            if column not in self.column_types_ or column == self.within_:
                 continue
             kind, valid, target, levels = self._column_target(metadata, column)
             index = np.flatnonzero(valid)
@@ -242,7 +242,7 @@ class _AssociationTests:
                 keep = np.sort(rng.choice(index.size, self.probe_max_samples, replace=False))
                 index, target = index[keep], target[keep]
             try:
-                result = run_probe(self._reduced[index], target, kind, n_permutations=0,
+                result = run_probe(self.reduced_[index], target, kind, n_permutations=0,
                                    random_state=rng)
             except DataError as err:
                 logger.info("nuisance column %r not probed: %s", column, err)
@@ -359,7 +359,7 @@ class _AssociationTests:
             columns = list(self.column_types_)
         elif isinstance(columns, str):
             columns = [columns]
-        x = self._reduced if space == "reduced" else self._z
+        x = self.reduced_ if space == "reduced" else self.embedding_
         if x is None:
             raise DataError("this auditor was saved without its embedding; use "
                             "space='reduced'")
@@ -367,7 +367,7 @@ class _AssociationTests:
         out = []
         for column in columns:
             self._check_column(column)
-            kind, valid, target, _ = self._column_target(self._metadata, column)
+            kind, valid, target, _ = self._column_target(self.metadata_, column)
             result = run_probe(
                 x[valid], target, kind, model=model, cv=cv, n_permutations=n_permutations,
                 permutation_max_samples=permutation_max_samples, confidence=confidence,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import numbers
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,10 +21,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from .._identity import DEFAULT_ID_COLUMN, rows_of
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError, NotFittedError
 from ..utils import check_option, check_random_state
 from ._association import _AssociationTests
-from ._clustering import _METHODS, _NOISE, _Clustering
+from ._clustering import _CLUSTERERS, _NOISE, _Clustering
 from ._diagnostics import _Diagnostics
 from ._persistence import _Persistence
 from ._space import _AnalysisSpace
@@ -45,7 +47,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
 
     Parameters
     ----------
-    method : {"hdbscan", "kmeans", "gmm"}, default "hdbscan"
+    clusterer : {"hdbscan", "kmeans", "gmm"}, default "hdbscan"
         Clustering: scikit-learn's HDBSCAN (clusters of any shape, points in no cluster
         labelled -1), k-means, or a Gaussian mixture.  Ignored when ``fit`` gets
         ``labels``.
@@ -57,7 +59,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         HDBSCAN's smallest cluster; default ``max(10, 1%)`` of the rows clustered.
     max_clusters : int, default 10
         Upper end of the automatic choice of ``n_clusters``.
-    n_components : int or None, default 50
+    analysis_components : int or None, default 50
         Principal components of the analysis space (clusters, probes, label issues);
         ``None`` or at least the embedding's width: no reduction.
     cluster_components : int or None, default 10
@@ -103,6 +105,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
     alpha : float, default 0.05
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
+    id_column : str, default "subject"
+        The metadata column that holds the subject ids, when ``fit`` gets an array and a
+        table; an :class:`~latentaudit.Embeddings` brings its own.  Without such a
+        column the rows are named by their position.  Result tables carry the ids
+        beside the row positions.
     n_jobs : int, optional
         Threads of the neighbour searches (NN-descent and scikit-learn's brute force).
         Probes run their folds one after the other: with small per-fold work, worker
@@ -143,6 +150,23 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         Recall of the graph against exact search on 200 sampled rows (1.0 if exact).
     n_samples_, n_features_in_ : int
         Shape of the embedding.
+    ids_ : numpy.ndarray of str
+        The subject id of every row.
+    id_column_ : str
+        The name of the ids' column in the result tables.
+    metadata_ : pandas.DataFrame
+        The metadata as fitted (one row per row; empty without metadata).
+    embedding_ : numpy.ndarray or None
+        The embedding as fitted (float32; None for an auditor saved without it).
+    reduced_ : numpy.ndarray of shape (n_samples, n_analysis)
+        The analysis space: the embedding on its leading principal components (the
+        embedding itself when it is not reduced).
+    pca_mean_, pca_components_ : numpy.ndarray or None
+        The analysis space's PCA (None when the embedding is not reduced).
+    within_ : str or None
+        The column clustered within.
+    cluster_method_ : str
+        How :attr:`labels_` came about: the ``clusterer`` or ``"given"``.
     timings_ : dict
         Seconds ``fit`` spent in each stage (``pca``, ``clusters``, ``knn_graph``,
         ``tests``, ``probes``).
@@ -162,11 +186,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
     def __init__(
         self,
         *,
-        method: str = "hdbscan",
+        clusterer: str = "hdbscan",
         n_clusters: int | None = None,
         min_cluster_size: int | None = None,
         max_clusters: int = 10,
-        n_components: int | None = 50,
+        analysis_components: int | None = 50,
         cluster_components: int | None = 10,
         cluster_max_samples: int = 10_000,
         columns: Sequence[str] | None = None,
@@ -181,15 +205,16 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         probe_nuisance: bool = True,
         probe_max_samples: int = 20_000,
         alpha: float = 0.05,
+        id_column: str = DEFAULT_ID_COLUMN,
         n_jobs: int | None = None,
         verbose: bool = False,
         random_state=None,
     ):
-        self.method = method
+        self.clusterer = clusterer
         self.n_clusters = n_clusters
         self.min_cluster_size = min_cluster_size
         self.max_clusters = max_clusters
-        self.n_components = n_components
+        self.analysis_components = analysis_components
         self.cluster_components = cluster_components
         self.cluster_max_samples = cluster_max_samples
         self.columns = columns
@@ -204,20 +229,21 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         self.probe_nuisance = probe_nuisance
         self.probe_max_samples = probe_max_samples
         self.alpha = alpha
+        self.id_column = id_column
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        check_option("method", self.method, _METHODS)
+        check_option("clusterer", self.clusterer, _CLUSTERERS)
         check_option("knn_method", self.knn_method, ["auto", "exact", "nndescent"])
         check_option("knn_space", self.knn_space, ["embedding", "reduced"])
         for name, low, allow_none in [
             ("n_clusters", 1, True),
             ("min_cluster_size", 2, True),
             ("max_clusters", 2, False),
-            ("n_components", 1, True),
+            ("analysis_components", 1, True),
             ("cluster_components", 1, True),
             ("cluster_max_samples", 100, False),
             ("max_categories", 1, False),
@@ -233,6 +259,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
                 raise ConfigError(f"{name} must be an integer >= {low}{none}, got {value!r}")
         if not (isinstance(self.alpha, numbers.Real) and 0 < self.alpha < 1):
             raise ConfigError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
+        if not isinstance(self.id_column, str) or not self.id_column:
+            raise ConfigError(f"id_column must be a non-empty str, got {self.id_column!r}")
 
     @staticmethod
     def _check_z(z, name: str = "z") -> np.ndarray:
@@ -287,11 +315,13 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
 
         Parameters
         ----------
-        z : array-like of shape (n_samples, n_features)
-            The embedding (NumPy array; a torch tensor is converted).
+        z : Embeddings or array-like of shape (n_samples, n_features)
+            The embedding: an :class:`~latentaudit.Embeddings` (its metadata and ids are
+            used) or an array (a torch tensor is converted).
         metadata : pandas.DataFrame, optional
-            One row per embedding row, in the same order (the index is ignored).
-            Without it only the clusters and the kNN graph are computed.
+            One row per embedding row, in the same order (the index is ignored); by
+            default an Embeddings' own.  Without any, only the clusters and the kNN
+            graph are computed, and a warning says so.
         labels : array-like of int, shape (n_samples,), optional
             Cluster labels to test instead of clustering, e.g. from :func:`delineate`
             (``-1``: in no cluster).
@@ -323,13 +353,21 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         (2, 'cluster 0 (100 subjects): site = A for 100% vs 50% overall')
         """
         self._check_params()
-        z = self._check_z(z)
+        rows = rows_of(z, metadata, id_column=self.id_column)
+        z = self._check_z(rows.z)
         n, d = z.shape
         if n < 5:
             raise DataError(f"ClusterAuditor needs at least 5 rows, got {n}")
-        metadata = self._check_metadata(metadata, n)
+        if rows.metadata is None:
+            warnings.warn("ClusterAuditor.fit got an embedding without metadata: the clusters "
+                          "and the kNN graph are computed, but there is nothing to test them "
+                          "against, so findings_ is empty; pass fit(z, metadata) or an "
+                          "Embeddings with metadata", UserWarning, stacklevel=2)
+        metadata = self._check_metadata(rows.metadata, n)
+        self.ids_, self.id_column_ = rows.ids, rows.id_column
         columns = self._check_names(self.columns, metadata, "columns")
-        columns = columns or list(metadata.columns)
+        # the ids name the rows; they are not a property to test
+        columns = columns or [c for c in metadata.columns if c != rows.id_column]
         expected = self._check_names(self.expected, metadata, "expected")
         nuisance = self._check_names(self.nuisance, metadata, "nuisance")
         within = self._check_names(self.within, metadata, "within")
@@ -349,9 +387,9 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             steps.update()
 
         self.n_samples_, self.n_features_in_ = n, d
-        self._z = z
-        self._metadata = metadata
-        self._fit_projection(z, seeds[0])
+        self.embedding_ = z
+        self.metadata_ = metadata
+        cluster_space = self._fit_projection(z, seeds[0])
         lap("pca")
 
         self.column_types_ = self._infer_types(metadata, [c for c in columns if c not in within])
@@ -364,14 +402,18 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             c: "expected" if c in expected else "nuisance" if c in nuisance else "other"
             for c in self.column_types_
         }
-        self._within = within[0] if within else None
+        self.within_ = within[0] if within else None
+        if rows.metadata is not None and not self.column_types_:
+            warnings.warn(f"none of the metadata columns ({', '.join(map(str, columns))}) can be "
+                          f"tested (identifiers, constants, or neither numbers nor categories), "
+                          f"so findings_ is empty", UserWarning, stacklevel=2)
 
         if labels is not None:
             self.labels_ = self._check_labels(labels, n)
-            self._cluster_source = "given"
+            self.cluster_method_ = "given"
         else:
-            self.labels_ = self._cluster(metadata, seeds[1])
-            self._cluster_source = self.method
+            self.labels_ = self._cluster(cluster_space, metadata, seeds[1])
+            self.cluster_method_ = self.clusterer
         self.n_clusters_ = int(np.unique(self.labels_[self.labels_ != _NOISE]).size)
         lap("clusters")
 
@@ -416,7 +458,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         self._check_fitted()
         if not isinstance(column, str):
             raise InputTypeError(f"column must be a str, got {type(column).__name__}")
-        check_option("column", column, list(self._metadata.columns))
+        check_option("column", column, list(self.metadata_.columns))
         return column
 
     def members(self, cluster: int) -> np.ndarray:
@@ -439,7 +481,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         Examples
         --------
         >>> import numpy as np
-        >>> aud = ClusterAuditor(method="kmeans", n_clusters=2, random_state=0)
+        >>> aud = ClusterAuditor(clusterer="kmeans", n_clusters=2, random_state=0)
         >>> aud = aud.fit(np.r_[np.zeros((10, 2)), np.ones((10, 2)) * 5])
         >>> aud.members(aud.labels_[0]).size
         10

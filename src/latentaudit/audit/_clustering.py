@@ -14,22 +14,21 @@ from ._neighbors import exact_neighbors
 
 __all__: list[str] = []
 
-_METHODS = ("hdbscan", "kmeans", "gmm")
+_CLUSTERERS = ("hdbscan", "kmeans", "gmm")
 _NOISE = -1
 
 
 class _Clustering:
     """:class:`~latentaudit.audit.ClusterAuditor`'s clustering step."""
 
-    def _cluster(self, metadata: pd.DataFrame, seed: int) -> np.ndarray:
-        space = self._reduced if self._cluster_space is None else self._cluster_space
+    def _cluster(self, space: np.ndarray, metadata: pd.DataFrame, seed: int) -> np.ndarray:
         space = np.ascontiguousarray(space, dtype=np.float64)
         n = space.shape[0]
         rng = check_random_state(seed)
-        if self._within is None:
+        if self.within_ is None:
             return _relabel_by_size(self._cluster_rows(space, rng))
         labels = np.full(n, _NOISE, dtype=np.int64)
-        groups = metadata[self._within]
+        groups = metadata[self.within_]
         offset = 0
         for value in pd.unique(groups.dropna()):
             rows = np.flatnonzero((groups == value).to_numpy())
@@ -45,7 +44,7 @@ class _Clustering:
         if n > self.cluster_max_samples:
             sample = np.sort(rng.choice(n, size=self.cluster_max_samples, replace=False))
         xs = x[sample]
-        if self.method == "hdbscan":
+        if self.clusterer == "hdbscan":
             size = self.min_cluster_size or max(10, round(0.01 * xs.shape[0]))
             if xs.shape[0] < max(2 * size, 4):
                 return np.zeros(n, dtype=np.int64)
@@ -55,7 +54,7 @@ class _Clustering:
             return _propagate(xs, sample_labels, x, n_jobs=self.n_jobs)
         k = self.n_clusters or self._choose_n_clusters(xs, seed)
         k = min(int(k), xs.shape[0])
-        if self.method == "kmeans":
+        if self.clusterer == "kmeans":
             model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(xs)
         else:
             model = GaussianMixture(n_components=k, random_state=seed).fit(xs)
@@ -66,7 +65,7 @@ class _Clustering:
         if x.shape[0] > 5000:
             x = x[rng.choice(x.shape[0], size=5000, replace=False)]
         top = min(self.max_clusters, x.shape[0] - 1)
-        if self.method == "kmeans":
+        if self.clusterer == "kmeans":
             scores = {}
             for k in range(2, max(top, 2) + 1):
                 fitted = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)

@@ -20,7 +20,7 @@ class _Diagnostics:
     """:class:`~latentaudit.audit.ClusterAuditor`'s kNN graph and what is read from it."""
 
     def _fit_graph(self, seed: int) -> None:
-        data = self._z if self.knn_space == "embedding" else self._reduced
+        data = self.embedding_ if self.knn_space == "embedding" else self.reduced_
         k = min(self.n_neighbors, self.n_samples_ - 1)
         graph = build_knn_graph(data, k, method=self.knn_method, random_state=seed,
                                 n_jobs=self.n_jobs)
@@ -30,7 +30,7 @@ class _Diagnostics:
         self.knn_recall_ = float(graph.recall)
 
     def label_issues(
-        self, column: str, *, method: str = "both", model: str = "linear", cv=5
+        self, column: str, *, evidence: str = "both", model: str = "linear", cv=5
     ) -> pd.DataFrame:
         """Rows whose label disagrees with their neighbourhood and with a probe.
 
@@ -48,7 +48,7 @@ class _Diagnostics:
         ----------
         column : str
             The metadata column.
-        method : {"both", "knn", "probe"}, default "both"
+        evidence : {"both", "knn", "probe"}, default "both"
             Which evidence to use.
         model : {"linear", "svm"}, default "linear"
             The probe (see :meth:`probe`).
@@ -59,7 +59,8 @@ class _Diagnostics:
         -------
         pandas.DataFrame
             One row per row with a label, most suspicious first: ``index`` (row
-            position), ``given``, ``suggested``, ``score`` and ``flagged``.
+            position), the id column (:attr:`id_column_`, e.g. ``subject``), ``given``,
+            ``suggested``, ``score`` and ``flagged``.
 
         Raises
         ------
@@ -85,38 +86,39 @@ class _Diagnostics:
         (7, 'B', 'A')
         """
         self._check_column(column)
-        check_option("method", method, ["both", "knn", "probe"])
+        check_option("evidence", evidence, ["both", "knn", "probe"])
         check_option("model", model, PROBE_MODELS)
-        kind, valid, target, levels = self._column_target(self._metadata, column)
+        kind, valid, target, levels = self._column_target(self.metadata_, column)
         index = np.flatnonzero(valid)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         neighbours = self.knn_indices_[index]
         position = np.full(self.n_samples_, -1, dtype=np.int64)
         position[index] = np.arange(index.size)
         neighbours = np.where(neighbours >= 0, position[np.maximum(neighbours, 0)], -1)
-        given_values = self._metadata.loc[valid, column].to_numpy()
+        given_values = self.metadata_.loc[valid, column].to_numpy()
         if kind == "categorical":
-            frame = self._categorical_issues(index, target, levels, neighbours, method,
+            frame = self._categorical_issues(index, target, levels, neighbours, evidence,
                                              model, cv, seed)
         else:
-            frame = self._continuous_issues(index, target, neighbours, method, model, cv, seed)
+            frame = self._continuous_issues(index, target, neighbours, evidence, model, cv, seed)
         frame.insert(1, "given", given_values)
+        frame.insert(1, self.id_column_, self.ids_[frame["index"].to_numpy()])
         order = np.lexsort((frame["index"].to_numpy(), -frame["score"].to_numpy()))
         return frame.iloc[order].reset_index(drop=True)
 
-    def _categorical_issues(self, index, codes, levels, neighbours, method, model, cv, seed):
+    def _categorical_issues(self, index, codes, levels, neighbours, evidence, model, cv, seed):
         n, n_levels = codes.size, len(levels)
         prior = np.bincount(codes, minlength=n_levels) / n
         estimates = []
-        if method in ("both", "knn"):
+        if evidence in ("both", "knn"):
             counts = np.zeros((n, n_levels))
             rows = np.arange(n)
             for j in range(neighbours.shape[1]):
                 present = neighbours[:, j] >= 0
                 np.add.at(counts, (rows[present], codes[neighbours[present, j]]), 1.0)
             estimates.append((counts + prior) / (counts.sum(axis=1, keepdims=True) + 1.0))
-        if method in ("both", "probe"):
-            estimates.append(self._oof_probabilities(self._reduced[index], codes, n_levels,
+        if evidence in ("both", "probe"):
+            estimates.append(self._oof_probabilities(self.reduced_[index], codes, n_levels,
                                                      prior, model, cv, seed))
         proba = np.mean(estimates, axis=0)
         self_confidence = proba[np.arange(n), codes]
@@ -148,17 +150,17 @@ class _Diagnostics:
         proba[usable] /= proba[usable].sum(axis=1, keepdims=True)
         return proba
 
-    def _continuous_issues(self, index, values, neighbours, method, model, cv, seed):
+    def _continuous_issues(self, index, values, neighbours, evidence, model, cv, seed):
         estimates = []
-        if method in ("both", "knn"):
+        if evidence in ("both", "knn"):
             present = neighbours >= 0
             gathered = np.where(present, values[np.maximum(neighbours, 0)], 0.0)
             counts = present.sum(axis=1)
             mean = np.where(counts > 0, gathered.sum(axis=1) / np.maximum(counts, 1),
                             np.median(values))
             estimates.append(mean)
-        if method in ("both", "probe"):
-            estimates.append(out_of_fold(self._reduced[index], values, "continuous",
+        if evidence in ("both", "probe"):
+            estimates.append(out_of_fold(self.reduced_[index], values, "continuous",
                                          model=model, cv=cv, random_state=seed,
                                          max_train_samples=self.probe_max_samples))
         suggested = np.mean(estimates, axis=0)
@@ -186,8 +188,8 @@ class _Diagnostics:
         Returns
         -------
         pandas.DataFrame
-            ``index`` (row position), ``score`` and ``distance`` (mean distance to the
-            neighbours), highest score first.
+            ``index`` (row position), the id column, ``score`` and ``distance`` (mean
+            distance to the neighbours), highest score first.
 
         Raises
         ------
@@ -212,8 +214,8 @@ class _Diagnostics:
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.where(reference > 0, spread / reference,
                              np.where(spread > 0, np.inf, 1.0))
-        frame = pd.DataFrame({"index": np.arange(self.n_samples_), "score": score,
-                              "distance": spread})
+        frame = pd.DataFrame({"index": np.arange(self.n_samples_), self.id_column_: self.ids_,
+                              "score": score, "distance": spread})
         order = np.lexsort((frame["index"].to_numpy(), -frame["score"].to_numpy()))
         frame = frame.iloc[order].reset_index(drop=True)
         return frame if top is None else frame.head(int(top))
@@ -230,7 +232,8 @@ class _Diagnostics:
         Returns
         -------
         pandas.DataFrame
-            ``index_a < index_b`` and their ``distance``, closest first.
+            ``index_a < index_b`` (row positions), their ids (``<id column>_a`` and
+            ``<id column>_b``, e.g. ``subject_a``) and their ``distance``, closest first.
 
         Raises
         ------
@@ -256,7 +259,10 @@ class _Diagnostics:
         pairs = pd.DataFrame({"index_a": np.minimum(a, b), "index_b": np.maximum(a, b),
                               "distance": distance.astype(np.float64)})
         pairs = pairs[pairs["index_b"] >= 0].drop_duplicates(["index_a", "index_b"])
-        return pairs.sort_values(["distance", "index_a", "index_b"]).reset_index(drop=True)
+        pairs = pairs.sort_values(["distance", "index_a", "index_b"]).reset_index(drop=True)
+        pairs.insert(1, f"{self.id_column_}_a", self.ids_[pairs["index_a"].to_numpy()])
+        pairs.insert(3, f"{self.id_column_}_b", self.ids_[pairs["index_b"].to_numpy()])
+        return pairs
 
     def nearest(self, query_z, k: int = 10) -> pd.DataFrame:
         """The rows most similar to query embeddings (the paper's embedding look-up).
@@ -273,8 +279,8 @@ class _Diagnostics:
         Returns
         -------
         pandas.DataFrame
-            ``query``, ``rank`` (0: nearest), ``index`` (row position), ``distance``,
-            then the metadata columns of the rows found.
+            ``query``, ``rank`` (0: nearest), ``index`` (row position), the id column,
+            ``distance``, then the other metadata columns of the rows found.
 
         Raises
         ------
@@ -307,9 +313,9 @@ class _Diagnostics:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         k = min(int(k), self.n_samples_)
         if self.knn_space == "reduced":
-            data, queries = self._reduced, self._project(queries)
+            data, queries = self.reduced_, self._project(queries)
         else:
-            data = self._z
+            data = self.embedding_
             if data is None:
                 raise DataError("this auditor was saved without its embedding, which "
                                 "look-ups with knn_space='embedding' need")
@@ -318,8 +324,10 @@ class _Diagnostics:
             "query": np.repeat(np.arange(queries.shape[0]), k),
             "rank": np.tile(np.arange(k), queries.shape[0]),
             "index": indices.ravel(),
+            self.id_column_: self.ids_[indices.ravel()],
             "distance": distances.ravel().astype(np.float64),
         })
-        found = self._metadata.iloc[frame["index"].to_numpy()].reset_index(drop=True)
+        others = [c for c in self.metadata_.columns if c not in frame.columns]
+        found = self.metadata_[others].iloc[frame["index"].to_numpy()].reset_index(drop=True)
         return pd.concat([frame, found], axis=1)
 

@@ -87,8 +87,9 @@ class _Persistence:
             "params": params,
             "column_types": self.column_types_,
             "column_roles": self.column_roles_,
-            "within": self._within,
-            "cluster_source": self._cluster_source,
+            "within": self.within_,
+            "cluster_method": self.cluster_method_,
+            "id_column": self.id_column_,
             "knn_method": self.knn_method_,
             "knn_recall": self.knn_recall_,
             "n_samples": self.n_samples_,
@@ -99,17 +100,18 @@ class _Persistence:
             "labels": self.labels_,
             "knn_indices": self.knn_indices_,
             "knn_distances": self.knn_distances_,
+            "ids": np.asarray(self.ids_, dtype=str),  # fixed-width text: no pickle needed
         }
-        if self._pca_components is not None:
-            arrays.update(pca_mean=self._pca_mean, pca_components=self._pca_components,
+        if self.pca_components_ is not None:
+            arrays.update(pca_mean=self.pca_mean_, pca_components=self.pca_components_,
                           explained_variance_ratio=self.explained_variance_ratio_,
-                          reduced=self._reduced)
-        if include_embedding and self._z is not None:
-            arrays["z"] = self._z
+                          reduced=self.reduced_)
+        if include_embedding and self.embedding_ is not None:
+            arrays["z"] = self.embedding_
         (folder / "auditor.json").write_text(json.dumps(state, indent=2, default=_json_default))
         np.savez(folder / "arrays.npz", **arrays)
         _write_table(self.findings_, folder / "findings.json")
-        _write_table(self._metadata, folder / "metadata.json")
+        _write_table(self.metadata_, folder / "metadata.json")
         return folder
 
     @classmethod
@@ -162,8 +164,9 @@ class _Persistence:
         auditor = cls(**state["params"])
         auditor.column_types_ = state["column_types"]
         auditor.column_roles_ = state["column_roles"]
-        auditor._within = state["within"]
-        auditor._cluster_source = state["cluster_source"]
+        auditor.within_ = state["within"]
+        auditor.cluster_method_ = state["cluster_method"]
+        auditor.id_column_ = state["id_column"]
         auditor.knn_method_ = state["knn_method"]
         auditor.knn_recall_ = state["knn_recall"]
         auditor.n_samples_ = state["n_samples"]
@@ -173,25 +176,25 @@ class _Persistence:
         auditor.n_clusters_ = int(np.unique(auditor.labels_[auditor.labels_ != _NOISE]).size)
         auditor.knn_indices_ = arrays["knn_indices"]
         auditor.knn_distances_ = arrays["knn_distances"]
-        auditor._z = arrays.get("z")
+        auditor.ids_ = arrays["ids"].astype(object)
+        auditor.embedding_ = arrays.get("z")
         if "pca_components" in arrays:
-            auditor._pca_mean = arrays["pca_mean"]
-            auditor._pca_components = arrays["pca_components"]
+            auditor.pca_mean_ = arrays["pca_mean"]
+            auditor.pca_components_ = arrays["pca_components"]
             auditor.explained_variance_ratio_ = arrays["explained_variance_ratio"]
-            auditor._reduced = arrays["reduced"]
+            auditor.reduced_ = arrays["reduced"]
         else:
-            if auditor._z is None:
+            if auditor.embedding_ is None:
                 raise CheckpointError(f"{str(folder)!r} holds neither the embedding nor a "
                                       "reduced space")
-            auditor._pca_mean = auditor._pca_components = None
+            auditor.pca_mean_ = auditor.pca_components_ = None
             auditor.explained_variance_ratio_ = None
-            auditor._reduced = auditor._z
+            auditor.reduced_ = auditor.embedding_
         findings["cluster"] = findings["cluster"].astype("Int64")
         auditor.findings_ = findings[FINDING_COLUMNS]
         metadata.index = pd.RangeIndex(len(metadata))
-        auditor._metadata = metadata
+        auditor.metadata_ = metadata
         return auditor
-
 
 
 def _json_default(value):

@@ -12,33 +12,36 @@ __all__: list[str] = []
 class _AnalysisSpace:
     """:class:`~latentaudit.audit.ClusterAuditor`'s PCA-reduced analysis space."""
 
-    def _fit_projection(self, z: np.ndarray, seed: int) -> None:
+    def _fit_projection(self, z: np.ndarray, seed: int) -> np.ndarray:
+        """Fit the analysis space; return the space the clustering sees."""
         n, d = z.shape
         full = min(n, d)
-        analysis = self.n_components if self.n_components and self.n_components < full else None
+        analysis = self.analysis_components
+        if not analysis or analysis >= full:
+            analysis = None
         clustering = self.cluster_components
         if not clustering or clustering >= (analysis or d):
             clustering = None
-        self._pca_mean = self._pca_components = None
+        self.pca_mean_ = self.pca_components_ = None
         self.explained_variance_ratio_ = None
-        self._reduced = z
-        self._cluster_space = None
+        self.reduced_ = z
         if analysis is None and clustering is None:
-            return
+            return self.reduced_
         pca = PCA(n_components=int(max(analysis or 0, clustering or 0)), random_state=seed)
         pca.fit(z)
         components = pca.components_.astype(np.float32)
         mean = pca.mean_.astype(np.float32)
         scores = ((z - mean) @ components.T).astype(np.float32)
         if analysis is not None:
-            self._pca_mean, self._pca_components = mean, components
+            self.pca_mean_, self.pca_components_ = mean, components
             self.explained_variance_ratio_ = pca.explained_variance_ratio_
-            self._reduced = np.ascontiguousarray(scores)
-        if clustering is not None:
-            self._cluster_space = np.ascontiguousarray(scores[:, : int(clustering)])
+            self.reduced_ = np.ascontiguousarray(scores)
+        if clustering is None:
+            return self.reduced_
+        return np.ascontiguousarray(scores[:, : int(clustering)])
 
     def _project(self, z: np.ndarray) -> np.ndarray:
-        if self._pca_components is None:
+        if self.pca_components_ is None:
             return z
-        return ((z - self._pca_mean) @ self._pca_components.T).astype(np.float32)
+        return ((z - self.pca_mean_) @ self.pca_components_.T).astype(np.float32)
 

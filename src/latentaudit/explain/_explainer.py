@@ -13,13 +13,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from torch import nn
-from torch.utils.data import Dataset
 
+from .._identity import DEFAULT_ID_COLUMN
+from ..data._rows import RowImages
+from ..embeddings import Embeddings
 from ..errors import ConfigError, DataError, InputShapeError, NotFittedError
 from ..nn._resnet import RESNET_LAYERS, ResNet
 from ..utils import check_option, check_spatial_dims
 from ._cam import check_method
-from ._inputs import ImageSource, as_labels, kept_mask, seed_from
+from ._inputs import as_labels, image_rows, kept_mask, seed_from
 from ._maps import _Maps
 from ._views import _ClusterViews
 
@@ -30,24 +32,6 @@ logger = logging.getLogger(__name__)
 # "auto" picks the deepest residual stage whose maps still have this many pixels per side:
 # the last stage of a ResNet on 64x64 images is 2x2, too coarse to point at anything.
 _MIN_CAM_SIDE = 8
-
-
-class _LabelledImages(Dataset):
-    """Items ``{"image", "label", "index"}`` of some positions of an image source."""
-
-    def __init__(self, source: ImageSource, positions: np.ndarray, y: np.ndarray) -> None:
-        self.source = source
-        self.positions = np.asarray(positions, dtype=np.int64)
-        self.y = np.asarray(y, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> dict:
-        position = int(self.positions[i])
-        image = self.source.get([position])[0]
-        return {"image": torch.from_numpy(image), "label": torch.tensor(int(self.y[i])),
-                "index": position}
 
 
 class _ClassifierModule(nn.Module):
@@ -67,7 +51,6 @@ class _ClassifierModule(nn.Module):
         loss = F.cross_entropy(logits.float(), target, weight=self.class_weights)
         accuracy = (logits.argmax(dim=1) == target).float().mean()
         return loss, {"accuracy": accuracy.detach()}
-
 
 
 class Explainer(_Maps, _ClusterViews, BaseEstimator):
@@ -156,8 +139,18 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     confusion_matrix_ : numpy.ndarray
         ``(n_classes_, n_classes_)`` held-out counts, rows true, columns predicted.
     held_out_ : pandas.DataFrame
-        One row per held-out item: ``index`` (position), ``label``, ``predicted``,
+        One row per held-out item: ``index`` (position), the id column (the
+        Embeddings' or dataset's ids, else the positions), ``label``, ``predicted``,
         ``probability`` (of the true label).
+    row_images_ : latentaudit.data.RowImages
+        The images ``fit`` was given, read lazily.
+    labels_ : numpy.ndarray
+        The labels ``fit`` was given, one per image.
+    embeddings_ : Embeddings or None
+        The :class:`~latentaudit.Embeddings` ``fit`` was given (their ``z`` is what
+        :meth:`counterfactual` moves, when they are in the encoder's latent space).
+    id_column_ : str
+        The name of the ids' column in :attr:`held_out_`.
     target_layer_ : str
         Name of the layer the maps are taken from.
     cam_shape_ : tuple of int
@@ -211,9 +204,10 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, torch.Tensor or Dataset
-            Images ``(N, C, *spatial)``, or a dataset of them (latentaudit's datasets,
-            read lazily item by item).
+        X : Embeddings, array-like, torch.Tensor or Dataset
+            :class:`~latentaudit.Embeddings` that carry their images (e.g. from
+            :func:`~latentaudit.embed`), images ``(N, C, *spatial)``, or a dataset of
+            them (latentaudit's datasets, read lazily item by item).
         labels : array-like
             One label per image, e.g. ``ClusterAuditor.labels_``; items labelled -1
             (noise) are left out.
@@ -242,7 +236,9 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         check_option("class_weight", self.class_weight, ("balanced", None))
         if not (isinstance(self.test_size, (int, float)) and 0 <= self.test_size < 1):
             raise ConfigError(f"test_size must be a fraction in [0, 1), got {self.test_size!r}")
-        source = ImageSource(X, "X", spatial_dims)
+        source = image_rows(X, "X", spatial_dims)
+        embeddings = X if isinstance(X, Embeddings) else None
+        id_column = X.id_column if embeddings is not None else DEFAULT_ID_COLUMN
         labels = as_labels(labels, len(source))
         keep = kept_mask(labels)
         positions = np.flatnonzero(keep)
@@ -291,8 +287,8 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         if self.device is not None:
             module.to(self.device)
 
-        train_set = _LabelledImages(source, positions[train_pos], y[train_pos])
-        test_set = (_LabelledImages(source, positions[test_pos], y[test_pos])
+        train_set = source.subset(positions[train_pos], labels=y[train_pos])
+        test_set = (source.subset(positions[test_pos], labels=y[test_pos])
                     if len(test_pos) else None)
         options = {
             "lr": self.lr, "weight_decay": self.weight_decay, "lr_schedule": "cosine",
@@ -311,8 +307,10 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         self.train_indices_ = positions[train_pos]
         self.test_indices_ = positions[test_pos]
         self.target_layer_, self._target_module, self.cam_shape_ = self._resolve_target_layer()
-        self._fit_source = source
-        self._fit_labels = labels
+        self.row_images_ = source
+        self.labels_ = labels
+        self.embeddings_ = embeddings
+        self.id_column_ = id_column
 
         if len(test_pos):
             proba = self._proba(source, positions[test_pos])
@@ -323,7 +321,8 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
             self.confusion_matrix_ = confusion_matrix(truth, predicted,
                                                       labels=np.arange(len(classes)))
             self.held_out_ = pd.DataFrame({
-                "index": positions[test_pos], "label": classes[truth],
+                "index": positions[test_pos], id_column: source.ids[positions[test_pos]],
+                "label": classes[truth],
                 "predicted": classes[predicted],
                 "probability": proba[np.arange(len(truth)), truth]})
             logger.info("Explainer: held-out accuracy %.3f (balanced %.3f) on %d items",
@@ -331,7 +330,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         else:
             self.accuracy_ = self.balanced_accuracy_ = math.nan
             self.confusion_matrix_ = np.zeros((len(classes), len(classes)), dtype=np.int64)
-            self.held_out_ = pd.DataFrame(columns=["index", "label", "predicted",
+            self.held_out_ = pd.DataFrame(columns=["index", id_column, "label", "predicted",
                                                    "probability"])
         return self
 
@@ -391,14 +390,14 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     def _device(self) -> torch.device:
         return next(self.model_.parameters()).device
 
-    def _source(self, images, name: str = "images") -> ImageSource:
-        source = ImageSource(images, name, self.spatial_dims)
+    def _source(self, images, name: str = "images") -> RowImages:
+        source = image_rows(images, name, self.spatial_dims)
         if source.image_shape[0] != self.image_shape_[0]:
             raise InputShapeError(f"{name} have {source.image_shape[0]} channel(s), the "
                                   f"Explainer was fitted on {self.image_shape_[0]}")
         return source
 
-    def _proba(self, source: ImageSource, positions, batch_size: int = 64) -> np.ndarray:
+    def _proba(self, source: RowImages, positions, batch_size: int = 64) -> np.ndarray:
         out = []
         device = self._device()
         self.model_.eval()

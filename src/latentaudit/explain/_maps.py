@@ -7,12 +7,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
 
 from ..errors import ConfigError, InputShapeError
 from ..utils import check_option, check_random_state
 from ._cam import check_method, compute_cam
-from ._inputs import ImageSource, as_labels, kept_mask, seed_from
+from ._inputs import as_labels, kept_mask, seed_from
 
 __all__: list[str] = []
 
@@ -130,7 +129,7 @@ class _Maps:
         if not len(keep):
             return out
         indices = self._class_indices(labels[keep], len(keep), None)
-        maps = self.explain(_Subset(source, keep), target=self.classes_[indices],
+        maps = self.explain(source.subset(keep), target=self.classes_[indices],
                             method=method, batch_size=batch_size)
         for k in range(self.n_classes_):
             if np.any(indices == k):
@@ -273,20 +272,6 @@ class _Maps:
                                                                  self.model_)
         # grad-cam reports after minus before; a drop is before minus after.
         return -np.asarray(morf, dtype=np.float64), -np.asarray(lerf, dtype=np.float64)
-
-
-class _Subset(Dataset):
-    """Some items of an image source, as a dataset of ``{"image"}`` dicts."""
-
-    def __init__(self, source: ImageSource, positions: np.ndarray) -> None:
-        self.source = source
-        self.positions = np.asarray(positions, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"image": self.source.get([int(self.positions[i])])[0]}
 
 
 def _baseline_images(batch: np.ndarray, baseline) -> np.ndarray:

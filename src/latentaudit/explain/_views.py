@@ -21,8 +21,8 @@ class _ClusterViews:
     def _data_and_labels(self, images, labels):
         if images is None:
             self._check_fitted()
-            images = self._fit_source
-            labels = self._fit_labels if labels is None else labels
+            images = self.row_images_
+            labels = self.labels_ if labels is None else labels
         elif labels is None:
             self._check_fitted()
             labels = self.predict(images)
@@ -103,17 +103,19 @@ class _ClusterViews:
 
         The move is the difference of the two clusters' mean embeddings (``"centroid"``)
         or a linear probe's normal (``"probe"``), computed from ``embeddings`` and
-        ``labels`` when given, otherwise by encoding the images the Explainer was fitted
-        on (only those of the two clusters).  A Diffusion Autoencoder decodes with each
-        image's own stochastic code, so the subject stays recognisable.  See
+        ``labels`` when given, otherwise from the :class:`~latentaudit.Embeddings` ``fit``
+        was given when they are in the encoder's latent space, otherwise by encoding the
+        images the Explainer was fitted on (only those of the two clusters).  A Diffusion
+        Autoencoder decodes with each image's own stochastic code, so the subject stays
+        recognisable.  See
         :func:`latentaudit.explain.counterfactual`.
 
         Parameters
         ----------
         encoder : generative encoder
             With ``encode`` and ``decode`` (``DAEEncoder``, ``BetaVAEEncoder``, ...).
-        images : array-like, torch.Tensor or Dataset
-            ``(N, C, *spatial)`` images to move.
+        images : array-like, torch.Tensor, Dataset or Embeddings
+            ``(N, C, *spatial)`` images to move (an Embeddings: its images).
         source, target : object
             Cluster labels (as given to ``fit``).
         steps : int, default 5
@@ -146,19 +148,25 @@ class _ClusterViews:
         """
         if isinstance(direction, str) and (embeddings is None or labels is None):
             self._check_fitted()
-            fitted = self._fit_labels
+            fitted = self.labels_
             keep = kept_mask(fitted)
             for name, value in (("source", source), ("target", target)):
                 if not np.any(keep & (fitted == value)):
                     raise DataError(f"no fitted image has the {name} label {value!r}; "
                                     f"labels: {sorted(set(fitted[keep].tolist()), key=str)}")
             positions = np.flatnonzero(keep & ((fitted == source) | (fitted == target)))
-            chunks = []
-            with torch.no_grad():
-                for _, batch in self._fit_source.batches(positions, batch_size):
-                    z = encoder.encode(torch.from_numpy(batch))
-                    chunks.append(torch.as_tensor(z).detach().float().cpu().numpy())
-            embeddings, labels = np.concatenate(chunks), fitted[positions]
+            given = self.embeddings_
+            if given is not None and given.latent_dim == int(getattr(encoder, "latent_dim", -1)):
+                # the embeddings fit was given are the encoder's: no image is encoded again
+                embeddings = np.asarray(given.z[positions], dtype=np.float32)
+            else:
+                chunks = []
+                with torch.no_grad():
+                    for _, batch in self.row_images_.batches(positions, batch_size):
+                        z = encoder.encode(torch.from_numpy(batch))
+                        chunks.append(torch.as_tensor(z).detach().float().cpu().numpy())
+                embeddings = np.concatenate(chunks)
+            labels = fitted[positions]
         return counterfactual(encoder, images, source, target, embeddings=embeddings,
                               labels=labels, direction=direction, steps=steps, scale=scale,
                               diffusion_steps=diffusion_steps, batch_size=batch_size,

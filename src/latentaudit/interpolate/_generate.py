@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..data._rows import RowImages
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
 from ..utils import check_option, check_random_state
 
@@ -160,20 +161,6 @@ def _device_of(encoder, device) -> torch.device:
     return torch.device("cpu")
 
 
-def _images_of(source, rows: np.ndarray) -> torch.Tensor:
-    """The images of rows ``rows`` of an array, tensor or dataset, as a float32 tensor."""
-    if isinstance(source, torch.Tensor):
-        return source[torch.as_tensor(rows)].float()
-    if isinstance(source, np.ndarray):
-        return torch.as_tensor(np.asarray(source[rows]), dtype=torch.float32)
-    images = []
-    for row in rows:
-        item = source[int(row)]
-        images.append(torch.as_tensor(item["image"] if isinstance(item, dict) else item,
-                                      dtype=torch.float32))
-    return torch.stack(images)
-
-
 def _as_numpy(tensor) -> np.ndarray:
     if isinstance(tensor, torch.Tensor):
         return tensor.detach().float().cpu().numpy()
@@ -228,6 +215,8 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
     if X_parent_images is not None and not stochastic:
         logger.info("parent images are only used by encoders with encode_stochastic; "
                     "%s decodes from the embeddings alone", type(encoder).__name__)
+    if X_parent_images is not None:
+        X_parent_images = RowImages(X_parent_images, name="X_parent_images")
     if stochastic and len(X_parent_images) != n_real:
         raise DataError(
             f"X_parent_images has {len(X_parent_images)} images but fit_resample was given "
@@ -331,7 +320,7 @@ def _invert_parents(encoder, source, fit_X, parents, steps, batch_size, device, 
     for start in tqdm(range(0, len(parents), batch_size), disable=not verbose,
                       desc="inverting parents to x_T", unit="batch"):
         rows = parents[start:start + batch_size]
-        x = _images_of(source, rows).to(device)
+        x = torch.from_numpy(source.get(rows)).to(device)
         z = torch.as_tensor(fit_X[rows], dtype=torch.float32, device=device)
         codes.append(torch.as_tensor(invert(x, z, **kwargs)).float().cpu())
     return torch.cat(codes)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..data._rows import RowImages
 from ..encoders._pixel_pca import _PixelPCA  # noqa: F401  (the CLI's --encoder pca)
 from ..errors import DataError, InputShapeError, InputTypeError
 from ..report._report import AuditReport, ReportSection
@@ -28,88 +29,23 @@ from ..report._sections import (
     _Step,
     _versions,
 )
-from ._options import AUDIT_DEFAULTS, _id_column, check_audit_options, check_metadata, merge_options
+from ._options import AUDIT_DEFAULTS, check_audit_options, check_metadata, merge_options
 
 __all__ = ["run_audit", "run_explain"]
 
 logger = logging.getLogger(__name__)
 
 
-class _RowImages:
-    """One image per embedding row, drawn from a dataset or an array (read lazily)."""
-
-    def __init__(self, images, positions: np.ndarray, ids=None) -> None:
-        self.images = images
-        self.positions = np.asarray(positions, dtype=np.int64)
-        self.ids = (np.array([str(i) for i in range(len(self.positions))], dtype=object)
-                    if ids is None else np.asarray([str(i) for i in ids], dtype=object))
-        self._array = images if isinstance(images, np.ndarray) else None
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int) -> dict:
-        import torch
-
-        position = int(self.positions[int(i)])
-        if self._array is not None:
-            image = self._array[position]
-        else:
-            item = self.images[position]
-            image = item["image"] if isinstance(item, Mapping) else item
-        if hasattr(image, "detach"):
-            image = image.detach().cpu().numpy()
-        return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                "index": int(i)}
-
-    def get(self, rows) -> np.ndarray:
-        return np.stack([self[int(r)]["image"].numpy() for r in rows])
-
-    def names(self, rows) -> list[str]:
-        """Short captions of rows: their ids."""
-        return [str(self.ids[int(r)]) for r in rows]
-
-
-def _row_images(images, ids) -> tuple[_RowImages | None, str]:
+def _row_images(images, ids) -> tuple[RowImages | None, str]:
     """Match images to embedding rows: one per row, the middle slice of a subject's slices."""
     if images is None:
         return None, "no images were given"
-    if isinstance(images, np.ndarray) or hasattr(images, "detach"):
-        array = np.asarray(images.detach().cpu().numpy() if hasattr(images, "detach")
-                           else images, dtype=np.float32)
-        if array.ndim not in (4, 5):
-            raise InputShapeError(f"images must be (N, C, H, W) or (N, C, D, H, W), got "
-                                  f"shape {array.shape}")
-        if len(array) != len(ids):
-            raise DataError(f"got {len(array)} images for {len(ids)} embedding rows; give one "
-                            f"image per row, or a dataset with subject ids")
-        return _RowImages(array, np.arange(len(ids)), ids), ""
-    dataset_ids = getattr(images, "ids", None)
-    if dataset_ids is None:
-        if len(images) != len(ids):
-            raise DataError(f"the image dataset has {len(images)} items for {len(ids)} "
-                            f"embedding rows, and no ids to match them by")
-        return _RowImages(images, np.arange(len(ids)), ids), ""
-    dataset_ids = np.asarray([str(i) for i in dataset_ids], dtype=object)
-    slices = np.asarray(getattr(images, "slice_index", np.zeros(len(dataset_ids))))
-    if len(dataset_ids) == len(ids) and np.array_equal(
-            dataset_ids, np.asarray([str(i) for i in ids], dtype=object)):
-        return _RowImages(images, np.arange(len(ids)), ids), ""
-    frame = pd.DataFrame({"id": dataset_ids, "slice": slices,
-                          "position": np.arange(len(dataset_ids))})
-    chosen = {}
-    for subject, group in frame.groupby("id", sort=False):
-        ordered = group.sort_values("slice")
-        chosen[subject] = int(ordered["position"].iloc[(len(ordered) - 1) // 2])
-    missing = [i for i in ids if str(i) not in chosen]
-    if missing:
-        raise DataError(f"{len(missing)} embedding id(s) have no image, e.g. "
-                        f"{', '.join(repr(str(m)) for m in missing[:3])}; give the images the "
-                        f"embeddings were made from")
-    note = ("one image per subject is shown: the middle of its slices"
-            if len(dataset_ids) > len(ids) else "")
-    return _RowImages(images, np.array([chosen[str(i)] for i in ids]), ids), note
-
+    rows = RowImages.match(images, ids)
+    if rows.spatial_dims is None:
+        raise InputShapeError(f"images must be (N, C, H, W) or (N, C, D, H, W), got images of "
+                              f"shape {rows.image_shape}")
+    several = getattr(images, "ids", None) is not None and len(images) > len(ids)
+    return rows, "one image per subject is shown: the middle of its slices" if several else ""
 
 
 def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None = None,
@@ -195,9 +131,11 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     z = np.asarray(embeddings.z, dtype=np.float32)
     metadata = embeddings.metadata.reset_index(drop=True)
     opts = check_audit_options(options, metadata)
-    id_column = _id_column(metadata, embeddings.ids)
+    id_column = embeddings.id_column if embeddings.id_column in metadata.columns else None
     check_metadata(metadata, id_column=id_column)
     row_images, image_note = _row_images(images, embeddings.ids)
+    if images is None and embeddings.row_images is not None:
+        row_images, image_note = embeddings.row_images, ""
     analysed = metadata.drop(columns=[id_column]) if id_column else metadata.copy()
 
     report = AuditReport(opts["report"]["title"])
@@ -227,7 +165,8 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     # -- clustering, tests, findings -----------------------------------------------------
     auditor, bulk = None, {}
     with step(findings_sec):
-        auditor = _fit_auditor(findings_sec, z, analysed, opts, random_state, verbose)
+        auditor = _fit_auditor(findings_sec, embeddings, analysed, opts, random_state,
+                               verbose)
     if auditor is None:
         reason = ("unavailable because the clustering and tests failed "
                   f"({findings_sec.note})")
@@ -241,8 +180,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
         with step(probes_sec):
             _probes(probes_sec, auditor, opts, analysed)
         with step(issues_sec):
-            _label_issues(issues_sec, auditor, analysed, metadata, id_column, row_images,
-                          opts)
+            _label_issues(issues_sec, auditor, analysed, row_images, opts)
         within = opts["audit"]["within"]
         chosen, bulk = _clusters_of_interest(auditor, analysed, within,
                                              int(opts["explain"]["clusters"]))

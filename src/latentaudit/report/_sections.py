@@ -147,8 +147,8 @@ def _sample_rows(labels: np.ndarray, cluster: int, n: int, seed: int) -> np.ndar
 
 def _projection(section, z, analysed, row_images, opts, random_state):
     from ..projection import Projector
-    from ._plots import plot_projection
     from ._figures import figure_to_png
+    from ._plots import plot_projection
 
     options = opts["projection"]
     projector = Projector(method=options["method"], perplexity=options["perplexity"],
@@ -173,8 +173,8 @@ def _projection(section, z, analysed, row_images, opts, random_state):
 
 
 def _cluster_map(section, xy, labels, row_images, opts, random_state):
-    from ._plots import plot_projection
     from ._figures import figure_to_png
+    from ._plots import plot_projection
 
     n_thumbs = int(opts["report"]["thumbnails"] or 0)
     thumbs = {}
@@ -190,7 +190,7 @@ def _cluster_map(section, xy, labels, row_images, opts, random_state):
         + (" Thumbnails show a few subjects where they lie." if thumbs else "")))
 
 
-def _fit_auditor(section, z, analysed, opts, random_state, verbose):
+def _fit_auditor(section, embeddings, analysed, opts, random_state, verbose):
     from ..audit import ClusterAuditor
 
     options = opts["audit"]
@@ -198,19 +198,19 @@ def _fit_auditor(section, z, analysed, opts, random_state, verbose):
         raise _Unavailable("the embeddings have no metadata columns to test the clusters "
                            "against; give a metadata table")
     auditor = ClusterAuditor(
-        method=options["method"], n_clusters=options["n_clusters"],
+        clusterer=options["method"], n_clusters=options["n_clusters"],
         min_cluster_size=options["min_cluster_size"], columns=options["columns"],
         expected=options["expected"], nuisance=options["nuisance"],
         within=options["within"], n_permutations=int(options["n_permutations"]),
         alpha=float(options["alpha"]), random_state=random_state, verbose=verbose)
-    auditor.fit(z, analysed)
+    auditor.fit(embeddings)
     findings = auditor.findings_
     significant = findings[findings["q_value"] <= auditor.alpha]
     roles = findings["column"].map(auditor.column_roles_)
     expected = ", ".join(sorted(c for c, r in auditor.column_roles_.items()
                                 if r == "expected")) or "none"
     section.paragraphs.append(
-        f"The embedding was clustered ({auditor._cluster_source}"
+        f"The embedding was clustered ({auditor.cluster_method_}"
         f"{', within each ' + options['within'] if options['within'] else ''}) into "
         f"{auditor.n_clusters_} clusters; every cluster was tested against every metadata "
         f"column, the nuisance columns were probed, and the false discovery rate was "
@@ -262,7 +262,7 @@ def _probes(section, auditor, opts, analysed):
     section.data = {"probes": table}
 
 
-def _label_issues(section, auditor, analysed, metadata, id_column, row_images, opts):
+def _label_issues(section, auditor, analysed, row_images, opts):
     options = opts["label_issues"]
     columns = options["columns"]
     if columns is None:
@@ -284,11 +284,7 @@ def _label_issues(section, auditor, analysed, metadata, id_column, row_images, o
         flagged = issues[issues["flagged"]]
         data[column] = {"n_flagged": int(len(flagged)), "n_checked": int(len(issues)),
                         "flagged": flagged}
-        listed = flagged.head(show).copy()
-        ids = (metadata[id_column].astype(str).to_numpy() if id_column
-               else np.array([str(i) for i in range(len(metadata))]))
-        listed.insert(1, "id", ids[listed["index"].to_numpy()])
-        listed = listed.drop(columns=["flagged"])
+        listed = flagged.head(show).drop(columns=["flagged"])
         section.items.append(
             f"{column}: {len(flagged)} of {len(issues)} subjects flagged — their {column} "
             f"label disagrees with both their neighbours in the embedding and a probe.")
