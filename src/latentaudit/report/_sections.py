@@ -147,8 +147,8 @@ def _sample_rows(labels: np.ndarray, cluster: int, n: int, seed: int) -> np.ndar
 
 def _projection(section, z, analysed, row_images, opts, random_state):
     from ..projection import Projector
-    from ._plots import plot_projection
     from ._figures import figure_to_png
+    from ._plots import plot_projection
 
     options = opts["projection"]
     projector = Projector(method=options["method"], perplexity=options["perplexity"],
@@ -173,8 +173,8 @@ def _projection(section, z, analysed, row_images, opts, random_state):
 
 
 def _cluster_map(section, xy, labels, row_images, opts, random_state):
-    from ._plots import plot_projection
     from ._figures import figure_to_png
+    from ._plots import plot_projection
 
     n_thumbs = int(opts["report"]["thumbnails"] or 0)
     thumbs = {}
