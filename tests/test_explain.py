@@ -82,7 +82,8 @@ def test_fit_learns_the_delineation_and_reports_held_out_accuracy(fitted, square
     split = np.concatenate([fitted.train_indices_, fitted.test_indices_])
     assert sorted(split.tolist()) == list(range(len(images)))
     assert np.bincount(labels[fitted.test_indices_]).tolist() == [10, 10]
-    assert list(fitted.held_out_.columns) == ["index", "label", "predicted", "probability"]
+    assert list(fitted.held_out_.columns) == ["index", "subject", "label", "predicted",
+                                              "probability"]
     assert len(fitted.history_) > 0 and "accuracy" in fitted.history_.columns
     assert isinstance(fitted.model_, ResNet)
     assert not fitted.model_.training
