@@ -1,11 +1,14 @@
 """Tests of ClusterAuditor on embeddings with planted ground truth."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 import latentaudit as la
@@ -333,7 +336,7 @@ def test_input_errors():
         ClusterAuditor().fit(z, meta.iloc[:10])
     bad = z.copy()
     bad[3, 2] = np.nan
-    with pytest.raises(DataError, match="1 rows with NaN"):
+    with pytest.raises(DataError, match="NaN or inf values in 1 of 60 rows"):
         ClusterAuditor().fit(bad, meta)
     with pytest.raises(InputShapeError, match=r"shape \(n_samples, n_features\)"):
         ClusterAuditor().fit(z[0], meta)
@@ -428,3 +431,11 @@ def test_nothing_to_test_is_said_not_silent():
     assert aud.findings_.empty and aud.ids_[:2].tolist() == ["0", "1"]
     with pytest.warns(UserWarning, match="none of the metadata columns"):
         ClusterAuditor(random_state=0).fit(la.Embeddings(z))  # only ids
+
+
+@parametrize_with_checks([ClusterAuditor(random_state=0)])
+def test_scikit_learn_checks(estimator, check):
+    # fit(X, y): X the embedding, y the metadata (an array becomes a column "y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nothing to test" on bare arrays
+        check(estimator)

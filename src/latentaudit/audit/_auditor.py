@@ -18,10 +18,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClusterMixin
 from tqdm.auto import tqdm
 
 from .._identity import DEFAULT_ID_COLUMN, rows_of
+from .._validation import validate_embedding
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError, NotFittedError
 from ..utils import check_option, check_random_state
 from ._association import _AssociationTests
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostics,
-                     _Persistence, BaseEstimator):
+                     _Persistence, ClusterMixin, BaseEstimator):
     """Cluster an embedding and test the clusters against the metadata.
 
     ``fit`` reduces the embedding by PCA, clusters it (HDBSCAN by default), tests every
@@ -288,6 +289,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             return pd.DataFrame(index=pd.RangeIndex(n))
         if isinstance(metadata, pd.Series):
             metadata = metadata.to_frame()
+        if isinstance(metadata, (np.ndarray, list)) and np.ndim(metadata) in (1, 2):
+            # scikit-learn's fit(X, y): y becomes a column "y" (columns "y0", "y1", ...)
+            values = np.asarray(metadata)
+            metadata = (pd.DataFrame({"y": values}) if values.ndim == 1 else
+                        pd.DataFrame(values, columns=[f"y{j}" for j in range(values.shape[1])]))
         if not isinstance(metadata, pd.DataFrame):
             raise InputTypeError(
                 f"metadata must be a pandas DataFrame, got {type(metadata).__name__}")
@@ -310,18 +316,20 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
 
 
     # ------------------------------------------------------------------ fit
-    def fit(self, z, metadata=None, labels=None):
+    def fit(self, X, y=None, labels=None):
         """Cluster the embedding, test the clusters against the metadata, rank findings.
 
         Parameters
         ----------
-        z : Embeddings or array-like of shape (n_samples, n_features)
+        X : Embeddings or array-like of shape (n_samples, n_features)
             The embedding: an :class:`~latentaudit.Embeddings` (its metadata and ids are
             used) or an array (a torch tensor is converted).
-        metadata : pandas.DataFrame, optional
-            One row per embedding row, in the same order (the index is ignored); by
-            default an Embeddings' own.  Without any, only the clusters and the kNN
-            graph are computed, and a warning says so.
+        y : pandas.DataFrame, optional
+            The metadata: one row per embedding row, in the same order (the index is
+            ignored); by default an Embeddings' own.  It is scikit-learn's ``y``, what
+            the embedding is compared with.  Without any, only the clusters and the kNN
+            graph are computed, and a warning says so.  An array is a table too: a 1-D
+            one becomes the column ``"y"``, a 2-D one the columns ``"y0"``, ``"y1"``...
         labels : array-like of int, shape (n_samples,), optional
             Cluster labels to test instead of clustering, e.g. from :func:`delineate`
             (``-1``: in no cluster).
@@ -353,15 +361,20 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         (2, 'cluster 0 (100 subjects): site = A for 100% vs 50% overall')
         """
         self._check_params()
-        rows = rows_of(z, metadata, id_column=self.id_column)
-        z = self._check_z(rows.z)
+        rows = rows_of(X, y, id_column=self.id_column)
+        z = rows.z.detach().cpu().numpy() if hasattr(rows.z, "detach") else rows.z  # torch
+        if not hasattr(z, "toarray") and np.ndim(z) != 2:  # sparse input: scikit-learn's words
+            raise InputShapeError(f"X (the embedding) must have shape (n_samples, "
+                                  f"n_features), got {np.shape(z)}")
+        # scikit-learn's checks (types, sparse, complex, n_features_in_), then ours: NaN and
+        # constant (uninformative) embeddings stop here, before anything is computed
+        z = validate_embedding(self, z, ensure_min_samples=5, name="the embedding (X)")
+        z = np.ascontiguousarray(z, dtype=np.float32)
         n, d = z.shape
-        if n < 5:
-            raise DataError(f"ClusterAuditor needs at least 5 rows, got {n}")
         if rows.metadata is None:
             warnings.warn("ClusterAuditor.fit got an embedding without metadata: the clusters "
                           "and the kNN graph are computed, but there is nothing to test them "
-                          "against, so findings_ is empty; pass fit(z, metadata) or an "
+                          "against, so findings_ is empty; pass fit(X, metadata) or an "
                           "Embeddings with metadata", UserWarning, stacklevel=2)
         metadata = self._check_metadata(rows.metadata, n)
         self.ids_, self.id_column_ = rows.ids, rows.id_column
@@ -386,7 +399,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             clock = now
             steps.update()
 
-        self.n_samples_, self.n_features_in_ = n, d
+        self.n_samples_ = n
         self.embedding_ = z
         self.metadata_ = metadata
         cluster_space = self._fit_projection(z, seeds[0])
@@ -432,6 +445,35 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
                     self.alpha)
         return self
 
+
+    def fit_predict(self, X, y=None, labels=None) -> np.ndarray:
+        """Fit (see :meth:`fit`) and return the cluster label of every row.
+
+        Parameters
+        ----------
+        X : Embeddings or array-like of shape (n_samples, n_features)
+            The embedding.
+        y : pandas.DataFrame, optional
+            The metadata, one row per embedding row (see :meth:`fit`).
+        labels : array-like of int, optional
+            Cluster labels to test instead of clustering.
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (n_samples,)
+            :attr:`labels_`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> z = np.r_[np.zeros((10, 2)), np.ones((10, 2)) * 5]
+        >>> z += np.random.default_rng(0).normal(scale=0.1, size=z.shape)
+        >>> labels = ClusterAuditor(clusterer="kmeans", n_clusters=2,
+        ...                         random_state=0).fit_predict(z)
+        >>> np.bincount(labels).tolist()
+        [10, 10]
+        """
+        return self.fit(X, y, labels).labels_
 
     @staticmethod
     def _check_labels(labels, n: int) -> np.ndarray:
