@@ -57,7 +57,10 @@ class _PixelPCA:
         flat = x.reshape(len(x), -1) - torch.from_numpy(self.mean_)
         return flat @ torch.from_numpy(self.components_).T
 
-    def decode(self, z, **_):
+    def invert(self, x, **_):
+        return None  # the components are all decode needs
+
+    def decode(self, z, codes=None, *, generator=None, **_):
         import torch
 
         z = torch.as_tensor(np.asarray(z.detach().cpu() if hasattr(z, "detach") else z,

@@ -19,7 +19,7 @@ from ..data._rows import RowImages
 from ..embeddings import Embeddings
 from ..errors import ConfigError, DataError, InputShapeError, NotFittedError
 from ..nn._resnet import RESNET_LAYERS, ResNet
-from ..utils import check_option, check_spatial_dims
+from ..utils import check_option, check_spatial_dims, resolve_device
 from ._cam import check_method
 from ._inputs import as_labels, image_rows, kept_mask, seed_from
 from ._maps import _Maps
@@ -388,7 +388,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
                                  f"fit(images, labels) first")
 
     def _device(self) -> torch.device:
-        return next(self.model_.parameters()).device
+        return resolve_device(None, self.model_)
 
     def _source(self, images, name: str = "images") -> RowImages:
         source = image_rows(images, name, self.spatial_dims)

@@ -105,15 +105,16 @@ class _ClusterViews:
         or a linear probe's normal (``"probe"``), computed from ``embeddings`` and
         ``labels`` when given, otherwise from the :class:`~latentaudit.Embeddings` ``fit``
         was given when they are in the encoder's latent space, otherwise by encoding the
-        images the Explainer was fitted on (only those of the two clusters).  A Diffusion
-        Autoencoder decodes with each image's own stochastic code, so the subject stays
-        recognisable.  See
+        images the Explainer was fitted on (only those of the two clusters).  Each image
+        decodes with its own codes from ``encoder.invert`` (a Diffusion Autoencoder's
+        stochastic code), so the subject stays recognisable.  See
         :func:`latentaudit.explain.counterfactual`.
 
         Parameters
         ----------
-        encoder : generative encoder
-            With ``encode`` and ``decode`` (``DAEEncoder``, ``BetaVAEEncoder``, ...).
+        encoder : GenerativeEncoder
+            With ``encode``, ``invert`` and ``decode`` (``DAEEncoder``,
+            ``BetaVAEEncoder``, ...).
         images : array-like, torch.Tensor, Dataset or Embeddings
             ``(N, C, *spatial)`` images to move (an Embeddings: its images).
         source, target : object
@@ -128,7 +129,8 @@ class _ClusterViews:
         scale : float, default 1.0
             How far to go, in units of the centroid gap.
         diffusion_steps : int, optional
-            Sampling steps of a Diffusion Autoencoder.
+            Passed as ``steps`` to ``invert`` and ``decode`` (a Diffusion Autoencoder's
+            DDIM steps; one-pass decoders ignore it).
         batch_size : int, default 32
             Images per encode/decode call.
 

@@ -405,9 +405,12 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
     if encoder is None:
         raise _Unavailable("no encoder was given; decoded counterfactuals need the "
                            "generative encoder that made the embeddings")
-    if not callable(getattr(encoder, "decode", None)):
+    from ..encoders import GenerativeEncoder
+
+    if not isinstance(encoder, GenerativeEncoder):
         raise _Unavailable(f"the encoder ({type(encoder).__name__}) cannot decode "
-                           f"embeddings into images")
+                           f"embeddings into images (it does not meet the generative "
+                           f"protocol: encode, invert, decode)")
     if row_images is None:
         raise _Unavailable("no images were given")
     if not chosen:
@@ -422,7 +425,6 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
     kind = getattr(type(encoder), "name", None) or type(encoder).__name__
     if not isinstance(kind, str):
         kind = type(encoder).__name__
-    stochastic = callable(getattr(encoder, "encode_stochastic", None))
     data = {}
     for cluster in chosen:
         reference = bulk.get(cluster)
@@ -431,7 +433,7 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
         rows = _sample_rows(labels, reference, n_images, random_state)
         images = row_images.get(rows)
         common = {"steps": int(options["counterfactual_steps"]),
-                  "diffusion_steps": int(options["diffusion_steps"]) if stochastic else None}
+                  "diffusion_steps": int(options["diffusion_steps"])}
         if same_space:
             cf = counterfactual(encoder, images, reference, cluster,
                                 embeddings=np.asarray(embeddings.z), labels=labels,
@@ -447,7 +449,8 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
             f"the whole way). The last column is what the move changed."))
         data[str(cluster)] = {"source": reference, "rows": rows, "alphas": cf.alphas,
                               "mean_abs_change": float(np.mean(np.abs(cf.difference)))}
-    keeps = " (each keeps its own stochastic code, so it stays recognisable)" if stochastic else ""
+    keeps = (" (each decoded with the codes its inversion gives besides the embedding, "
+             "e.g. a Diffusion Autoencoder's stochastic code, so it stays recognisable)")
     section.paragraphs.append(
         f"What the embedding encodes about each unexpected cluster, decoded by the "
         f"{kind}: subjects of the reference cluster are moved step by step toward it{keeps}.")
