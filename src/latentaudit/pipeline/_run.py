@@ -29,7 +29,7 @@ from ..report._sections import (
     _Step,
     _versions,
 )
-from ._options import AUDIT_DEFAULTS, check_audit_options, check_metadata, merge_options
+from ._options import check_audit_options, check_metadata
 
 __all__ = ["run_audit", "run_explain"]
 
@@ -293,7 +293,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     from ..embeddings import Embeddings
 
     started = time.perf_counter()
-    opts = merge_options(AUDIT_DEFAULTS, options)
+    opts = check_audit_options(options)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"labels must be one integer group label per subject, got an array "
