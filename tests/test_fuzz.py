@@ -172,7 +172,7 @@ def _auditor_property(data):
     z = data.draw(matrices(max_rows=30))
     metadata = data.draw(tables(len(z) if z.ndim else 0))
     method = data.draw(st.sampled_from(["kmeans", "hdbscan", "gmm"]))
-    auditor = la.ClusterAuditor(method=method, n_permutations=9, random_state=0)
+    auditor = la.ClusterAuditor(clusterer=method, n_permutations=9, random_state=0)
     fitted = clear(auditor.fit, z, metadata)
     if isinstance(fitted, LatentAuditError):
         return

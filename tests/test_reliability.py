@@ -254,7 +254,7 @@ def test_the_api_refuses_a_mixed_type_column_as_the_cli_does():
     rng = np.random.default_rng(0)
     metadata = pd.DataFrame({"age": [50, 61.5, "n/a", 40] * 5})
     with pytest.raises(DataError, match="column 'age' .* mixes numbers and text"):
-        la.ClusterAuditor(method="kmeans").fit(rng.normal(size=(20, 3)), metadata)
+        la.ClusterAuditor(clusterer="kmeans").fit(rng.normal(size=(20, 3)), metadata)
 
 
 def test_an_option_of_the_api_is_typed_like_the_cli():

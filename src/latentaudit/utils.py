@@ -128,6 +128,8 @@ def validate_data(estimator, X, **kwargs):
         try:
             from sklearn.utils.validation import validate_data as _validate
         except ImportError:  # pragma: no cover - scikit-learn < 1.6
+            if "ensure_all_finite" in kwargs:
+                kwargs["force_all_finite"] = kwargs.pop("ensure_all_finite")
             return estimator._validate_data(X, **kwargs)
         return _validate(estimator, X, **kwargs)
     except TypeError as err:
