@@ -5,7 +5,7 @@ import pytest
 from matplotlib.path import Path
 
 from latentaudit.audit import delineate, points_in_polygon
-from latentaudit.errors import InputShapeError, InputTypeError
+from latentaudit.errors import DataError, InputShapeError, InputTypeError
 
 SQUARE = [[0, 0], [4, 0], [4, 4], [0, 4]]
 TRIANGLE = [[3, 3], [8, 3], [3, 8]]  # overlaps the square's corner [3, 4] x [3, 4]
@@ -61,6 +61,8 @@ def test_errors():
     with pytest.raises(InputShapeError, match="n_vertices >= 3"):
         delineate(np.zeros((3, 2)), [[[0, 0], [1, 1]]])
     with pytest.raises(InputTypeError, match="polygons must be a sequence"):
+        delineate(np.zeros((3, 2)), 7)
+    with pytest.raises(DataError, match="delineation file 'square' does not exist"):
         delineate(np.zeros((3, 2)), "square")
     with pytest.raises(InputShapeError, match="equals the label of points outside"):
         delineate(np.zeros((3, 2)), {-1: SQUARE})
