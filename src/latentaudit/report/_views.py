@@ -66,7 +66,7 @@ def _column(name: str, values: pd.Series, group: str) -> dict:
     )
 
     values = values.reset_index(drop=True)
-    record = {"name": str(name), "group": group, "missing": MISSING_COLOR}
+    record = {"name": str(name), "group": group, "missing": MISSING_COLOR, "card": True}
     if _looks_like_id(values):
         record.update(kind="text", colour=False,
                       text=[None if pd.isna(v) else str(v) for v in values.to_numpy()])
@@ -209,13 +209,108 @@ class MapView:
             if len(values) != n:
                 raise DataError(f"layer {name!r} has {len(values)} values for {n} points")
 
+    @classmethod
+    def from_audit(cls, xy, ids, metadata=None, *, labels=None, findings=None,
+                   alpha: float = 0.05, top_findings: int = 6, label_issues=None,
+                   outliers=None, images=None, z=None, method: str | None = None,
+                   source: dict | None = None, **options) -> MapView:
+        """The map of an audit: its clusters, top findings, label issues and outliers.
+
+        Parameters
+        ----------
+        xy : array-like of shape (n_points, 2)
+            The map.
+        ids : sequence of str
+            The subject of every point.
+        metadata : pandas.DataFrame, optional
+            One row per point.
+        labels : array-like of int, optional
+            Cluster labels (``ClusterAuditor.labels_``; ``-1`` is shown as "none").
+        findings : pandas.DataFrame, optional
+            ``ClusterAuditor.findings_``: each of the first ``top_findings`` significant
+            cluster findings (``q_value <= alpha``) about a metadata column becomes a
+            colouring, the column's values inside the cluster and grey elsewhere.
+        alpha : float, default 0.05
+            The false discovery rate of a significant finding.
+        top_findings : int, default 6
+            Findings offered as colourings.
+        label_issues : mapping of str to pandas.DataFrame, optional
+            ``ClusterAuditor.label_issues(column)`` per column (the flagged rows are
+            ringed, with the given and suggested labels on hover).
+        outliers : pandas.DataFrame, optional
+            ``ClusterAuditor.outliers(top=...)`` (``index`` and ``score``).
+        images : array-like or dataset, optional
+            One image per point.
+        z : array-like, optional
+            The embeddings the map was made from (their fingerprint goes into exported
+            delineations).
+        method : str, optional
+            The projection's name.
+        source : dict, optional
+            The report's title and date.
+        **options
+            Further fields of :class:`MapView` (``title``, ``caption``, ...).
+
+        Returns
+        -------
+        MapView
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> view = MapView.from_audit(np.zeros((4, 2)), list("abcd"), labels=[0, 0, 1, -1])
+        >>> [c["levels"] for c in view.payload()["columns"]]
+        [['0', '1', 'none']]
+        """
+        from ..audit._delineation import map_identity
+
+        n = len(ids)
+        layers = {}
+        if labels is not None:
+            labels = np.asarray(labels)
+            layers["cluster"] = pd.Series(np.where(labels == -1, "none", labels.astype(str)),
+                                          dtype=object)
+        if findings is not None and labels is not None and metadata is not None:
+            significant = findings[(findings["kind"] == "cluster")
+                                   & findings["cluster"].notna()
+                                   & (findings["q_value"] <= alpha)]
+            for rank, row in enumerate(significant.head(top_findings).itertuples(), 1):
+                if row.column not in metadata.columns:
+                    continue
+                values = metadata[row.column].reset_index(drop=True).astype(object)
+                values[labels != int(row.cluster)] = None
+                layers[f"finding {rank}: {row.description}"] = values
+        highlights = {}
+        for column, table in dict(label_issues or {}).items():
+            flagged = table[table["flagged"]] if "flagged" in table.columns else table
+            notes = [f"{column} given {g}, suggested {s} (score {score:.2f})" for g, s, score
+                     in zip(flagged["given"], flagged["suggested"], flagged["score"],
+                            strict=True)]
+            highlights[f"label issues: {column}"] = pd.DataFrame(
+                {"index": flagged["index"].to_numpy(), "note": notes})
+        if outliers is not None and len(outliers):
+            highlights["outliers"] = pd.DataFrame(
+                {"index": outliers["index"].to_numpy(),
+                 "note": [f"outlier score {v:.2f}" for v in outliers["score"]]})
+        identity = map_identity(xy, ids, z=z, method=method)
+        if n and identity["map"]["n_points"] != n:
+            raise DataError(f"got {n} ids for {identity['map']['n_points']} map points")
+        return cls(xy, ids, metadata, layers=layers, highlights=highlights, images=images,
+                   identity=identity, source=source, **options)
+
     @property
     def n_points(self) -> int:
         """Points on the map."""
         return len(self.xy)
 
     def payload(self) -> dict:
-        """Everything the script needs, JSON-ready (arrays as base64 little-endian)."""
+        """Everything the script needs, JSON-ready (arrays as base64 little-endian);
+        computed once (the thumbnails are the slow part)."""
+        if getattr(self, "_payload", None) is None:
+            self._payload = self._make_payload()
+        return self._payload
+
+    def _make_payload(self) -> dict:
         from ..audit._delineation import map_identity
         from ._sprites import sprite_sheets
 
@@ -227,7 +322,10 @@ class MapView:
                 continue  # the id column: the card shows the id already
             columns.append(_column(name, metadata[name], "metadata"))
         for name, values in dict(self.layers or {}).items():
-            columns.append(_column(name, pd.Series(list(values)), "audit"))
+            column = _column(name, pd.Series(list(values)), "audit")
+            # a finding's colouring repeats a metadata column: not a line of the card
+            column["card"] = not str(name).startswith("finding ")
+            columns.append(column)
         colourable = [c["name"] for c in columns if c["colour"]]
         if self.colour_by is not None and self.colour_by not in colourable:
             from ..utils import check_option

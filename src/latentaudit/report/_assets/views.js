@@ -795,6 +795,7 @@
     text.appendChild(el("div", {cls: "la-id", text: this.ids[i]}));
     var table = el("table", {});
     this.columns.forEach(function (col) {
+      if (!col.card) return;
       var value = self.value(col, i);
       table.appendChild(el("tr", {}, [el("th", {text: col.name}), el("td", {text: value})]));
     });
