@@ -163,7 +163,7 @@ def test_run_audit_finds_the_planted_sites_and_fills_every_section(full_report, 
     report = full_report
     statuses = {s.key: s.status for s in report.sections}
     assert statuses == dict.fromkeys(
-        ["overview", "findings", "projection", "map", "clusters", "probes", "label_issues",
+        ["overview", "findings", "projection", "clusters", "probes", "label_issues",
          "gradcam", "counterfactuals", "provenance"], "ok"), [
         (s.key, s.note) for s in report.sections if not s.ok]
     document = report.to_dict()

@@ -75,7 +75,7 @@ DEFAULT_CONFIG: dict = {
     "embed": {"batch_size": 64, "aggregate": "subject", "aggregate_method": "concat",
               "reuse": True},
     "inputs": {"embeddings": None, "labels": None, "label_column": "cluster",
-               "polygons": None, "delineation": None, "reference": None},
+               "polygons": None, "reference": None},
     **AUDIT_DEFAULTS,
 }
 
@@ -435,10 +435,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "(required)")
     group.add_argument("--encoder", dest="pretrained", metavar="DIR", default=None,
                        help="the encoder that made them, for decoded counterfactuals")
-    group.add_argument("--delineation", metavar="JSON", default=None,
-                       help="test the groups drawn on a report's map (its exported "
-                            "delineation file) instead of clustering; refused for other "
-                            "embeddings than the map's")
     _data_options(audit, required=False)
     _audit_options(audit)
     _common(audit)
@@ -454,12 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = explain.add_argument_group("delineation")
     group.add_argument("--labels", metavar="CSV", default=None,
                        help="table of subject ids and group labels, e.g. the subjects.csv "
-                            "of an audit (required unless --delineation is given)")
-    group.add_argument("--delineation", metavar="JSON", default=None,
-                       help="groups drawn on a report's map (its exported delineation file); "
-                            "its subjects are those of --labels (the audit's subjects.csv, "
-                            "whose map must be the one drawn on), of --embeddings, or else "
-                            "of --images")
+                            "of an audit (required)")
     group.add_argument("--label-column", metavar="NAME", default=None,
                        help="column of the groups (default cluster); -1: in no group")
     group.add_argument("--polygons", metavar="JSON", default=None,
@@ -506,7 +497,6 @@ def _overrides(args: argparse.Namespace) -> list[dict]:
         "explain.classifier_steps": get("classifier_steps"),
         "inputs.embeddings": get("embeddings"), "inputs.labels": get("labels"),
         "inputs.label_column": get("label_column"), "inputs.polygons": get("polygons"),
-        "inputs.delineation": get("delineation"),
         "inputs.reference": get("reference"),
     }
     if args.command in ("demo", "train") and get("encoder") is not None:
@@ -978,67 +968,15 @@ def _command_audit(config: dict, run: _Run) -> int:
     provenance = {"data": data_record}
     if record:
         provenance["encoder"] = record
-    labels = None
-    if config["inputs"]["delineation"]:
-        drawn = _delineation_file(config)
-        labels = drawn.labels(embeddings.ids, z=embeddings.z)
-        provenance["delineation"] = _delineation_record(drawn, labels, config)
     _output_folder(config, "audit")
     _save_config(run)
     with run.stage("audit", "auditing ..."):
-        report = run_audit(embeddings, images=images, encoder=encoder, labels=labels,
+        report = run_audit(embeddings, images=images, encoder=encoder,
                            options=_audit_section(config), random_state=config["seed"],
                            provenance=provenance, verbose=run.verbose)
     path = _write_report(report, run)
     _print_summary(report, path)
     return EXIT_OK
-
-
-def _delineation_file(config: dict):
-    from .audit import Delineation
-
-    return Delineation.read(config["inputs"]["delineation"])
-
-
-def _delineation_record(drawn, labels, config: dict) -> dict:
-    groups = {str(g): int(np.sum(labels == g)) for g in np.unique(labels)}
-    return {"file": str(Path(config["inputs"]["delineation"]).resolve()), "groups": groups,
-            "map": drawn.map_fingerprint, "outside": drawn.outside}
-
-
-def _delineation_labels(drawn, config: dict, dataset):
-    """Ids and labels of a delineation file, for the subjects of --labels (checked against
-    the map drawn on), of --embeddings, or else of the images."""
-    from .audit import delineate
-    from .data._base import read_table
-
-    spec = config["inputs"]
-    if spec["labels"]:
-        path = Path(spec["labels"])
-        if not path.is_file():
-            raise DataError(f"labels file {str(path)!r} does not exist; check --labels")
-        table = read_table(path)
-        id_column = config["data"]["id_column"]
-        id_column = id_column if id_column in table.columns else "id"
-        if id_column not in table.columns:
-            raise DataError(f"labels file {path.name!r} has no id column to match the "
-                            f"delineation's subjects; name it with --id-column")
-        ids = table[id_column].astype(str).to_numpy(dtype=object)
-        if {"map_x", "map_y"} <= set(table.columns):
-            labels = delineate(table[["map_x", "map_y"]].to_numpy(dtype=float), drawn,
-                               ids=ids)
-        else:
-            labels = drawn.labels(ids)
-    elif spec["embeddings"]:
-        from .embed import Embeddings
-
-        loaded = Embeddings.load(_embeddings_folder(spec["embeddings"], "--embeddings"))
-        ids = np.asarray([str(i) for i in loaded.ids], dtype=object)
-        labels = drawn.labels(ids, z=loaded.z)
-    else:
-        ids = np.asarray([str(i) for i in dataset.subjects], dtype=object)
-        labels = drawn.labels(ids)
-    return ids, labels
 
 
 def _read_delineation(config: dict):
@@ -1049,8 +987,7 @@ def _read_delineation(config: dict):
     spec = config["inputs"]
     if not spec["labels"]:
         raise ConfigError("'latentaudit explain' needs a delineation: pass --labels CSV (e.g. "
-                          "the subjects.csv of 'latentaudit audit') or --delineation JSON "
-                          "(exported from the map of an audit report)")
+                          "the subjects.csv of 'latentaudit audit')")
     path = Path(spec["labels"])
     if not path.is_file():
         raise DataError(f"labels file {str(path)!r} does not exist; check --labels")
@@ -1103,16 +1040,10 @@ def _command_explain(config: dict, run: _Run) -> int:
     from .embed import Embeddings
     from .pipeline import run_explain
 
-    spec = config["inputs"]
-    drawn = _delineation_file(config) if spec["delineation"] else None
-    if drawn is None:
-        ids, labels, labels_path = _read_delineation(config)
+    ids, labels, labels_path = _read_delineation(config)
     _output_folder(config, "explain", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)
-    if drawn is not None:
-        ids, labels = _delineation_labels(drawn, config, dataset)
-        labels_path = str(Path(spec["delineation"]).resolve())
     known = set(str(i) for i in dataset.ids)
     missing = [i for i in ids if i not in known]
     if missing:
@@ -1121,6 +1052,7 @@ def _command_explain(config: dict, run: _Run) -> int:
                         f"{', '.join(repr(m) for m in missing[:3])}; label the subjects of "
                         f"this folder")
     encoder = embeddings = None
+    spec = config["inputs"]
     if config["encoder"]["pretrained"]:
         with run.stage("load_encoder", "loading the encoder ..."):
             encoder = _load_encoder(config["encoder"]["pretrained"])

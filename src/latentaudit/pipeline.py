@@ -517,10 +517,9 @@ class _PixelPCA:
 # --------------------------------------------------------------------------------------
 # the audit
 # --------------------------------------------------------------------------------------
-def run_audit(embeddings, *, images=None, encoder=None, labels=None,
-              options: Mapping | None = None, random_state: int = 0,
-              provenance: Mapping | None = None, verbose: bool = False,
-              strict: bool = False) -> AuditReport:
+def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None = None,
+              random_state: int = 0, provenance: Mapping | None = None,
+              verbose: bool = False, strict: bool = False) -> AuditReport:
     """Audit embeddings: map, clusters, findings, probes, label issues and explanations.
 
     Parameters
@@ -536,10 +535,6 @@ def run_audit(embeddings, *, images=None, encoder=None, labels=None,
     encoder : generative encoder, optional
         The encoder that made the embeddings; with ``decode`` it gives the counterfactual
         strips.
-    labels : array-like of int, optional
-        Groups to test instead of clustering, one per row (``-1``: in none), e.g. from a
-        delineation drawn on a report's map
-        (:meth:`latentaudit.audit.Delineation.labels`).
     options : mapping, optional
         Options by section, merged into :data:`AUDIT_DEFAULTS`:
 
@@ -619,14 +614,13 @@ def run_audit(embeddings, *, images=None, encoder=None, labels=None,
     overview = ReportSection("overview", "Overview")
     findings_sec = ReportSection("findings", "Findings, ranked")
     projection_sec = ReportSection("projection", "Map of the embeddings")
-    map_sec = ReportSection("map", "Interactive map")
     clusters_sec = ReportSection("clusters", "Clusters: mean and difference images")
     probes_sec = ReportSection("probes", "Probes: what the embedding predicts")
     issues_sec = ReportSection("label_issues", "Label issues")
     cam_sec = ReportSection("gradcam", "Grad-CAM: where a classifier of the clusters looks")
     cf_sec = ReportSection("counterfactuals", "Counterfactuals: decoded moves between clusters")
     prov_sec = ReportSection("provenance", "Provenance")
-    for section in (overview, findings_sec, projection_sec, map_sec, clusters_sec, probes_sec,
+    for section in (overview, findings_sec, projection_sec, clusters_sec, probes_sec,
                     issues_sec, cam_sec, cf_sec, prov_sec):
         report.add(section)
 
@@ -638,8 +632,7 @@ def run_audit(embeddings, *, images=None, encoder=None, labels=None,
     # -- clustering, tests, findings -----------------------------------------------------
     auditor, bulk = None, {}
     with step(findings_sec):
-        auditor = _fit_auditor(findings_sec, z, analysed, opts, random_state, verbose,
-                               labels)
+        auditor = _fit_auditor(findings_sec, z, analysed, opts, random_state, verbose)
     if auditor is None:
         reason = ("unavailable because the clustering and tests failed "
                   f"({findings_sec.note})")
@@ -668,10 +661,6 @@ def run_audit(embeddings, *, images=None, encoder=None, labels=None,
         with step(cf_sec):
             _counterfactuals(cf_sec, encoder, embeddings, auditor.labels_, row_images,
                              chosen, bulk, explainer, opts, random_state, verbose)
-
-    with step(map_sec):
-        _interactive_map(map_sec, xy, embeddings, analysed, auditor, issues_sec, row_images,
-                         opts, report)
 
     references = set(bulk.values()) if auditor is not None else set()
     _overview(overview, embeddings, analysed, auditor, issues_sec, opts, references)
@@ -755,38 +744,7 @@ def _cluster_map(section, xy, labels, row_images, opts, random_state):
         + (" Thumbnails show a few subjects where they lie." if thumbs else "")))
 
 
-def _interactive_map(section, xy, embeddings, analysed, auditor, issues_sec, row_images,
-                     opts, report):
-    from .report import MapView
-
-    if xy is None:
-        raise _Unavailable("the map could not be made (see the map section)")
-    issues = ({column: value["flagged"] for column, value in issues_sec.data.items()}
-              if issues_sec.ok and issues_sec.data else None)
-    view = MapView.from_audit(
-        xy, embeddings.ids, analysed,
-        labels=None if auditor is None else auditor.labels_,
-        findings=None if auditor is None else auditor.findings_,
-        alpha=float(opts["audit"]["alpha"]), top_findings=int(opts["report"]["top_findings"]),
-        label_issues=issues,
-        outliers=None if auditor is None else auditor.outliers(
-            top=max(10, min(200, len(xy) // 100))),
-        images=row_images, z=embeddings.z, method=opts["projection"]["method"],
-        source={"report": report.title, "created": report.created}, title="")
-    view.payload()  # the thumbnails are made here, inside the timed step
-    section.views.append(view)
-    section.paragraphs.append(
-        "Every subject is a point of the map below. Hover a point to see its scan, id and "
-        "metadata; click to pin it; wheel to zoom, drag to pan; colour by any column, the "
-        "clusters or a finding; ring the label issues and outliers. Draw groups with the "
-        "lasso or polygon and export them as a delineation file, then test and explain "
-        "them: latentaudit explain --delineation FILE (or latentaudit audit --delineation "
-        "FILE).")
-    if row_images is None:
-        section.note = "No images were given, so hovering shows no scan."
-
-
-def _fit_auditor(section, z, analysed, opts, random_state, verbose, labels=None):
+def _fit_auditor(section, z, analysed, opts, random_state, verbose):
     from .audit import ClusterAuditor
 
     options = opts["audit"]
@@ -799,7 +757,7 @@ def _fit_auditor(section, z, analysed, opts, random_state, verbose, labels=None)
         expected=options["expected"], nuisance=options["nuisance"],
         within=options["within"], n_permutations=int(options["n_permutations"]),
         alpha=float(options["alpha"]), random_state=random_state, verbose=verbose)
-    auditor.fit(z, analysed, labels=labels)
+    auditor.fit(z, analysed)
     findings = auditor.findings_
     significant = findings[findings["q_value"] <= auditor.alpha]
     roles = findings["column"].map(auditor.column_roles_)
@@ -1135,9 +1093,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     Returns
     -------
     AuditReport
-        Sections ``clusters``, ``gradcam``, ``counterfactuals`` and ``provenance``; its
-        subjects table holds each subject's ``group`` and whether the ``classifier`` was
-        trained (``"train"``) or measured (``"held out"``) on it.
+        Sections ``clusters``, ``gradcam``, ``counterfactuals`` and ``provenance``.
 
     Raises
     ------
@@ -1205,12 +1161,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     with _Step(cf_sec, timings, strict):
         _counterfactuals(cf_sec, encoder, embeddings, labels, row_images, chosen, bulk,
                          explainer, opts, random_state, verbose)
-    # which subjects the classifier was trained and measured on (none when it failed)
-    split = np.full(len(ids), "", dtype=object)
-    if explainer is not None:
-        split[explainer.train_indices_] = "train"
-        split[explainer.test_indices_] = "held out"
-    report.subjects = pd.DataFrame({"id": ids, "group": labels, "classifier": split})
+    report.subjects = pd.DataFrame({"id": ids, "group": labels})
     record = dict(provenance or {})
     record["seed"] = int(random_state)
     record["options"] = {k: opts[k] for k in ("explain", "report")}
