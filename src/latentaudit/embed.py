@@ -9,10 +9,7 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
-import hashlib
-import json
 import logging
 import os
 import time
@@ -27,7 +24,7 @@ from ._storage import discard_partial
 from .data._rows import RowImages
 from .embeddings import Embeddings
 from .errors import ConfigError, InputShapeError, InputTypeError
-from .utils import check_option, resolve_device
+from .utils import check_option, config_hash, resolve_device
 
 __all__ = ["Embeddings", "embed"]
 
@@ -207,7 +204,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
 
     provenance = {
         "encoder": type(encoder).__name__,
-        "encoder_config_hash": _config_hash(encoder),
+        "encoder_config_hash": config_hash(encoder),
         "latent_dim": latent_dim,
         "dataset": type(dataset).__name__,
         "n_items": len(positions),
@@ -384,19 +381,6 @@ def _progress(total: int, verbose: bool):
         yield bar
     finally:
         bar.close()
-
-
-def _config_hash(encoder) -> str | None:
-    value = getattr(encoder, "config_hash", None)
-    if callable(value):
-        value = value()
-    if value is not None:
-        return str(value)
-    config = getattr(encoder, "config", None)
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-    return None
 
 
 def _library_version() -> str:

@@ -11,25 +11,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, InputTypeError
+from ..options import AUDIT_SECTIONS, OPTIONS
 from ..utils import check_option
 
 __all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_options"]
 
 #: Options of :func:`run_audit` and :func:`run_explain`, by section, with their defaults.
-#: ``None`` means "decided from the data" (see :func:`run_audit`).
-AUDIT_DEFAULTS: dict = {
-    "projection": {"method": "tsne", "perplexity": 30.0, "max_iter": None},
-    "audit": {"method": "hdbscan", "n_clusters": None, "min_cluster_size": None,
-              "columns": None, "expected": None, "nuisance": None, "within": None,
-              "n_permutations": 199, "alpha": 0.05},
-    "probes": {"columns": None, "model": "linear", "n_permutations": 0},
-    "label_issues": {"columns": None, "show": 30},
-    "explain": {"enabled": True, "clusters": 3, "images": 6, "classifier_steps": 300,
-                "batch_size": 32, "widths": [16, 32, 64, 128], "method": "gradcam",
-                "counterfactual_images": 3, "counterfactual_steps": 5,
-                "diffusion_steps": 10},
-    "report": {"title": "latentaudit audit report", "thumbnails": 8, "top_findings": 6},
-}
+#: ``None`` means "decided from the data" (see :func:`run_audit`).  Their types and ranges
+#: are those of :data:`latentaudit.options.OPTIONS`, which checks them.
+AUDIT_DEFAULTS: dict = OPTIONS.defaults(AUDIT_SECTIONS)
 
 _MISSING_MARKERS_HINT = "leave missing values empty"
 
@@ -106,7 +96,8 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
     ------
     ValueError
         (as :class:`latentaudit.errors.ConfigError`) for an unknown option, method or
-        column, suggesting the closest one.
+        column, suggesting the closest one, or a value of the wrong type or out of range
+        (checked by :data:`latentaudit.options.OPTIONS`).
 
     Examples
     --------
@@ -116,10 +107,7 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
     >>> opts["audit"]["nuisance"]
     ['site']
     """
-    opts = merge_options(AUDIT_DEFAULTS, options)
-    check_option("projection.method", opts["projection"]["method"], ("tsne", "pca", "umap"))
-    check_option("audit.method", opts["audit"]["method"], ("hdbscan", "kmeans", "gmm"))
-    check_option("probes.model", opts["probes"]["model"], ("linear", "svm"))
+    opts = OPTIONS.merge(options, sections=AUDIT_SECTIONS)
     if metadata is not None:
         known = [str(c) for c in metadata.columns]
         for section, key in (("audit", "columns"), ("audit", "expected"),
@@ -227,11 +215,3 @@ def check_metadata(metadata: pd.DataFrame, *, id_column: str | None = None,
                 f"{shown} at {where}{more}; {fix}")
     return metadata
 
-
-def _id_column(metadata: pd.DataFrame, ids) -> str | None:
-    """The metadata column that holds the row ids, if any."""
-    ids = pd.Series([str(i) for i in ids])
-    for column in metadata.columns:
-        if len(metadata) and metadata[column].astype(str).reset_index(drop=True).equals(ids):
-            return str(column)
-    return None
