@@ -20,7 +20,7 @@ from latentaudit.errors import ConfigError, DataError
 TINY_VAE = ["--set", "encoder.channels=[4, 8]", "--set", "encoder.latent_dim=8"]
 TINY_EXPLAIN = ["--classifier-steps", "3", "--set", "explain.widths=[4, 8, 8, 8]",
                 "--set", "explain.images=2", "--set", "explain.counterfactual_images=2",
-                "--set", "explain.counterfactual_steps=2", "--set", "explain.batch_size=8"]
+                "--set", "explain.counterfactual_points=2", "--set", "explain.batch_size=8"]
 FAST_AUDIT = ["--projection", "pca", "--set", "audit.n_permutations=19", "-q"]
 
 
@@ -139,7 +139,7 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
-        cli._parse_assignment("audit.method")
+        cli._parse_assignment("audit.clusterer")
 
 
 def test_set_reads_toml_values_else_text():

@@ -26,7 +26,7 @@ from latentaudit.report import AuditReport, ReportFigure, ReportSection, ReportT
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the smallest classifier and explanation that still run every step
 TINY_EXPLAIN = {"classifier_steps": 4, "batch_size": 16, "widths": [4, 8, 8, 8], "images": 3,
-                "counterfactual_images": 2, "counterfactual_steps": 3, "clusters": 2}
+                "counterfactual_images": 2, "counterfactual_points": 3, "clusters": 2}
 
 
 def _cohort(n: int = 120, size: int = 32, seed: int = 0):
@@ -192,7 +192,7 @@ def test_label_issues_list_flipped_labels(cohort):
     wrong.loc[flipped, "sex"] = np.where(wrong.loc[flipped, "sex"] == "F", "M", "F")
     encoder = PixelPCAEncoder(8).fit(images)
     z = encoder.encode(images).numpy()
-    report = run_audit((z, wrong), options={**AUDIT_OPTIONS,
+    report = run_audit((z, wrong), random_state=0, options={**AUDIT_OPTIONS,
                                             "explain": {"enabled": False}})
     issues = report.section("label_issues")
     flagged = issues.data["sex"]["flagged"]["index"].to_numpy()
@@ -202,7 +202,7 @@ def test_label_issues_list_flipped_labels(cohort):
 
 def test_sections_without_images_say_why(embeddings):
     emb, encoder = embeddings
-    report = run_audit(emb, encoder=encoder,
+    report = run_audit(emb, encoder=encoder, random_state=0,
                        options={**AUDIT_OPTIONS, "explain": TINY_EXPLAIN})
     for key in ("clusters", "gradcam", "counterfactuals"):
         section = report.section(key)
@@ -222,7 +222,8 @@ def test_a_failing_step_is_reported_not_faked(embeddings, monkeypatch):
 
     monkeypatch.setattr(ClusterAuditor, "probe", broken)
     emb, _ = embeddings
-    report = run_audit(emb, options={**AUDIT_OPTIONS, "explain": {"enabled": False}})
+    report = run_audit(emb, random_state=0,
+                       options={**AUDIT_OPTIONS, "explain": {"enabled": False}})
     probes = report.section("probes")
     assert probes.status == "failed" and "probe exploded" in probes.note
     assert probes.tables == []
@@ -259,7 +260,7 @@ def test_run_explain_compares_groups_with_the_largest(cohort):
     images, metadata = cohort
     labels = np.where(metadata["site"] == "C", 1, 0)
     encoder = PixelPCAEncoder(8).fit(images)
-    report = run_explain(images, labels, ids=metadata["subject"], encoder=encoder,
+    report = run_explain(images, labels, ids=metadata["subject"], encoder=encoder, random_state=0,
                          options={"explain": TINY_EXPLAIN})
     assert [s.key for s in report.sections] == ["clusters", "gradcam", "counterfactuals",
                                                 "provenance"]

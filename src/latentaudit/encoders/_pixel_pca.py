@@ -181,8 +181,8 @@ class PixelPCAEncoder(ModelEncoder):
             raise DataError(f"latent_dim={k} principal components need at least {k} images "
                             f"and {k} pixels, got {flat.shape[0]} images of {flat.shape[1]} "
                             f"pixels; lower latent_dim")
-        solver = "randomized" if min(flat.shape) > 4 * k else "full"
-        pca = PCA(n_components=k, svd_solver=solver, random_state=self.config.random_state)
+        # scikit-learn's choice of solver: exact for small inputs, randomised for large ones
+        pca = PCA(n_components=k, svd_solver="auto", random_state=self.config.random_state)
         pca.fit(flat)
         shape = rows.image_shape
         self.config.spatial_dims = len(shape) - 1

@@ -76,7 +76,7 @@ class _Fits:
 
 
 def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None = None,
-              random_state: int = 0, provenance: Mapping | None = None,
+              random_state=None, provenance: Mapping | None = None,
               verbose: bool = False, strict: bool = False) -> AuditReport:
     """Audit embeddings: map, clusters, findings, probes, label issues and explanations.
 
@@ -98,7 +98,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
 
         - ``projection``: ``method`` ("tsne", "pca", "umap"), ``perplexity``,
           ``max_iter`` (see :class:`latentaudit.Projector`).
-        - ``audit``: ``method``, ``n_clusters``, ``min_cluster_size``, ``columns``,
+        - ``audit``: ``clusterer``, ``n_clusters``, ``min_cluster_size``, ``columns``,
           ``expected``, ``nuisance``, ``within``, ``n_permutations``, ``alpha`` (see
           :class:`latentaudit.audit.ClusterAuditor`).
         - ``probes``: ``columns`` (default every tested column), ``model``,
@@ -107,11 +107,11 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
           or every categorical column when none is expected) and ``show`` (rows listed
           per column).
         - ``explain``: ``enabled``, ``clusters`` (most explained), ``images`` (per
-          cluster), ``classifier_steps``, ``batch_size``, ``widths``, ``method`` (CAM),
-          ``counterfactual_images``, ``counterfactual_steps``, ``diffusion_steps``.
+          cluster), ``classifier_steps``, ``batch_size``, ``widths``, ``cam``,
+          ``counterfactual_images``, ``counterfactual_points``, ``decoder_steps``.
         - ``report``: ``title``, ``thumbnails`` (on the map), ``top_findings``.
-    random_state : int, default 0
-        Seed of every random choice.
+    random_state : int, RandomState or None, default None
+        Seed of every random choice (an int makes the report reproducible).
     provenance : mapping, optional
         What to record about the data and the encoder (merged into the report's
         provenance with the versions, seeds, options and timings).
@@ -187,7 +187,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
         method=projection["method"], perplexity=projection["perplexity"],
         max_iter=projection["max_iter"], random_state=random_state).fit(embeddings))
     auditor = fits.run("findings", lambda: ClusterAuditor(
-        clusterer=audit["method"], n_clusters=audit["n_clusters"],
+        clusterer=audit["clusterer"], n_clusters=audit["n_clusters"],
         min_cluster_size=audit["min_cluster_size"], columns=audit["columns"],
         expected=audit["expected"], nuisance=audit["nuisance"], within=audit["within"],
         n_permutations=int(audit["n_permutations"]), alpha=float(audit["alpha"]),
@@ -198,7 +198,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
         if chosen:
             explainer = fits.run("gradcam", lambda: Explainer(
                 spatial_dims=embeddings.row_images.spatial_dims,
-                widths=tuple(explain["widths"]), method=explain["method"],
+                widths=tuple(explain["widths"]), cam=explain["cam"],
                 max_steps=int(explain["classifier_steps"]),
                 batch_size=int(explain["batch_size"]), random_state=random_state,
                 verbose=verbose).fit(embeddings, auditor.labels_))
@@ -225,7 +225,7 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
 
 
 def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
-                reference=None, options: Mapping | None = None, random_state: int = 0,
+                reference=None, options: Mapping | None = None, random_state=None,
                 provenance: Mapping | None = None, verbose: bool = False,
                 strict: bool = False) -> AuditReport:
     """Explain a delineation: mean and difference images, a classifier's Grad-CAM maps
@@ -250,8 +250,8 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
         The group the others are compared with and moved from; default the largest.
     options : mapping, optional
         As for :func:`run_audit` (the ``explain`` and ``report`` sections are used).
-    random_state : int, default 0
-        Seed.
+    random_state : int, RandomState or None, default None
+        Seed of every random choice.
     provenance : mapping, optional
         What to record about the data.
     verbose : bool, default False
@@ -305,7 +305,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     fits = _Fits(strict)
     explainer = fits.run("gradcam", lambda: Explainer(
         spatial_dims=row_images.spatial_dims, widths=tuple(explain["widths"]),
-        method=explain["method"], max_steps=int(explain["classifier_steps"]),
+        cam=explain["cam"], max_steps=int(explain["classifier_steps"]),
         batch_size=int(explain["batch_size"]), random_state=random_state,
         verbose=verbose).fit(embeddings if embeddings is not None else row_images, labels))
     if explainer is None:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, InputTypeError, LatentAuditError
+from ..utils import check_random_state
 from ._report import AuditReport, ReportSection
 
 __all__ = ["AuditContext", "SectionSpec", "build_report"]
@@ -260,7 +261,7 @@ def _groups_of(labels: np.ndarray, reference, limit: int) -> tuple[list[int], di
 # --------------------------------------------------------------------------------------
 def build_report(embeddings=None, auditor=None, *, projector=None, explainer=None,
                  interpolator=None, encoder=None, labels=None, options=None, sections=None,
-                 reference=None, random_state: int = 0, provenance=None,
+                 reference=None, random_state=None, provenance=None,
                  verbose: bool = False, strict: bool = False) -> AuditReport:
     """See :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`."""
     from ..embeddings import Embeddings
@@ -274,8 +275,9 @@ def build_report(embeddings=None, auditor=None, *, projector=None, explainer=Non
     if embeddings is None and explainer is None:
         raise DataError("a report needs the rows: give the Embeddings (or, to explain a "
                         "delineation, a fitted Explainer, whose images name the rows)")
+    seed = int(check_random_state(random_state).randint(2**31 - 1))
     context = _context(embeddings, auditor, projector, explainer, interpolator, encoder,
-                       labels, opts, reference, random_state, verbose)
+                       labels, opts, reference, seed, verbose)
     if sections is None:
         sections = AUDIT_SECTIONS if context.noun == "cluster" else DELINEATION_SECTIONS
         if interpolator is not None:
@@ -353,7 +355,7 @@ def _context(embeddings, auditor, projector, explainer, interpolator, encoder, l
 
 
 def _record(context: AuditContext, provenance, opts: dict, timings: dict,
-            random_state: int) -> dict:
+            random_state) -> dict:
     from ._report import jsonable
 
     record = dict(provenance or {})
@@ -371,7 +373,8 @@ def _record(context: AuditContext, provenance, opts: dict, timings: dict,
         record.setdefault("embeddings", {"n_rows": int(n), "latent_dim": int(d),
                                          "id_column": context.id_column,
                                          "made_by": context.embeddings.provenance})
-    record["seed"] = int(random_state)
+    record["seed"] = (int(random_state) if isinstance(random_state, (int, np.integer))
+                      else None)
     record["options"] = opts
     record["versions"] = versions()
     record["timings_seconds"] = {**record.get("timings_seconds", {})}

@@ -181,7 +181,7 @@ class AuditReport:
     @classmethod
     def from_fitted(cls, embeddings, auditor=None, *, projector=None, explainer=None,
                     interpolator=None, encoder=None, labels=None, options=None,
-                    sections=None, reference=None, random_state: int = 0, provenance=None,
+                    sections=None, reference=None, random_state=None, provenance=None,
                     verbose: bool = False, strict: bool = False) -> AuditReport:
         """Make the report of objects already fitted, e.g. in a notebook; nothing is refit.
 
@@ -221,7 +221,7 @@ class AuditReport:
         reference : int, optional
             For a delineation: the group the others are compared with and moved from
             (default the largest).
-        random_state : int, default 0
+        random_state : int, RandomState or None, default None
             Seed of the subjects shown.
         provenance : mapping, optional
             What to record about the data and the encoder.

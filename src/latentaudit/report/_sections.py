@@ -334,11 +334,11 @@ def gradcam(section: ReportSection, ctx: AuditContext) -> None:
     section.paragraphs.append(
         f"A {explainer.arch} classifier was trained on the images to tell the "
         f"{explainer.n_classes_} {noun}s apart ({explainer.max_steps} steps); {accuracy}. "
-        f"The maps ({explainer.method_}, layer {explainer.target_layer_}) show where it "
+        f"The maps ({explainer.cam_}, layer {explainer.target_layer_}) show where it "
         f"looks to recognise each unexpected {noun}.")
     data = {"accuracy": explainer.accuracy_, "balanced_accuracy": explainer.balanced_accuracy_,
             "classes": classes, "confusion_matrix": explainer.confusion_matrix_,
-            "method": explainer.method_, "target_layer": explainer.target_layer_,
+            "cam": explainer.cam_, "target_layer": explainer.target_layer_,
             "clusters": {}}
     for cluster in shown:
         rows = _sample_rows(ctx.labels, cluster, n_images, ctx.random_state)
@@ -380,8 +380,8 @@ def counterfactuals(section: ReportSection, ctx: AuditContext) -> None:
                           f"latent space (these are not: e.g. slices were aggregated) or a "
                           f"fitted Explainer, whose images the encoder can embed")
     n_images = int(options["counterfactual_images"])
-    common = {"steps": int(options["counterfactual_steps"]),
-              "diffusion_steps": int(options["diffusion_steps"])}
+    common = {"n_points": int(options["counterfactual_points"]),
+              "steps": int(options["decoder_steps"])}
     data = {}
     for cluster in ctx.chosen:
         reference = ctx.reference.get(cluster)

@@ -292,7 +292,7 @@ class DAEEncoder(ModelEncoder):
         return super().from_preset(name, **overrides)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None) -> DAEEncoder:
+    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> DAEEncoder:
         """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
 
         Parameters
@@ -301,7 +301,7 @@ class DAEEncoder(ModelEncoder):
             The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
             for the ``cpu64`` model trained on the bundled demo cohort
             (:func:`latentaudit.datasets.load_demo_cohort`) by ``scripts/train_demo_dae.py``.
-        map_location : str or torch.device, optional
+        device : str or torch.device, optional
             Device to put the model on (default: CPU).
 
         Returns
@@ -321,7 +321,7 @@ class DAEEncoder(ModelEncoder):
         """
         if str(directory) == "demo" and not Path(directory).exists():
             directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, map_location=map_location)
+        return super().from_pretrained(directory, device=device)
 
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes
