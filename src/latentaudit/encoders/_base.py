@@ -589,7 +589,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 32, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options):
+            verbose: bool = False, **options):
         """Train the model with :func:`latentaudit.training.train`.
 
         Parameters
@@ -607,7 +607,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
