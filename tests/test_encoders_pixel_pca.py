@@ -38,8 +38,9 @@ def test_encode_is_scikit_learns_pca_and_decode_its_inverse(spatial_dims, tmp_pa
 def test_one_registry_line_makes_it_a_family():
     enc = build_encoder("pca", (1, 16, 16), latent_dim=4)
     assert type(enc) is la.PixelPCAEncoder and enc.config.image_size == 16
+    assert not enc.encode(torch.ones(2, 1, 16, 16)).any()  # not fitted: zero components
     with pytest.raises(NotFittedError, match="fit"):
-        enc.encode(torch.zeros(2, 1, 16, 16))
+        la.PixelPCAEncoder(4).encode(torch.zeros(2, 1, 16, 16))
     emb = la.embed(enc.fit(_images(size=16)), _images(size=16))
     assert emb.shape == (40, 4) and emb.provenance["encoder_config_hash"] == enc.config_hash
 

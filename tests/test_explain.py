@@ -129,7 +129,7 @@ def test_fit_accepts_a_dataset(squares):
 
 @pytest.mark.parametrize("kwargs, labels, error, message", [
     ({"arch": "resnt10"}, None, ConfigError, "did you mean 'resnet10'"),
-    ({"method": "gradcm"}, None, ConfigError, "did you mean 'gradcam'"),
+    ({"cam": "gradcm"}, None, ConfigError, "did you mean 'gradcam'"),
     ({"test_size": 1.5}, None, ConfigError, "test_size"),
     ({}, np.zeros(96, int), DataError, "at least two classes"),
     ({}, np.r_[np.zeros(95, int), 1], DataError, "fewer than two items"),
@@ -165,7 +165,7 @@ def test_not_fitted_errors(squares):
 def test_scikit_learn_shape():
     exp = Explainer(cam="hirescam", max_steps=7, random_state=3)
     params = exp.get_params()
-    assert params["method"] == "hirescam" and params["max_steps"] == 7
+    assert params["cam"] == "hirescam" and params["max_steps"] == 7
     copy = clone(exp)
     assert copy.get_params() == params
     assert "hirescam" in repr(exp)

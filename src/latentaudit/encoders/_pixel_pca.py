@@ -70,7 +70,7 @@ class PixelPCAEncoder(ModelEncoder):
     Attributes
     ----------
     mean : torch.Tensor
-        The mean image, flattened.
+        The mean image, flattened (zero before :meth:`fit`, when every embedding is 0).
     components : torch.Tensor of shape (latent_dim, n_pixels)
         The principal axes, flattened.
     explained_variance_ratio : torch.Tensor of shape (latent_dim,)
@@ -126,17 +126,15 @@ class PixelPCAEncoder(ModelEncoder):
     def _expected_spatial_shape(self) -> tuple[int, ...] | None:
         return self._spatial_shape()
 
-    @property
-    def is_fitted(self) -> bool:
-        """Whether the components have been computed (by :meth:`fit` or loading)."""
-        return self._n_pixels() > 0 and bool(self.components.abs().sum() > 0)
-
     def _check_fitted(self) -> None:
+        # Built for an image size but not fitted, the components are zero (every embedding
+        # is 0), as an untrained network's weights are random; without a size there are
+        # no components at all.
         from ..errors import NotFittedError
 
-        if not self.is_fitted:
-            raise NotFittedError("this PixelPCAEncoder is not fitted yet; call fit(images) "
-                                 "first")
+        if self._n_pixels() == 0:
+            raise NotFittedError("this PixelPCAEncoder has no image size and no components "
+                                 "yet; call fit(images) first (or give image_size)")
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, dataset, *, batch_size: int = 256, verbose: bool = False

@@ -303,19 +303,24 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
                                 images=row_images)
     explain = opts["explain"]
     fits = _Fits(strict)
-    explainer = fits.run("gradcam", lambda: Explainer(
-        spatial_dims=row_images.spatial_dims, widths=tuple(explain["widths"]),
-        cam=explain["cam"], max_steps=int(explain["classifier_steps"]),
-        batch_size=int(explain["batch_size"]), random_state=random_state,
-        verbose=verbose).fit(embeddings if embeddings is not None else row_images, labels))
-    if explainer is None:
-        raise DataError(f"the classifier of the delineation could not be trained: "
-                        f"{fits.failed['gradcam']}")
+    explainer = None
+    if explain["enabled"]:
+        explainer = fits.run("gradcam", lambda: Explainer(
+            spatial_dims=row_images.spatial_dims, widths=tuple(explain["widths"]),
+            cam=explain["cam"], max_steps=int(explain["classifier_steps"]),
+            batch_size=int(explain["batch_size"]), random_state=random_state,
+            verbose=verbose).fit(embeddings if embeddings is not None else row_images,
+                                 labels))
     report = AuditReport.from_fitted(
-        embeddings, None, explainer=explainer, encoder=encoder, labels=labels, options=opts,
-        sections=DELINEATION_SECTIONS, reference=reference, random_state=random_state,
-        provenance=provenance, verbose=verbose, strict=strict)
+        embeddings, None, explainer=explainer, encoder=encoder if explain["enabled"] else None,
+        labels=labels, images=row_images, options=opts, sections=DELINEATION_SECTIONS,
+        reference=reference, random_state=random_state, provenance=provenance,
+        verbose=verbose, strict=strict)
     fits.mark(report)
+    if not explain["enabled"]:
+        for key in ("gradcam", "counterfactuals"):
+            report.section(key).mark("unavailable", "explanations were turned off "
+                                                    "(explain.enabled = false)")
     sizes = {g: int(np.sum(labels == g)) for g in groups}
     chosen = [int(k) for k in report.section("clusters").data] if report.section(
         "clusters").ok else []

@@ -260,7 +260,8 @@ def _groups_of(labels: np.ndarray, reference, limit: int) -> tuple[list[int], di
 # the report
 # --------------------------------------------------------------------------------------
 def build_report(embeddings=None, auditor=None, *, projector=None, explainer=None,
-                 interpolator=None, encoder=None, labels=None, options=None, sections=None,
+                 interpolator=None, encoder=None, labels=None, images=None, options=None,
+                 sections=None,
                  reference=None, random_state=None, provenance=None,
                  verbose: bool = False, strict: bool = False) -> AuditReport:
     """See :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`."""
@@ -272,12 +273,12 @@ def build_report(embeddings=None, auditor=None, *, projector=None, explainer=Non
     if embeddings is not None and not isinstance(embeddings, Embeddings):
         raise InputTypeError(f"embeddings must be an Embeddings object (or None), got "
                              f"{type(embeddings).__name__}")
-    if embeddings is None and explainer is None:
+    if embeddings is None and explainer is None and images is None:
         raise DataError("a report needs the rows: give the Embeddings (or, to explain a "
-                        "delineation, a fitted Explainer, whose images name the rows)")
+                        "delineation, its images or a fitted Explainer)")
     seed = int(check_random_state(random_state).randint(2**31 - 1))
     context = _context(embeddings, auditor, projector, explainer, interpolator, encoder,
-                       labels, opts, reference, seed, verbose)
+                       labels, images, opts, reference, seed, verbose)
     if sections is None:
         sections = AUDIT_SECTIONS if context.noun == "cluster" else DELINEATION_SECTIONS
         if interpolator is not None:
@@ -310,21 +311,29 @@ def build_report(embeddings=None, auditor=None, *, projector=None, explainer=Non
 
 
 def _context(embeddings, auditor, projector, explainer, interpolator, encoder, labels,
-             opts, reference, random_state, verbose) -> AuditContext:
+             images, opts, reference, random_state, verbose) -> AuditContext:
     from .._identity import DEFAULT_ID_COLUMN
+    from ..data._rows import RowImages
 
+    note = ""
     if embeddings is not None:
         ids, id_column = np.asarray(embeddings.ids, dtype=object), embeddings.id_column
         metadata = embeddings.metadata.reset_index(drop=True)
         metadata = metadata.drop(columns=[id_column]) if id_column in metadata else metadata
-        row_images = embeddings.row_images
-        note = "" if row_images is not None else (
-            "the embeddings carry no images (attach them with Embeddings.attach_images)")
+        row_images = (embeddings.row_images if images is None
+                      else RowImages.match(images, ids))
+        if row_images is None:
+            note = "the embeddings carry no images (attach them with Embeddings.attach_images)"
     else:
-        row_images = explainer.row_images_
-        ids, id_column = row_images.ids, explainer.id_column_
+        row_images = (explainer.row_images_ if images is None else
+                      images if isinstance(images, RowImages) else RowImages(images))
+        ids = row_images.ids
+        id_column = explainer.id_column_ if explainer is not None else DEFAULT_ID_COLUMN
         metadata = pd.DataFrame(index=pd.RangeIndex(len(ids)))
-        note = ""
+    if row_images is not None and not note:
+        source_ids = getattr(row_images.source, "ids", None)
+        if source_ids is not None and len(pd.unique(np.asarray(source_ids))) < len(source_ids):
+            note = "one image per subject is shown: the middle of its slices"
     n = len(ids)
     delineation = labels is not None or (auditor is None and explainer is not None)
     noun = "group" if delineation else "cluster"

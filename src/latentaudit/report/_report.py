@@ -180,8 +180,9 @@ class AuditReport:
 
     @classmethod
     def from_fitted(cls, embeddings, auditor=None, *, projector=None, explainer=None,
-                    interpolator=None, encoder=None, labels=None, options=None,
-                    sections=None, reference=None, random_state=None, provenance=None,
+                    interpolator=None, encoder=None, labels=None, images=None,
+                    options=None, sections=None, reference=None, random_state=None,
+                    provenance=None,
                     verbose: bool = False, strict: bool = False) -> AuditReport:
         """Make the report of objects already fitted, e.g. in a notebook; nothing is refit.
 
@@ -196,7 +197,7 @@ class AuditReport:
         ----------
         embeddings : Embeddings or None
             The rows: ids, metadata and (for the image sections) images.  None only to
-            explain a delineation from a fitted Explainer's own images.
+            explain a delineation from its ``images`` (or a fitted Explainer's).
         auditor : ClusterAuditor, optional
             Fitted on ``embeddings``; without it (or with ``labels``), the report explains
             a delineation's groups.
@@ -212,6 +213,9 @@ class AuditReport:
             A delineation (one group per row, -1 for none, e.g. from
             :func:`latentaudit.audit.delineate`) to explain instead of the auditor's
             clusters; default the auditor's :attr:`labels_`, else the explainer's.
+        images : array-like, Dataset or RowImages, optional
+            One image per row (matched by id to the embeddings' rows), instead of the
+            embeddings' own; without embeddings, the images of a delineation's rows.
         options : mapping, optional
             Options by section (``probes``, ``label_issues``, ``explain``, ``report``;
             see :func:`latentaudit.pipeline.run_audit`).
@@ -259,7 +263,7 @@ class AuditReport:
 
         return build_report(embeddings, auditor, projector=projector, explainer=explainer,
                             interpolator=interpolator, encoder=encoder, labels=labels,
-                            options=options,
+                            images=images, options=options,
                             sections=sections, reference=reference,
                             random_state=random_state, provenance=provenance,
                             verbose=verbose, strict=strict)

@@ -317,10 +317,10 @@ def gradcam(section: ReportSection, ctx: AuditContext) -> None:
     from ._figures import overlay_grid
 
     explainer, noun = ctx.explainer, ctx.noun
-    if explainer is None:
-        raise Unavailable("no fitted Explainer was given")
     if ctx.row_images is None:
         raise Unavailable(f"no images: {ctx.image_note}")
+    if explainer is None:
+        raise Unavailable("no fitted Explainer was given")
     classes = explainer.classes_.tolist()
     shown = [c for c in ctx.chosen if c in classes]
     if not shown:
