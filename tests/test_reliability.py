@@ -128,13 +128,13 @@ def test_a_metadata_column_named_like_the_audits_is_refused(column, study, tmp_p
     table.to_csv(tmp_path / "meta.csv", index=False)
     code, _, err = run(capsys, "audit", "--embeddings", root / "embed", "--metadata",
                        tmp_path / "meta.csv", "--output", tmp_path / "out", *FAST_AUDIT)
-    refused(code, err, f"column {column!r}", "rename it")
+    refused(code, err, f"column named {column!r}", "rename that column")
     assert not (tmp_path / "out").exists()
     # the API refuses it alike
     embeddings = la.Embeddings.load(root / "embed" / "embeddings")
     from latentaudit.pipeline import run_audit
 
-    with pytest.raises(DataError, match=f"column {column!r}"):
+    with pytest.raises(DataError, match=f"column named {column!r}"):
         run_audit((embeddings.z, table), options={"projection": {"method": "pca"}})
 
 
@@ -235,7 +235,7 @@ def test_a_one_subject_audit_is_a_clear_error(capsys, tmp_path):
                   metadata=pd.DataFrame({"sex": ["F"]})).save(tmp_path / "emb")
     code, _, err = run(capsys, "audit", "--embeddings", tmp_path / "emb", "--output",
                        tmp_path / "out", *FAST_AUDIT)
-    refused(code, err, "at least 5 subjects, got 1")
+    refused(code, err, "needs at least 5 samples (rows, one per subject), got n_samples = 1")
 
 
 def test_a_csv_that_is_not_utf8_names_the_byte_and_the_fix(study, tmp_path, capsys):

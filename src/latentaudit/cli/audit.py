@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pipeline import (
-    _id_column,
-    check_audit_options,
-    check_metadata,
-    check_subject_columns,
-)
+from ..pipeline import check_audit_options, check_metadata
+from ..report._build import check_column_names
 from ._command import Command
 from ._encoders import encoder_record, load_encoder
 from ._inputs import embeddings_folder, load_nifti, read_metadata
@@ -43,12 +39,9 @@ def run_audit_command(config: dict, run: Run) -> int:
     with run.stage("load", f"reading the embeddings in {folder} ..."):
         embeddings = Embeddings.load(folder)
         embeddings = join_metadata(embeddings, config)
-        id_column = _id_column(embeddings.metadata, embeddings.ids)
-        check_metadata(embeddings.metadata, id_column=id_column)
-        check_subject_columns(embeddings.metadata, id_column=id_column,
-                              source=f"the metadata of the embeddings in {str(folder)!r}"
-                              if not config["data"]["metadata"] else
-                              f"metadata file {Path(config['data']['metadata']).name!r}")
+        check_metadata(embeddings.metadata, id_column=embeddings.id_column)
+        # a column named like the audit's own in subjects.csv: refused before any work
+        check_column_names(embeddings.metadata, embeddings.id_column)
         check_audit_options(audit_options(config), embeddings.metadata)
     images = None
     data_record = {"embeddings": str(folder.resolve())}

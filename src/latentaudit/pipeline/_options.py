@@ -8,12 +8,11 @@ from collections.abc import Mapping
 import pandas as pd
 
 from .._metadata import check_metadata
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..options import AUDIT_SECTIONS, OPTIONS
 from ..utils import check_option
 
-__all__ = ["AUDIT_DEFAULTS", "SUBJECT_COLUMNS", "check_audit_options", "check_metadata",
-           "check_subject_columns", "merge_options"]
+__all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_options"]
 
 #: Options of :func:`run_audit` and :func:`run_explain`, by section, with their defaults.
 #: ``None`` means "decided from the data" (see :func:`run_audit`).  Their types and ranges
@@ -127,56 +126,4 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
 # --------------------------------------------------------------------------------------
 # metadata checks
 # --------------------------------------------------------------------------------------
-#: The columns the audit writes into its subjects table (``subjects.csv``) beside the
-#: metadata.
-SUBJECT_COLUMNS = ("id", "cluster", "map_x", "map_y")
 
-
-def check_subject_columns(metadata: pd.DataFrame, *, id_column: str | None = None,
-                          source: str = "the metadata table") -> pd.DataFrame:
-    """Refuse metadata columns named like the audit's own columns of the subjects table.
-
-    A column ``cluster`` of the user's would otherwise be lost in ``subjects.csv`` under
-    the audit's cluster labels.  The id column itself may be called ``id``.
-
-    Parameters
-    ----------
-    metadata : pandas.DataFrame
-    id_column : str, optional
-        The column holding the row ids.
-    source : str
-        What the table is, for messages.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``metadata`` unchanged.
-
-    Raises
-    ------
-    ValueError
-        (as :class:`latentaudit.errors.DataError`) naming the column and the fix.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> check_subject_columns(pd.DataFrame({"site": ["A"]})).shape
-    (1, 1)
-    """
-    clash = [str(c) for c in metadata.columns
-             if str(c) in SUBJECT_COLUMNS and str(c) != id_column]
-    if clash:
-        raise DataError(
-            f"column {clash[0]!r} of {source} has the name of a column the audit writes into "
-            f"subjects.csv ({', '.join(SUBJECT_COLUMNS)}), so its values would be lost there; "
-            f"rename it (e.g. to 'given_{clash[0]}') and run again")
-    return metadata
-
-
-def _id_column(metadata: pd.DataFrame, ids) -> str | None:
-    """The metadata column that holds the row ids, if any."""
-    ids = pd.Series([str(i) for i in ids])
-    for column in metadata.columns:
-        if len(metadata) and metadata[column].astype(str).reset_index(drop=True).equals(ids):
-            return str(column)
-    return None
