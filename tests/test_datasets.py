@@ -249,6 +249,39 @@ def test_make_demo_cohort_is_deterministic(tmp_path):
     np.testing.assert_array_equal(has_mask, (small.truth["artefact"] != "none").to_numpy())
 
 
+@needs_templates
+def test_demo_site_artefacts_are_the_artefact_librarys():
+    """Sites B and C are rendered by la.artefacts, and that reproduces the shipped file."""
+    pytest.importorskip("nilearn")
+    import io
+
+    from PIL import Image
+
+    from latentaudit.data import _demo
+
+    assert _demo.SITE_B_ARTEFACT == la.artefacts.FieldOfViewShift(
+        strength=0.78125, value_range=(0.0, 1.0))
+    assert _demo.SITE_B_ARTEFACT.shift_pixels(256) == 50.0
+    templates = _demo._load_templates(*_demo._template_paths())
+    population = _demo._draw_population(2000, 0, 0.03)
+    kinds = population["truth"]["artefact"]
+    with np.load(PACKAGED_FILE) as shipped:
+        blobs, offsets, bits = shipped["jpeg"], shipped["jpeg_offsets"], shipped["mask_bits"]
+    side = _demo._STORED_SIZE
+    for kind in ("fov_shift", "head_rest"):
+        i = int(np.flatnonzero(kinds == kind)[0])
+        params = {key: value[i] for key, value in population["params"].items()}
+        image, mask = _demo._render_subject(templates, params, kind)
+        image = image.reshape(side, 2, side, 2).mean(axis=(1, 3))
+        mask = mask.reshape(side, 2, side, 2).any(axis=(1, 3))
+        buffer = io.BytesIO()
+        pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=_demo._JPEG_QUALITY,
+                                     optimize=True)
+        assert buffer.getvalue() == blobs[offsets[i]:offsets[i + 1]].tobytes(), kind
+        np.testing.assert_array_equal(np.packbits(mask.ravel()), bits[i], err_msg=kind)
+
+
 def test_make_demo_cohort_names_what_to_install(tmp_path):
     with pytest.raises(MissingDependencyError, match="mricron-data"):
         la.datasets.make_demo_cohort(tmp_path / "x.npz", n_subjects=8,

@@ -42,6 +42,7 @@ _LAZY = {
     "ClusterAuditor": ".audit",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
+    "artefacts": ".artefacts",
     "datasets": ".datasets",
     "nn": ".nn",
     "data": ".data",
@@ -83,7 +84,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import data, datasets, errors, nn  # noqa: F401
+    from . import artefacts, data, datasets, errors, nn  # noqa: F401
     from .audit import ClusterAuditor  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,

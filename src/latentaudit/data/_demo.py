@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artefacts import FieldOfViewShift, HeadRest
 from ..errors import DataError, InputShapeError, MissingDependencyError
 from ..utils import check_option
 from ._array import ArrayDataset
@@ -61,8 +62,10 @@ _HEAD_CENTRE = np.array([0.0, -15.0, 15.0])  # centre of scaling and rotation
 _VENTRICLE_CENTRE = np.array([0.0, -12.0, 18.0])  # centre of age-related enlargement
 _BRAIN_CENTRE = np.array([0.0, -18.0, 15.0])  # centre and (y, z) semi-axes of the brain,
 _BRAIN_RADII = (88.0, 72.0)  # for age-related shrinkage
-# Site B: the field of view moves superiorly by 50 of 256 pixels (Graf et al.: 50 voxels).
-_SHIFT_FRACTION = 50 / 256
+# Site B: the field of view moves superiorly by 50 of 256 pixels (Graf et al.: 50 voxels),
+# i.e. 0.78125 of FieldOfViewShift's largest shift (a quarter of the field of view).
+SITE_B_ARTEFACT = FieldOfViewShift(strength=0.78125, axis=-2, direction=-1,
+                                   value_range=(0.0, 1.0))
 _SLAB_HALF_WIDTH = 12  # mm either side of the midline kept from the volumes
 _SLAB_Y = (-175.0, 120.0)
 _SLAB_Z = (-160.0, 160.0)
@@ -567,35 +570,33 @@ def _render_cohort(templates: dict, population: dict, *, verbose: bool) -> dict:
     return arrays
 
 
-def _output_plane(shift_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """World (y, z) of every rendered pixel; the field of view moved up by ``shift_mm``."""
+def _output_plane() -> tuple[np.ndarray, np.ndarray]:
+    """World (y, z) of every rendered pixel."""
     step = _FOV_MM / _RENDER_SIZE
     centres = (np.arange(_RENDER_SIZE) + 0.5) * step
     y = _FOV_LEFT_Y - centres
-    z = _FOV_TOP_Z + shift_mm - centres
+    z = _FOV_TOP_Z - centres
     zz, yy = np.meshgrid(z, y, indexing="ij")
     return yy, zz
 
 
-def _template_coordinates(p: dict, shift_mm: float = 0.0) -> np.ndarray:
+def _template_coordinates(p: dict) -> np.ndarray:
     """Where each output pixel samples the template volumes (slab voxel indices)."""
     from scipy import ndimage
 
-    yy, zz = _output_plane(shift_mm)
+    yy, zz = _output_plane()
     qy, qz = yy - _HEAD_CENTRE[1], zz - _HEAD_CENTRE[2]
     angle = np.deg2rad(p["pitch"])
     cos, sin = np.cos(angle), np.sin(angle)
     y = _HEAD_CENTRE[1] + (cos * qy - sin * qz) / p["scale_y"]
     z = _HEAD_CENTRE[2] + (sin * qy + cos * qz) / p["scale_z"]
     x = np.full_like(y, p["x_offset"])
-    # The deformation is fixed to the head, not to the field of view: a shifted field of
-    # view shows the same anatomy, moved.
+    # The deformation is fixed to the head (a zoom of a wider grid, cropped to the view).
     coarse = p["deformation"]
     pad = _RENDER_SIZE // 4
     zoom = (_RENDER_SIZE + 2 * pad) / coarse.shape[-1]
     field = np.stack([ndimage.zoom(c, zoom, order=3) for c in coarse])
-    top = pad - int(round(shift_mm / (_FOV_MM / _RENDER_SIZE)))
-    field = field[:, top: top + _RENDER_SIZE, pad: pad + _RENDER_SIZE]
+    field = field[:, pad: pad + _RENDER_SIZE, pad: pad + _RENDER_SIZE]
     x, y, z = x + field[0], y + field[1], z + field[2]
     # Ageing.  The brain shrinks inside the skull: sample points inside the brain move
     # outwards, most near its surface, none beyond the skull, so the CSF gap widens.
@@ -618,8 +619,7 @@ def _sample(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
 
 def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray, np.ndarray]:
     """Render one noise-free slice in [0, 1] at the render size, and its artefact mask."""
-    shift_mm = _SHIFT_FRACTION * _FOV_MM if artefact == "fov_shift" else 0.0
-    coordinates = _template_coordinates(p, shift_mm)
+    coordinates = _template_coordinates(p)
     image = _sample(templates["ch2"], coordinates) \
         + (1 - p["blend"]) * _sample(templates["brain_delta"], coordinates)
     brain = _sample(templates["brain"], coordinates)
@@ -634,37 +634,29 @@ def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray
     image = image * (1 - age * 0.3 * np.clip(_CSF_LEVEL - image, 0, None) / _CSF_LEVEL)
     image = image ** p["gamma"]
     # The receive coil's sensitivity falls off towards the neck (fixed to the head).
-    _, zz = _output_plane(shift_mm)
+    _, zz = _output_plane()
     image = image * np.exp(-np.clip(-50.0 - zz, 0, None) ** 2 / (2 * 25.0**2))
     mask = np.zeros(image.shape, dtype=bool)
+    # The site artefacts are latentaudit.artefacts' own: the image moves 50 render pixels
+    # down (above the head there is only air, so nothing is lost by shifting the rendered
+    # image); the head-rest is the cushion moulded to the head, with the subject's draws.
     if artefact == "fov_shift":
-        unshifted = _sample(templates["head"], _template_coordinates(p)) > 0.5
-        # the head's region that moved in or out of view
-        mask = head ^ unshifted
+        image = np.clip(image, 0, 1).astype(np.float32)
+        image, mask = SITE_B_ARTEFACT(image[None], support=head)
+        image, mask = image[0], mask[0]
     elif artefact == "head_rest":
-        alpha, value = _head_rest(head, p)
-        image = image * (1 - alpha) + value * alpha
-        mask = alpha > 0.5
+        step = _FOV_MM / _RENDER_SIZE
+        rest = HeadRest(strength=1.0, intensity=p["rest_intensity"],
+                        thickness=p["rest_thickness"], gap=p["rest_gap"],
+                        arc=(p["rest_from"], p["rest_to"]), taper=6.0, jitter=False,
+                        spacing=step, centre=_head_centre_pixel(), value_range=(0.0, 1.0))
+        image, mask = rest(image[None], support=head)
+        image, mask = image[0], mask[0]
     return np.clip(image, 0, 1).astype(np.float32), mask
 
 
-def _head_rest(head: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """A cushion moulded to the back of the head: opacity and brightness per pixel."""
-    from scipy import ndimage
-
+def _head_centre_pixel() -> tuple[float, float]:
+    """(row, column) of the head's centre of scaling in the rendered (unshifted) image."""
     step = _FOV_MM / _RENDER_SIZE
-    distance = ndimage.distance_transform_edt(~head) * step  # mm from the scalp
-    rows, cols = np.indices(head.shape, dtype=np.float64)
-    centre_row = (_FOV_TOP_Z - _HEAD_CENTRE[2]) / step - 0.5
-    centre_col = (_FOV_LEFT_Y - _HEAD_CENTRE[1]) / step - 0.5
-    # 0 degrees points posterior (to the right), positive angles superior
-    angle = np.degrees(np.arctan2(centre_row - rows, cols - centre_col))
-    taper = 6.0
-    angular = np.clip((angle - p["rest_from"]) / taper, 0, 1) \
-        * np.clip((p["rest_to"] - angle) / taper, 0, 1)
-    inner, outer = p["rest_gap"], p["rest_gap"] + p["rest_thickness"]
-    radial = np.clip((distance - inner) / step, 0, 1) * np.clip((outer - distance) / step, 0, 1)
-    alpha = angular * radial
-    depth = np.clip((distance - inner) / p["rest_thickness"], 0, 1)
-    value = p["rest_intensity"] * (1 - 0.3 * depth)  # brighter where it touches the head
-    return alpha, value
+    return ((_FOV_TOP_Z - _HEAD_CENTRE[2]) / step - 0.5,
+            (_FOV_LEFT_Y - _HEAD_CENTRE[1]) / step - 0.5)
