@@ -131,9 +131,9 @@ def test_demo_loading_is_deterministic_and_fast(cohort, tmp_path):
     again = la.datasets.load_demo_cohort(path=copy)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     # CPU time (all threads) is the budget; wall time only catches gross slowness, since
-    # the test machine may be shared
+    # the test machine may be shared (a load of 20 on 2 cores made a 1 s load take 9 s)
     assert cpu < 2.0, f"loading the demo cohort took {cpu:.2f} s of CPU time"
-    assert elapsed < 8.0, f"loading the demo cohort took {elapsed:.2f} s"
+    assert elapsed < 30.0, f"loading the demo cohort took {elapsed:.2f} s"
     np.testing.assert_array_equal(again.images, cohort.images)
     np.testing.assert_array_equal(again.artefact_masks, cohort.artefact_masks)
     assert again.metadata.equals(cohort.metadata) and again.truth.equals(cohort.truth)
