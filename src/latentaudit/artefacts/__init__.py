@@ -30,7 +30,8 @@ acquisition     :class:`Ghosting` (``ghosting``): ghost-to-object ratio;
 ==============  ==================================================================
 
 The demo cohort's site artefacts are two of them: site B is ``FieldOfViewShift(strength=
-0.78125)`` (50 of 256 pixels) and site C a :class:`HeadRest` (its :func:`cushion`).
+0.78125)`` (50 of 256 pixels; the renderer moves the field of view itself, so what comes
+into view is anatomy) and site C a :class:`HeadRest`.
 
 Examples
 --------
@@ -53,7 +54,7 @@ from __future__ import annotations
 
 from ._acquisition import Ghosting, WrapAround
 from ._base import Artefact, estimate_support
-from ._geometry import FieldOfViewShift, Tilt
+from ._geometry import FieldOfViewShift, Tilt, moved_region
 from ._intensity import BiasField, ContrastCurve, Gain
 from ._noise import RicianNoise, Spikes
 from ._objects import Bar, BurnedInText, HeadRest, cushion
@@ -125,4 +126,5 @@ __all__ = [
     "cushion",
     "estimate_support",
     "get_artefact",
+    "moved_region",
 ]

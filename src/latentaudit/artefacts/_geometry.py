@@ -12,12 +12,32 @@ from ._base import Artefact, check_range, spatial_axes, spatial_axis
 __all__ = ["FieldOfViewShift", "Tilt"]
 
 
-def moved_region(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Where the object moved in or out: pixels whose occupancy changed by at least 1%.
+def moved_region(before, after) -> np.ndarray:
+    """Where an object moved in or out: pixels whose occupancy changed by at least 1%.
 
-    ``before`` is the object's support (bool), ``after`` the same support moved with the
-    image (linear interpolation, so partly covered pixels hold fractions).  For a move by
-    whole pixels this is exactly ``before XOR after``.
+    The mask of the geometric artefacts.
+
+    Parameters
+    ----------
+    before : array-like of bool
+        The object's support before the move.
+    after : array-like of float or bool
+        The same support after the move (moved by linear interpolation, partly covered
+        pixels hold fractions).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, shaped like ``before``; for a move by whole pixels exactly
+        ``before XOR after``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentaudit.artefacts import moved_region
+    >>> before = np.array([1, 1, 0, 0], dtype=bool)
+    >>> moved_region(before, np.array([0.0, 1.0, 1.0, 0.0])).tolist()
+    [True, False, True, False]
     """
     return np.abs(np.asarray(after, dtype=np.float64) - before) >= 0.01
 
@@ -33,8 +53,9 @@ class FieldOfViewShift(Artefact):
 
     The content moves opposite to the field of view, by linear interpolation (exact for
     whole-pixel shifts); what comes into view from beyond the old field of view is
-    background (no signal), as it is above a head.  Deterministic (``random_state`` is not
-    used).
+    background (no signal), as it is above a head.  (A renderer that knows what lies
+    beyond, like the demo cohort's, moves the field of view itself by
+    :meth:`shift_pixels` instead.)  Deterministic (``random_state`` is not used).
 
     Parameters
     ----------

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..artefacts import FieldOfViewShift, HeadRest
+from ..artefacts import FieldOfViewShift, HeadRest, moved_region
 from ..errors import DataError, InputShapeError, MissingDependencyError
 from ..utils import check_option
 from ._array import ArrayDataset
@@ -570,33 +570,35 @@ def _render_cohort(templates: dict, population: dict, *, verbose: bool) -> dict:
     return arrays
 
 
-def _output_plane() -> tuple[np.ndarray, np.ndarray]:
-    """World (y, z) of every rendered pixel."""
+def _output_plane(shift_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """World (y, z) of every rendered pixel; the field of view moved up by ``shift_mm``."""
     step = _FOV_MM / _RENDER_SIZE
     centres = (np.arange(_RENDER_SIZE) + 0.5) * step
     y = _FOV_LEFT_Y - centres
-    z = _FOV_TOP_Z - centres
+    z = _FOV_TOP_Z + shift_mm - centres
     zz, yy = np.meshgrid(z, y, indexing="ij")
     return yy, zz
 
 
-def _template_coordinates(p: dict) -> np.ndarray:
+def _template_coordinates(p: dict, shift_mm: float = 0.0) -> np.ndarray:
     """Where each output pixel samples the template volumes (slab voxel indices)."""
     from scipy import ndimage
 
-    yy, zz = _output_plane()
+    yy, zz = _output_plane(shift_mm)
     qy, qz = yy - _HEAD_CENTRE[1], zz - _HEAD_CENTRE[2]
     angle = np.deg2rad(p["pitch"])
     cos, sin = np.cos(angle), np.sin(angle)
     y = _HEAD_CENTRE[1] + (cos * qy - sin * qz) / p["scale_y"]
     z = _HEAD_CENTRE[2] + (sin * qy + cos * qz) / p["scale_z"]
     x = np.full_like(y, p["x_offset"])
-    # The deformation is fixed to the head (a zoom of a wider grid, cropped to the view).
+    # The deformation is fixed to the head, not to the field of view: a shifted field of
+    # view shows the same anatomy, moved.
     coarse = p["deformation"]
     pad = _RENDER_SIZE // 4
     zoom = (_RENDER_SIZE + 2 * pad) / coarse.shape[-1]
     field = np.stack([ndimage.zoom(c, zoom, order=3) for c in coarse])
-    field = field[:, pad: pad + _RENDER_SIZE, pad: pad + _RENDER_SIZE]
+    top = pad - int(round(shift_mm / (_FOV_MM / _RENDER_SIZE)))
+    field = field[:, top: top + _RENDER_SIZE, pad: pad + _RENDER_SIZE]
     x, y, z = x + field[0], y + field[1], z + field[2]
     # Ageing.  The brain shrinks inside the skull: sample points inside the brain move
     # outwards, most near its surface, none beyond the skull, so the CSF gap widens.
@@ -619,7 +621,13 @@ def _sample(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
 
 def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray, np.ndarray]:
     """Render one noise-free slice in [0, 1] at the render size, and its artefact mask."""
-    coordinates = _template_coordinates(p)
+    # Site B's field of view moves up by SITE_B_ARTEFACT's shift, in world coordinates, so
+    # what comes into view is the subject's anatomy (an image-space shift can only fill in
+    # background; the head of row 1253 reaches above the unshifted field of view).
+    shift_mm = 0.0
+    if artefact == "fov_shift":
+        shift_mm = SITE_B_ARTEFACT.shift_pixels(_RENDER_SIZE) * (_FOV_MM / _RENDER_SIZE)
+    coordinates = _template_coordinates(p, shift_mm)
     image = _sample(templates["ch2"], coordinates) \
         + (1 - p["blend"]) * _sample(templates["brain_delta"], coordinates)
     brain = _sample(templates["brain"], coordinates)
@@ -634,16 +642,15 @@ def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray
     image = image * (1 - age * 0.3 * np.clip(_CSF_LEVEL - image, 0, None) / _CSF_LEVEL)
     image = image ** p["gamma"]
     # The receive coil's sensitivity falls off towards the neck (fixed to the head).
-    _, zz = _output_plane()
+    _, zz = _output_plane(shift_mm)
     image = image * np.exp(-np.clip(-50.0 - zz, 0, None) ** 2 / (2 * 25.0**2))
     mask = np.zeros(image.shape, dtype=bool)
-    # The site artefacts are latentaudit.artefacts' own: the image moves 50 render pixels
-    # down (above the head there is only air, so nothing is lost by shifting the rendered
-    # image); the head-rest is the cushion moulded to the head, with the subject's draws.
+    # The site artefacts are latentaudit.artefacts' own: the shifted field of view's mask is
+    # the head's region that moved in or out of view; the head-rest is the cushion moulded
+    # to the head, with the subject's draws.
     if artefact == "fov_shift":
-        image = np.clip(image, 0, 1).astype(np.float32)
-        image, mask = SITE_B_ARTEFACT(image[None], support=head)
-        image, mask = image[0], mask[0]
+        unshifted = _sample(templates["head"], _template_coordinates(p)) > 0.5
+        mask = moved_region(unshifted, head)
     elif artefact == "head_rest":
         step = _FOV_MM / _RENDER_SIZE
         rest = HeadRest(strength=1.0, intensity=p["rest_intensity"],
