@@ -139,6 +139,28 @@ def test_a_metadata_column_named_like_the_audits_is_refused(column, study, tmp_p
 
 
 # --------------------------------------------------------------------------------------
+# 2. no confident report on no information
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fill, fragment", [(1.0, "constant"), (np.nan, "NaN")])
+def test_an_audit_of_uninformative_embeddings_is_refused(fill, fragment, tmp_path, capsys):
+    count("case", f"audit of 20x8 embeddings all {fill}")
+    metadata = pd.DataFrame({"sex": ["M", "F"] * 10, "site": ["A"] * 10 + ["B"] * 10})
+    la.Embeddings(np.full((20, 8), fill, np.float32), ids=[f"s{i:02d}" for i in range(20)],
+                  metadata=metadata).save(tmp_path / "emb")
+    code, out, err = run(capsys, "audit", "--embeddings", tmp_path / "emb", "--output",
+                         tmp_path / "out", "--no-explain", "-q")
+    refused(code, err, fragment)
+    assert "imputer" not in err.lower() and "flagged" not in out
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_tsne_projection_of_constant_data_is_refused():
+    count("case", "Projector t-SNE on constant data")
+    with pytest.raises(DataError, match="constant"):
+        la.Projector(method="tsne").fit_transform(np.ones((30, 8)))
+
+
+# --------------------------------------------------------------------------------------
 # 3. one seed, one result
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["betavae", "dae"])
@@ -173,6 +195,16 @@ def test_seeding_the_model_leaves_the_callers_random_state_alone(study, tmp_path
                        tmp_path / "t")
     assert code == EXIT_OK, err
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_resume_asked_to_stop_before_the_checkpoint_is_refused(study, tmp_path, capsys):
+    count("case", "train --resume --steps below the checkpoint's step")
+    root, data = study
+    code, _, err = run(capsys, "train", *data, *TINY_VAE, "--output", tmp_path / "t")
+    assert code == EXIT_OK, err
+    code, _, err = run(capsys, "train", *data, *TINY_VAE, "--steps", "2", "--resume",
+                       "--output", tmp_path / "t")
+    refused(code, err, "at step 3", "cannot stop before the checkpoint's step")
 
 
 # --------------------------------------------------------------------------------------
