@@ -23,7 +23,7 @@ from latentaudit.cli._run import Run
 from latentaudit.errors import ConfigError, DataError
 from latentaudit.utils import TEMPORARY_SUFFIX, atomic_path, remove_stale_temporaries
 
-FAST_AUDIT = ["--projection", "pca", "--cluster-method", "kmeans", "--no-explain", "-q",
+FAST_AUDIT = ["--projection", "pca", "--clusterer", "kmeans", "--no-explain", "-q",
               "--set", "audit.n_permutations=9"]
 
 

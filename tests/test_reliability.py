@@ -28,7 +28,7 @@ import latentaudit as la
 from latentaudit.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from latentaudit.errors import CheckpointError, ConfigError, DataError
 
-FAST_AUDIT = ["--projection", "pca", "--cluster-method", "kmeans", "--no-explain", "-q",
+FAST_AUDIT = ["--projection", "pca", "--clusterer", "kmeans", "--no-explain", "-q",
               "--set", "audit.n_permutations=9"]
 TINY_VAE = ["--encoder", "betavae", "--set", "encoder.channels=[4, 8]", "--latent-dim", "4",
             "--steps", "3", "--batch-size", "8", "-q"]
@@ -118,7 +118,22 @@ def test_explain_into_an_audit_folder_is_refused(study, tmp_path, capsys):
     assert (out / "report.html").read_bytes() == report
 
 
-@pytest.mark.parametrize("column", ["id", "cluster", "map_x"])
+def test_a_metadata_column_named_id_survives_into_the_subjects_table(study, tmp_path,
+                                                                     capsys):
+    count("case", "metadata column 'id'")
+    root, _ = study
+    table = pd.read_csv(root / "participants.csv", dtype={"subject": str})
+    table["id"] = 100 + np.arange(12) % 4
+    table.to_csv(tmp_path / "meta.csv", index=False)
+    code, _, err = run(capsys, "audit", "--embeddings", root / "embed", "--metadata",
+                       tmp_path / "meta.csv", "--output", tmp_path / "out", *FAST_AUDIT)
+    assert code == EXIT_OK, err
+    subjects = pd.read_csv(tmp_path / "out" / "subjects.csv", dtype={"subject": str})
+    kept = subjects.set_index("subject")["id"]
+    assert kept.to_dict() == table.set_index("subject")["id"].to_dict()
+
+
+@pytest.mark.parametrize("column", ["cluster", "map_x"])
 def test_a_metadata_column_named_like_the_audits_is_refused(column, study, tmp_path,
                                                              capsys):
     count("case", f"metadata column {column!r}")

@@ -761,7 +761,8 @@ OPTIONS = OptionSchema([
          "method's)", low=1),
     # -- audit ---------------------------------------------------------------------------
     _opt("audit.clusterer", "str", "hdbscan", "clustering of the embedding",
-         choices=("hdbscan", "kmeans", "gmm"), flags=[F(("--clusterer",), ("analysis",))]),
+         choices=("hdbscan", "kmeans", "gmm"),
+         flags=[F(("--cluster-method", "--clusterer"), ("analysis",))]),
     _opt("audit.n_clusters", "int", None, "clusters of kmeans/gmm (default: chosen from "
          "the data)", low=2),
     _opt("audit.min_cluster_size", "int", None, "smallest HDBSCAN cluster (default: "

@@ -220,6 +220,7 @@ class _VolumeDataset(ImageDataset):
     def _check_header(self, source, subject_id: str, name: str):
         """Validate one input from its header; return its slice-stack shape and spacing."""
         shape, affine = self._read_header(source)
+        flat = len(shape) == 2  # a 2-D file (a one-slice series of a 3-D format is not)
         shape = _shape_to_3d(shape, name)
         affine = np.asarray(affine, dtype=float)
         spacing = _voxel_sizes(affine)
@@ -233,7 +234,7 @@ class _VolumeDataset(ImageDataset):
                 raise DataError(f"{name!r} cannot be reoriented to RAS: {err}") from None
         stack_shape = _stack_shape(shape, self.slice_axis)
         stack_spacing = _stack_spacing(_voxel_sizes(affine), self.slice_axis)
-        if self.spatial_dims == 3 and min(shape) == 1:
+        if self.spatial_dims == 3 and flat:
             raise DataError(f"{name!r} is a single 2-D image (shape {shape}), not a volume; "
                             f"spatial_dims=3 needs 3-D volumes: remove it, or embed 2-D "
                             f"images with spatial_dims=2")
