@@ -17,6 +17,7 @@ Convolutions come from :mod:`latentaudit.nn`'s factories; what StyleGAN2 adds is
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -164,14 +165,16 @@ def EqualizedLinear(in_features: int, out_features: int, *, lr_multiplier: float
     return equalize(nn.Linear(in_features, out_features, bias=bias), lr_multiplier, bias_init)
 
 
+@functools.lru_cache(maxsize=64)
 def _fir_kernel(channels: int, spatial_dims: int, gain: float, dtype, device) -> torch.Tensor:
+    # Cached: the same few kernels serve every call of a network.
     taps = torch.tensor(FIR_TAPS, dtype=torch.float64)
     taps = taps / taps.sum()
     kernel = taps
     for _ in range(spatial_dims - 1):
         kernel = kernel[..., None] * taps
     kernel = (kernel * gain).to(dtype=dtype, device=device)
-    return kernel[None, None].expand(channels, 1, *kernel.shape)
+    return kernel[None, None].expand(channels, 1, *kernel.shape).contiguous()
 
 
 def blur(x: torch.Tensor, padding: tuple[int, int], gain: float = 1.0) -> torch.Tensor:
@@ -203,11 +206,14 @@ def blur(x: torch.Tensor, padding: tuple[int, int], gain: float = 1.0) -> torch.
     tensor([0.8750, 1.0000, 0.8750, 0.5000])
     """
     spatial_dims = check_spatial_dims(x.ndim - 2)
-    x = F.pad(x, [padding[0], padding[1]] * spatial_dims)
     # One depthwise convolution with the outer product of the taps: on CPUs it is faster
     # than one convolution per axis (and fastest in channels-last memory).
-    kernel = _fir_kernel(x.shape[1], spatial_dims, gain, x.dtype, x.device)
-    return _CONV_FN[x.ndim](x, kernel, groups=x.shape[1])
+    kernel = _fir_kernel(x.shape[1], spatial_dims, float(gain), x.dtype, x.device)
+    before, after = padding
+    if before != after:
+        x = F.pad(x, [before, after] * spatial_dims)
+        before = 0
+    return _CONV_FN[x.ndim](x, kernel, padding=before, groups=x.shape[1])
 
 
 def upsample(x: torch.Tensor) -> torch.Tensor:

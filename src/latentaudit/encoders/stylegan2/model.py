@@ -114,9 +114,10 @@ def _level_channels(shapes, base: int, maximum: int) -> tuple[int, ...]:
     return tuple(max(1, min(base // max(shape), maximum)) for shape in shapes)
 
 
-def _draw(shape, generator: torch.Generator, device, kind: str = "randn") -> torch.Tensor:
-    fn = torch.randn if kind == "randn" else torch.rand
-    return fn(*shape, generator=generator, device=generator.device).to(device)
+def _adam(params, **settings) -> torch.optim.Adam:
+    # One fused kernel per step instead of ~10 small ones per parameter: on CPUs the
+    # optimiser step of these many small tensors otherwise costs a tenth of the step.
+    return torch.optim.Adam(params, eps=1e-8, fused=True, **settings)
 
 
 class StyleGAN2Encoder(ModelEncoder):
@@ -562,14 +563,13 @@ class StyleGAN2Encoder(ModelEncoder):
         cfg = self.config
         lr, betas = float(config.lr), tuple(config.betas)
         if self._stage == "inversion":
-            return {"inverter": torch.optim.Adam(self.inverter.parameters(), lr=lr,
-                                                 betas=betas)}
+            return {"inverter": _adam(self.inverter.parameters(), lr=lr, betas=betas)}
         pl_interval = cfg.path_length_interval if cfg.path_length_weight > 0 else None
         r1_interval = cfg.r1_interval if cfg.r1_gamma > 0 else None
         return {
-            "generator": torch.optim.Adam(self.generator.parameters(),
+            "generator": _adam(self.generator.parameters(),
                                           **optimizer_settings(lr, betas, pl_interval)),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(),
+            "discriminator": _adam(self.discriminator.parameters(),
                                               **optimizer_settings(lr, betas, r1_interval)),
         }
 
