@@ -429,7 +429,11 @@ class HalvesEncoder:
         h = x.shape[-2] // 2
         return torch.stack([x[..., :h, :].mean((1, 2, 3)), x[..., h:, :].mean((1, 2, 3))], 1)
 
-    def decode(self, z):
+    def invert(self, x, **options):
+        return None
+
+    def decode(self, z, codes=None, *, generator=None, **options):
+        assert codes is None
         z = torch.as_tensor(z)
         top = z[:, 0, None, None, None].expand(-1, 1, 4, 8)
         bottom = z[:, 1, None, None, None].expand(-1, 1, 4, 8)
@@ -442,14 +446,14 @@ class StochasticHalvesEncoder(HalvesEncoder):
     def __init__(self):
         self.calls = []
 
-    def encode_stochastic(self, x, z_sem, steps=None):
-        self.calls.append(("encode_stochastic", steps))
+    def invert(self, x, steps=None):
+        self.calls.append(("invert", steps))
         return torch.as_tensor(x) * 0 + 0.25
 
-    def decode(self, z_sem, x_T=None, steps=None):
+    def decode(self, z_sem, codes=None, steps=None, *, generator=None):
         self.calls.append(("decode", steps))
-        assert x_T is not None
-        return super().decode(z_sem) + x_T
+        assert codes is not None
+        return super().decode(z_sem) + codes
 
 
 def halves(n=10):
@@ -498,7 +502,7 @@ def test_counterfactual_keeps_a_diffusion_autoencoders_noise():
     z = enc.encode(images).numpy()
     cf = counterfactual(enc, images[:3], "up", "down", embeddings=z, labels=labels, steps=3,
                         diffusion_steps=7)
-    assert enc.calls[0] == ("encode_stochastic", 7)
+    assert enc.calls[0] == ("invert", 7)
     assert enc.calls.count(("decode", 7)) == 3
     assert np.allclose(cf.images[:, 0], images[:3] + 0.25)
 
@@ -512,7 +516,7 @@ def test_counterfactual_errors():
         def encode(self, x):
             return torch.zeros(len(x), 2)
 
-    with pytest.raises(InputTypeError, match="cannot decode"):
+    with pytest.raises(InputTypeError, match="GenerativeEncoder protocol"):
         counterfactual(EncodeOnly(), images, "up", "down", embeddings=np.zeros((20, 2)),
                        labels=labels)
     enc = HalvesEncoder()

@@ -57,6 +57,18 @@ def __getattr__(name: str):
     try:
         module_name = _LAZY[name]
     except KeyError:
+        if name.endswith("Encoder") and not name.startswith("_"):
+            # Every encoder family of the registry is public under its class name, so a new
+            # family needs no line here.
+            from . import encoders
+
+            try:
+                value = getattr(encoders, name)
+            except AttributeError:
+                pass
+            else:
+                globals()[name] = value
+                return value
         raise AttributeError(f"module 'latentaudit' has no attribute {name!r}") from None
     module = importlib.import_module(module_name, __name__)
     is_module = module.__name__.endswith("." + name) and name not in _SHADOWED_MODULES

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoders._registry import encoder_names
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -69,8 +70,8 @@ DEFAULT_CONFIG: dict = {
     "data": {"images": None, "metadata": None, "id_column": "subject", "spatial_dims": 2,
              "slice_axis": 0, "n_slices": 1, "size": 64, "on_error": "raise",
              "n_subjects": None, "demo_size": 64},
-    "encoder": {"kind": "auto", "pretrained": None, "preset": "cpu64", "latent_dim": None,
-                "channels": [16, 32, 64, 128], "beta": 1.0},
+    "encoder": {"kind": "auto", "pretrained": None, "preset": None, "latent_dim": None,
+                "channels": None, "beta": None},
     "train": {"steps": 600, "batch_size": 32, "lr": None, "resume": False},
     "embed": {"batch_size": 64, "aggregate": "subject", "aggregate_method": "concat",
               "reuse": True},
@@ -90,8 +91,8 @@ DEMO_CONFIG: dict = {
     "report": {"title": "latentaudit demo: a simulated four-site head MRI cohort"},
 }
 
-_ENCODER_KINDS = ("auto", "dae", "betavae", "pca")
-_BETAVAE_LATENT_DIM = 64
+#: ``demo`` builds these; ``train`` any family of the encoder registry.
+_ENCODER_KINDS = tuple(dict.fromkeys(("auto", "pca", *encoder_names())))
 _PCA_LATENT_DIM = 32
 
 
@@ -388,13 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUTPUT/history.csv and OUTPUT/config.toml.")
     _data_options(train, required=True)
     group = train.add_argument_group("encoder")
-    group.add_argument("--encoder", choices=("dae", "betavae"), default=None,
-                       help="the model (default dae)")
+    group.add_argument("--encoder", choices=encoder_names(), default=None,
+                       help="the model family (default dae)")
     group.add_argument("--preset", default=None,
-                       help="DAE preset: tiny, cpu64, paper64, paper256, tiny3d, volume64 "
-                            "(default cpu64)")
+                       help="the family's named configuration (default cpu64); DAE: tiny, "
+                            "cpu64, paper64, paper256, tiny3d, volume64; beta-VAE: tiny, "
+                            "cpu64")
     group.add_argument("--latent-dim", type=int, metavar="N", default=None,
-                       help="embedding length (default: the preset's; 64 for the beta-VAE)")
+                       help="embedding length (default: the preset's)")
     group.add_argument("--train-steps", "--steps", dest="train_steps", type=int, metavar="N",
                        default=None,
                        help="optimiser steps (default 600)")
@@ -688,24 +690,12 @@ def _encoder_record(encoder, name: str, **extra) -> dict:
 
 
 def _new_encoder(kind: str, config: dict, image_shape: tuple):
+    from .encoders import build_encoder
+
     enc = config["encoder"]
-    spatial_dims = len(image_shape) - 1
-    sizes = tuple(int(s) for s in image_shape[1:])
-    size = sizes[0] if len(set(sizes)) == 1 else sizes
-    if kind == "dae":
-        from .encoders.dae.model import DAEEncoder
-
-        overrides = {"spatial_dims": spatial_dims, "in_channels": int(image_shape[0]),
-                     "image_size": size}
-        if enc["latent_dim"]:
-            overrides["latent_dim"] = int(enc["latent_dim"])
-        return DAEEncoder.from_preset(enc["preset"], **overrides)
-    from .encoders import BetaVAEEncoder
-
-    return BetaVAEEncoder(spatial_dims=spatial_dims, in_channels=int(image_shape[0]),
-                          image_size=size, channels=tuple(enc["channels"]),
-                          latent_dim=int(enc["latent_dim"] or _BETAVAE_LATENT_DIM),
-                          beta=float(enc["beta"]))
+    channels = None if enc["channels"] is None else tuple(enc["channels"])
+    return build_encoder(kind, tuple(image_shape), preset=enc["preset"],
+                         latent_dim=enc["latent_dim"], channels=channels, beta=enc["beta"])
 
 
 def _train(encoder, dataset, config: dict, run: _Run, checkpoint_dir: Path | None):
@@ -858,9 +848,9 @@ def _command_train(config: dict, run: _Run) -> int:
     """``latentaudit train``."""
     kind = config["encoder"]["kind"]
     kind = "dae" if kind == "auto" else kind
-    if kind not in ("dae", "betavae"):
-        raise ConfigError(f"'latentaudit train' trains a 'dae' or a 'betavae', got encoder "
-                          f"kind {kind!r}")
+    if kind not in encoder_names():
+        raise ConfigError(f"'latentaudit train' trains a family of the encoder registry "
+                          f"({', '.join(encoder_names())}), got encoder kind {kind!r}")
     _output_folder(config, "train", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = _load_nifti(config, verbose=run.verbose)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CheckpointError, ConfigError, DataError, InputShapeError, InputTypeError
-from .utils import check_option
+from .utils import check_option, resolve_device
 
 __all__ = ["Embeddings", "embed"]
 
@@ -586,8 +586,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     if shard is not None:
         positions = _shard_positions(ids, shard)
     module = encoder if isinstance(encoder, torch.nn.Module) else None
-    home = _encoder_device(encoder)
-    run_device = torch.device(device) if device is not None else home
+    run_device = resolve_device(device, encoder)
     if channels_last is None:
         channels_last = run_device.type == "cpu" and autocast_dtype is None
     channels_last = bool(channels_last) and module is not None and _has_conv(module)
@@ -910,18 +909,6 @@ def _check_output(z, n: int, latent_dim: int):
     return z
 
 
-def _encoder_device(encoder):
-    import torch
-
-    device = getattr(encoder, "device", None)
-    if isinstance(device, (str, torch.device)):
-        return torch.device(device)
-    if isinstance(encoder, torch.nn.Module):
-        for tensor in (*encoder.parameters(), *encoder.buffers()):
-            return tensor.device
-    return torch.device("cpu")
-
-
 def _encoder_dtype(encoder):
     import torch
 
@@ -959,7 +946,7 @@ def _placed(module, device, channels_last: bool):
     import torch
 
     was_training = module.training
-    home = _encoder_device(module)
+    home = resolve_device(None, module)
     conv_weights = [p for p in module.parameters() if p.ndim in (4, 5)]
     was_contiguous = all(p.is_contiguous() for p in conv_weights)
     module.eval()

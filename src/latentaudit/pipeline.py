@@ -505,7 +505,10 @@ class _PixelPCA:
         flat = x.reshape(len(x), -1) - torch.from_numpy(self.mean_)
         return flat @ torch.from_numpy(self.components_).T
 
-    def decode(self, z, **_):
+    def invert(self, x, **_):
+        return None  # the components are all decode needs
+
+    def decode(self, z, codes=None, *, generator=None, **_):
         import torch
 
         z = torch.as_tensor(np.asarray(z.detach().cpu() if hasattr(z, "detach") else z,
@@ -963,9 +966,12 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
     if encoder is None:
         raise _Unavailable("no encoder was given; decoded counterfactuals need the "
                            "generative encoder that made the embeddings")
-    if not callable(getattr(encoder, "decode", None)):
+    from .encoders import GenerativeEncoder
+
+    if not isinstance(encoder, GenerativeEncoder):
         raise _Unavailable(f"the encoder ({type(encoder).__name__}) cannot decode "
-                           f"embeddings into images")
+                           f"embeddings into images (it does not meet the generative "
+                           f"protocol: encode, invert, decode)")
     if row_images is None:
         raise _Unavailable("no images were given")
     if not chosen:
@@ -980,7 +986,6 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
     kind = getattr(type(encoder), "name", None) or type(encoder).__name__
     if not isinstance(kind, str):
         kind = type(encoder).__name__
-    stochastic = callable(getattr(encoder, "encode_stochastic", None))
     data = {}
     for cluster in chosen:
         reference = bulk.get(cluster)
@@ -989,7 +994,7 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
         rows = _sample_rows(labels, reference, n_images, random_state)
         images = row_images.get(rows)
         common = {"steps": int(options["counterfactual_steps"]),
-                  "diffusion_steps": int(options["diffusion_steps"]) if stochastic else None}
+                  "diffusion_steps": int(options["diffusion_steps"])}
         if same_space:
             cf = counterfactual(encoder, images, reference, cluster,
                                 embeddings=np.asarray(embeddings.z), labels=labels,
@@ -1005,7 +1010,8 @@ def _counterfactuals(section, encoder, embeddings, labels, row_images, chosen, b
             f"the whole way). The last column is what the move changed."))
         data[str(cluster)] = {"source": reference, "rows": rows, "alphas": cf.alphas,
                               "mean_abs_change": float(np.mean(np.abs(cf.difference)))}
-    keeps = " (each keeps its own stochastic code, so it stays recognisable)" if stochastic else ""
+    keeps = (" (each decoded with the codes its inversion gives besides the embedding, "
+             "e.g. a Diffusion Autoencoder's stochastic code, so it stays recognisable)")
     section.paragraphs.append(
         f"What the embedding encodes about each unexpected cluster, decoded by the "
         f"{kind}: subjects of the reference cluster are moved step by step toward it{keeps}.")

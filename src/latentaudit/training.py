@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, Sampler, Subset
 
 from .errors import CheckpointError, ConfigError, InputTypeError, TrainingError
-from .utils import check_option
+from .utils import check_option, resolve_device
 
 __all__ = ["CHECKPOINT_NAME", "load_checkpoint", "train"]
 
@@ -418,23 +418,6 @@ def _unpack_loss(out, model_name: str) -> tuple[torch.Tensor, dict]:
     return out.reshape(()), dict(logs)
 
 
-def _resolve_device(device, model: nn.Module) -> torch.device:
-    if device is None:
-        param = next(model.parameters(), None)
-        return param.device if param is not None else torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"device must be e.g. 'cpu', 'cuda' or 'cuda:1', got {device!r}"
-                          ) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={str(device)!r} was asked for but PyTorch sees no CUDA "
-                          f"GPU here; use device='cpu'")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device='mps' was asked for but MPS is not available here")
-    return device
-
-
 def _resolve_precision(precision: str, device: torch.device) -> str:
     check_option("precision", precision, _PRECISIONS)
     if precision == "auto":
@@ -531,7 +514,7 @@ class _Trainer:
                               f"{seed!r}")
         o["random_state"] = int(seed)
 
-        self.device = _resolve_device(o["device"], model)
+        self.device = resolve_device(o["device"], model)
         self.precision = _resolve_precision(o["precision"], self.device)
         cl = o["channels_last"]
         self.channels_last = (self.device.type == "cpu" and _has_conv(model)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputTypeError
 from ..nn import Upsample, conv
 from ..nn import norm as norm_layer
 from ..utils import check_option, check_spatial_dims
@@ -140,6 +140,13 @@ class BetaVAEEncoder(ModelEncoder):
     model_type = "beta_vae"
     config_class = BetaVAEConfig
     default_training = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100}
+    presets = {
+        # For tests: two halvings, 8 latent dimensions.
+        "tiny": {"channels": (4, 8), "latent_dim": 8, "beta": 1.0},
+        # The command line's β-VAE for a CPU: four halvings, 64 latent dimensions.
+        "cpu64": {"channels": (16, 32, 64, 128), "latent_dim": 64, "beta": 1.0},
+    }
+    default_preset = "cpu64"
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
                  image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,
@@ -324,13 +331,49 @@ class BetaVAEEncoder(ModelEncoder):
         return total, logs
 
     # -- generation -----------------------------------------------------------------------
-    def decode(self, z, *, batch_size: int = 64) -> torch.Tensor:
-        """Decode latents into images in [-1, 1].
+    def invert(self, x, *, steps: int | None = None, batch_size: int = 64) -> None:
+        """The codes of images for :meth:`decode` (the generative protocol's ``invert``):
+        None, since a β-VAE decodes from the embedding alone.
+
+        Parameters
+        ----------
+        x : torch.Tensor, numpy.ndarray, Dataset or DataLoader
+            Images, as for :meth:`encode` (checked, not used).
+        steps : int, optional
+            Accepted for the protocol and ignored (decoding is one pass).
+        batch_size : int, default 64
+            Accepted for the protocol and ignored.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder.from_preset("tiny", image_size=16)
+        >>> enc.invert(torch.zeros(1, 1, 16, 16)) is None
+        True
+        """
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            self._check_images(x)
+        return None
+
+    def decode(self, z, codes=None, *, generator: torch.Generator | None = None,
+               steps: int | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Decode latents into images in [-1, 1] (the generative protocol's ``decode``).
 
         Parameters
         ----------
         z : torch.Tensor or numpy.ndarray
             ``(N, latent_dim)`` latents, e.g. from :meth:`encode`.
+        codes : None
+            What :meth:`invert` returns for a β-VAE; anything else is refused.
+        generator : torch.Generator, optional
+            Accepted for the protocol; decoding is deterministic and draws nothing.
+        steps : int, optional
+            Accepted for the protocol and ignored (decoding is one pass).
         batch_size : int, default 64
             Latents per forward pass.
 
@@ -344,7 +387,21 @@ class BetaVAEEncoder(ModelEncoder):
         ------
         InputShapeError
             If ``z`` is not ``(N, latent_dim)``.
+        InputTypeError
+            If ``codes`` is not None.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder.from_preset("tiny", image_size=16)
+        >>> enc.decode(torch.zeros(3, 8)).shape
+        torch.Size([3, 1, 16, 16])
         """
+        if codes is not None:
+            raise InputTypeError(f"a BetaVAEEncoder decodes from the embedding alone: codes "
+                                 f"must be None (what invert returns), got "
+                                 f"{type(codes).__name__}")
         return self._map_latents(z, lambda chunk: self.decode_latent(chunk).clamp(-1.0, 1.0),
                                  batch_size, (self.in_channels, *self._sizes))
 
@@ -373,15 +430,18 @@ class BetaVAEEncoder(ModelEncoder):
         n : int
             Number of images.
         generator : torch.Generator, optional
-            Source of the latents (a CPU generator).
+            Source of the latents; None uses a fresh ``torch.Generator()``, never the
+            global random state.
 
         Returns
         -------
         torch.Tensor
             ``(n, C, *spatial)`` images in [-1, 1], on the CPU.
         """
-        z = torch.randn(int(n), self.latent_dim, generator=generator)
-        return self.decode(z)
+        if generator is None:  # never the global random state
+            generator = torch.Generator()
+        z = torch.randn(int(n), self.latent_dim, generator=generator, device=generator.device)
+        return self.decode(z.cpu())
 
     def extra_repr(self) -> str:
         cfg = self.config

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, InputShapeError, NotFittedError
 from ..nn._resnet import RESNET_LAYERS, ResNet
-from ..utils import check_option, check_random_state, check_spatial_dims
+from ..utils import check_option, check_random_state, check_spatial_dims, resolve_device
 from ._cam import check_method, compute_cam
 from ._counterfactual import Counterfactual, counterfactual
 from ._difference import DifferenceMap, difference_map, mean_images
@@ -393,7 +393,7 @@ class Explainer(BaseEstimator):
                                  f"fit(images, labels) first")
 
     def _device(self) -> torch.device:
-        return next(self.model_.parameters()).device
+        return resolve_device(None, self.model_)
 
     def _source(self, images, name: str = "images") -> ImageSource:
         source = ImageSource(images, name, self.spatial_dims)
@@ -815,14 +815,15 @@ class Explainer(BaseEstimator):
         The move is the difference of the two clusters' mean embeddings (``"centroid"``)
         or a linear probe's normal (``"probe"``), computed from ``embeddings`` and
         ``labels`` when given, otherwise by encoding the images the Explainer was fitted
-        on (only those of the two clusters).  A Diffusion Autoencoder decodes with each
-        image's own stochastic code, so the subject stays recognisable.  See
-        :func:`latentaudit.explain.counterfactual`.
+        on (only those of the two clusters).  Each image decodes with its own codes from
+        ``encoder.invert`` (a Diffusion Autoencoder's stochastic code), so the subject
+        stays recognisable.  See :func:`latentaudit.explain.counterfactual`.
 
         Parameters
         ----------
-        encoder : generative encoder
-            With ``encode`` and ``decode`` (``DAEEncoder``, ``BetaVAEEncoder``, ...).
+        encoder : GenerativeEncoder
+            With ``encode``, ``invert`` and ``decode`` (``DAEEncoder``,
+            ``BetaVAEEncoder``, ...).
         images : array-like, torch.Tensor or Dataset
             ``(N, C, *spatial)`` images to move.
         source, target : object
@@ -837,7 +838,8 @@ class Explainer(BaseEstimator):
         scale : float, default 1.0
             How far to go, in units of the centroid gap.
         diffusion_steps : int, optional
-            Sampling steps of a Diffusion Autoencoder.
+            Passed as ``steps`` to ``invert`` and ``decode`` (a Diffusion Autoencoder's
+            DDIM steps; one-pass decoders ignore it).
         batch_size : int, default 32
             Images per encode/decode call.
 

@@ -126,7 +126,8 @@ class LatentDenoiser(nn.Module):
         steps : int, default 50
             DDIM steps.
         generator : torch.Generator, optional
-            Source of the starting noise (drawn on the generator's device).
+            Source of the starting noise (drawn on the generator's device); None uses a
+            fresh ``torch.Generator()``, never the global random state.
 
         Returns
         -------
@@ -134,7 +135,8 @@ class LatentDenoiser(nn.Module):
             ``(n, latent_dim)`` on the model's device.
         """
         device = next(self.parameters()).device
-        noise_device = generator.device if generator is not None else torch.device("cpu")
+        if generator is None:  # never the global random state
+            generator = torch.Generator()
         noise = torch.randn(int(n), self.latent_dim, generator=generator,
-                            device=noise_device).to(device)
+                            device=generator.device).to(device)
         return self.diffusion.ddim_sample(self, noise, steps, clip_denoised=False)
