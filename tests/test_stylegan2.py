@@ -34,8 +34,10 @@ def test_construction_presets_and_errors():
     custom = StyleGAN2Encoder(image_size=(16, 32), channel_base=32, channel_max=4,
                               latent_dim=4, mapping_layers=1)
     assert custom.decode(torch.zeros(1, 4)).shape == (1, 1, 16, 32)
-    with pytest.raises(ConfigError, match="did you mean 'latent_dim'"):
+    with pytest.raises(TypeError, match="latnt_dim"):
         StyleGAN2Encoder(latnt_dim=3)
+    with pytest.raises(ConfigError, match="did you mean 'latent_dim'"):
+        StyleGAN2Encoder(preset="tiny", latnt_dim=3)
     with pytest.raises(ConfigError, match="did you mean 'tiny'"):
         StyleGAN2Encoder(preset="tin")
     with pytest.raises(ConfigError, match="power of two"):

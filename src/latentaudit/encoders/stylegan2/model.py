@@ -17,7 +17,6 @@ from ...utils import check_option, check_spatial_dims
 from .._base import ModelEncoder, eval_mode, images_from_batch
 from .augment import AUGMENTATIONS, augment
 from .config import PRESETS, StyleGAN2Config
-from .config import preset as preset_config
 from .losses import (
     discriminator_loss,
     feature_distance,
@@ -151,63 +150,62 @@ class StyleGAN2Encoder(ModelEncoder):
 
     Parameters
     ----------
-    preset : str, optional
-        Start from a named configuration (:data:`~latentaudit.encoders.stylegan2.PRESETS`:
-        ``"tiny"``, ``"tiny3d"``, ``"cpu64"``, ``"paper64"``, ``"paper256"``); the other
-        arguments override its fields.
-    **options
-        Fields of :class:`~latentaudit.encoders.stylegan2.StyleGAN2Config`:
+    spatial_dims : {2, 3}, default 2
+        2 for images ``(N, C, H, W)``, 3 for volumes ``(N, C, D, H, W)``.
+    in_channels : int, default 1
+        Image channels (the skip outputs produce any number).
+    image_size : int or tuple of int, default 64
+        Side of the images, or one per axis; the smallest side a power of two >= 4 that
+        divides the others.
+    latent_dim : int, default 512
+        Size of ``z`` and ``w`` (the embedding).
+    mapping_layers : int, default 8
+        Layers of the mapping network.
+    mapping_lr_multiplier : float, default 0.01
+        Its learning-rate multiplier.
+    channel_base, channel_max : int, default 8192, 256
+        Channels at a level whose largest side is ``s``: ``min(channel_base // s,
+        channel_max)`` (generator and discriminator).
+    inverter_channel_base, inverter_channel_max : int, optional
+        The same for the inverter (default: the discriminator's).
+    w_plus : bool, default True
+        Invert to W+ (one ``w`` per layer) rather than W.
+    mbstd_group_size : int, default 4
+        Group size of the minibatch standard deviation.
+    style_mixing_prob : float, default 0.9
+        Share of generated training images that mix two latents.
+    r1_gamma : float, default 1.0
+        Weight of the R1 penalty.
+    r1_interval : int, default 16
+        R1 every this many steps (lazy regularisation).
+    path_length_weight : float, default 0.0
+        Weight of the path-length regulariser (the paper: 2); 0 turns it off.
+    path_length_interval : int, default 4
+        Path-length regularisation every this many steps.
+    augment : tuple of str, default all four
+        Differentiable augmentations (see
+        :func:`~latentaudit.encoders.stylegan2.augment.augment`).
+    augment_p : float, default 0.0
+        Initial (or, with ``ada_target=None``, fixed) augmentation probability.
+    ada_target : float or None, default 0.6
+        Target of ``E[sign(D(real))]`` for the adaptive probability; None keeps
+        ``augment_p`` fixed.
+    ada_interval : int, default 4
+        Steps between adjustments of the probability.
+    ada_kimg : float, default 100
+        Thousands of images over which the probability can move from 0 to 1.
+    inversion_feature_weight : float, default 1.0
+        Weight of the discriminator-feature distance in the inverter's loss.
+    inversion_delta_weight : float, default 0.01
+        Weight of the regulariser on the W+ layers' spread around their mean.
+    inversion_refine_lr : float, default 0.01
+        Adam learning rate of the per-image refinement of :meth:`invert`.
 
-        spatial_dims : {2, 3}, default 2
-            2 for images ``(N, C, H, W)``, 3 for volumes ``(N, C, D, H, W)``.
-        in_channels : int, default 1
-            Image channels (the skip outputs produce any number).
-        image_size : int or tuple of int, default 64
-            Side of the images, or one per axis; the smallest side a power of two >= 4
-            that divides the others.
-        latent_dim : int, default 512
-            Size of ``z`` and ``w`` (the embedding).
-        mapping_layers : int, default 8
-            Layers of the mapping network.
-        mapping_lr_multiplier : float, default 0.01
-            Its learning-rate multiplier.
-        channel_base, channel_max : int, default 8192, 256
-            Channels at a level whose largest side is ``s``: ``min(channel_base // s,
-            channel_max)`` (generator and discriminator).
-        inverter_channel_base, inverter_channel_max : int, optional
-            The same for the inverter (default: the discriminator's).
-        w_plus : bool, default True
-            Invert to W+ (one ``w`` per layer) rather than W.
-        mbstd_group_size : int, default 4
-            Group size of the minibatch standard deviation.
-        style_mixing_prob : float, default 0.9
-            Share of generated training images that mix two latents.
-        r1_gamma : float, default 1.0
-            Weight of the R1 penalty.
-        r1_interval : int, default 16
-            R1 every this many steps (lazy regularisation).
-        path_length_weight : float, default 0.0
-            Weight of the path-length regulariser (the paper: 2); 0 turns it off.
-        path_length_interval : int, default 4
-            Path-length regularisation every this many steps.
-        augment : tuple of str, default all four
-            Differentiable augmentations (see
-            :func:`~latentaudit.encoders.stylegan2.augment.augment`).
-        augment_p : float, default 0.0
-            Initial (or, with ``ada_target=None``, fixed) augmentation probability.
-        ada_target : float or None, default 0.6
-            Target of ``E[sign(D(real))]`` for the adaptive probability; None keeps
-            ``augment_p`` fixed.
-        ada_interval : int, default 4
-            Steps between adjustments of the probability.
-        ada_kimg : float, default 100
-            Thousands of images over which the probability can move from 0 to 1.
-        inversion_feature_weight : float, default 1.0
-            Weight of the discriminator-feature distance in the inverter's loss.
-        inversion_delta_weight : float, default 0.01
-            Weight of the regulariser on the W+ layers' spread around their mean.
-        inversion_refine_lr : float, default 0.01
-            Adam learning rate of the per-image refinement of :meth:`invert`.
+    Any family can also be built from a named configuration,
+    ``StyleGAN2Encoder(preset="tiny", latent_dim=16)`` (see
+    :data:`~latentaudit.encoders.stylegan2.PRESETS`: ``"tiny"``, ``"tiny3d"``,
+    ``"cpu64"`` (the shipped demo model, for two CPU cores), ``"paper64"``,
+    ``"paper256"`` (the paper's configuration F, for GPUs)).
 
     Attributes
     ----------
@@ -245,11 +243,22 @@ class StyleGAN2Encoder(ModelEncoder):
     presets = PRESETS
     default_preset = "cpu64"
 
-    def __init__(self, preset: str | None = None, **options) -> None:
-        if preset is not None:
-            config = preset_config(preset, **options)
-        else:
-            config = self._config_from_dict(options, source=f"{type(self).__name__}()")
+    def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
+                 image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,
+                 mapping_layers: int = 8, mapping_lr_multiplier: float = 0.01,
+                 channel_base: int = 8192, channel_max: int = 256,
+                 inverter_channel_base: int | None = None,
+                 inverter_channel_max: int | None = None, w_plus: bool = True,
+                 mbstd_group_size: int = 4, style_mixing_prob: float = 0.9,
+                 r1_gamma: float = 1.0, r1_interval: int = 16,
+                 path_length_weight: float = 0.0, path_length_interval: int = 4,
+                 augment: tuple[str, ...] = AUGMENTATIONS, augment_p: float = 0.0,
+                 ada_target: float | None = 0.6, ada_interval: int = 4,
+                 ada_kimg: float = 100.0, inversion_feature_weight: float = 1.0,
+                 inversion_delta_weight: float = 0.01,
+                 inversion_refine_lr: float = 0.01) -> None:
+        options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        config = StyleGAN2Config(**options)
         config = _validated(config)
         super().__init__(config)
         sd = config.spatial_dims
@@ -274,37 +283,6 @@ class StyleGAN2Encoder(ModelEncoder):
         self._stage = "gan"
 
     # -- construction -----------------------------------------------------------------
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> StyleGAN2Encoder:
-        """Build a model from a named preset: ``StyleGAN2Encoder(preset=name, **overrides)``.
-
-        Parameters
-        ----------
-        name : {"tiny", "tiny3d", "cpu64", "paper64", "paper256"}
-            ``"paper64"``/``"paper256"``: the paper's configuration F (channels
-            ``min(32768 / side, 512)``, path-length regularisation), for GPUs.
-            ``"cpu64"``: a smaller model for two CPU cores (the shipped demo model).
-            ``"tiny"``, ``"tiny3d"``: for tests.
-        **overrides
-            Fields to change.
-
-        Returns
-        -------
-        StyleGAN2Encoder
-
-        Raises
-        ------
-        ValueError
-            (as :class:`latentaudit.errors.ConfigError`) for an unknown preset or field.
-
-        Examples
-        --------
-        >>> from latentaudit import StyleGAN2Encoder
-        >>> StyleGAN2Encoder.from_preset("tiny", latent_dim=4).latent_dim
-        4
-        """
-        return cls(preset=name, **overrides)
-
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, map_location=None
                         ) -> StyleGAN2Encoder:
@@ -372,8 +350,8 @@ class StyleGAN2Encoder(ModelEncoder):
     def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         return self.w_plus(images).mean(1)
 
-    def invert(self, x, *, steps: int = 0, batch_size: int = 64, verbose: bool = False
-               ) -> dict:
+    def invert(self, x, *, steps: int | None = None, batch_size: int = 64,
+               verbose: bool = False) -> dict:
         """The codes with which :meth:`decode` reproduces images from their :meth:`encode`.
 
         The inverter gives W+; the codes are its layers' offsets from their mean (the
@@ -387,8 +365,8 @@ class StyleGAN2Encoder(ModelEncoder):
         ----------
         x : torch.Tensor or numpy.ndarray
             Images ``(N, C, *spatial)`` in [-1, 1].
-        steps : int, default 0
-            Optimisation steps per image (0: the inverter alone).
+        steps : int, optional
+            Optimisation steps per image; None or 0: the inverter alone.
         batch_size : int, default 64
             Images per batch.
         verbose : bool, default False
@@ -412,7 +390,8 @@ class StyleGAN2Encoder(ModelEncoder):
         """
         from .inversion import invert
 
-        return invert(self, x, steps=steps, batch_size=batch_size, verbose=verbose)
+        return invert(self, x, steps=0 if steps is None else steps, batch_size=batch_size,
+                      verbose=verbose)
 
     def decode(self, z, codes=None, *, generator: torch.Generator | None = None,
                truncation: float = 1.0, batch_size: int = 64, steps: int | None = None
