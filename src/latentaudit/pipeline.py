@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, DataError, InputShapeError, InputTypeError, LatentAuditError
+from .options import AUDIT_SECTIONS, OPTIONS
 from .report._report import AuditReport, ReportFigure, ReportSection, ReportTable
 from .utils import check_option
 
@@ -36,20 +37,9 @@ __all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_opt
 logger = logging.getLogger(__name__)
 
 #: Options of :func:`run_audit` and :func:`run_explain`, by section, with their defaults.
-#: ``None`` means "decided from the data" (see :func:`run_audit`).
-AUDIT_DEFAULTS: dict = {
-    "projection": {"method": "tsne", "perplexity": 30.0, "max_iter": None},
-    "audit": {"method": "hdbscan", "n_clusters": None, "min_cluster_size": None,
-              "columns": None, "expected": None, "nuisance": None, "within": None,
-              "n_permutations": 199, "alpha": 0.05},
-    "probes": {"columns": None, "model": "linear", "n_permutations": 0},
-    "label_issues": {"columns": None, "show": 30},
-    "explain": {"enabled": True, "clusters": 3, "images": 6, "classifier_steps": 300,
-                "batch_size": 32, "widths": [16, 32, 64, 128], "method": "gradcam",
-                "counterfactual_images": 3, "counterfactual_steps": 5,
-                "diffusion_steps": 10},
-    "report": {"title": "latentaudit audit report", "thumbnails": 8, "top_findings": 6},
-}
+#: ``None`` means "decided from the data" (see :func:`run_audit`).  Their types and ranges
+#: are those of :data:`latentaudit.options.OPTIONS`, which checks them.
+AUDIT_DEFAULTS: dict = OPTIONS.defaults(AUDIT_SECTIONS)
 
 _NOISE = -1
 _MISSING_MARKERS_HINT = "leave missing values empty"
@@ -127,7 +117,8 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
     ------
     ValueError
         (as :class:`latentaudit.errors.ConfigError`) for an unknown option, method or
-        column, suggesting the closest one.
+        column, suggesting the closest one, or a value of the wrong type or out of range
+        (checked by :data:`latentaudit.options.OPTIONS`).
 
     Examples
     --------
@@ -137,10 +128,7 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
     >>> opts["audit"]["nuisance"]
     ['site']
     """
-    opts = merge_options(AUDIT_DEFAULTS, options)
-    check_option("projection.method", opts["projection"]["method"], ("tsne", "pca", "umap"))
-    check_option("audit.method", opts["audit"]["method"], ("hdbscan", "kmeans", "gmm"))
-    check_option("probes.model", opts["probes"]["model"], ("linear", "svm"))
+    opts = OPTIONS.merge(options, sections=AUDIT_SECTIONS)
     if metadata is not None:
         known = [str(c) for c in metadata.columns]
         for section, key in (("audit", "columns"), ("audit", "expected"),
@@ -1119,7 +1107,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     from .embed import Embeddings
 
     started = time.perf_counter()
-    opts = merge_options(AUDIT_DEFAULTS, options)
+    opts = check_audit_options(options)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"labels must be one integer group label per subject, got an array "
