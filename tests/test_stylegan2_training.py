@@ -89,10 +89,10 @@ def test_r1_touches_real_images_only():
         steps_module.r1_penalty = original
     assert len(seen) == 1 and torch.equal(seen[0], real)
     names = [name for name, _ in ctx.calls]
-    assert names == ["generator", "discriminator", "discriminator"]
+    assert names == ["discriminator", "discriminator", "generator"]
     # at the R1 step only the discriminator holds gradients: nothing reached the generator
-    assert ctx.calls[2][1] == {"discriminator"}
-    assert ctx.calls[0][1] == {"generator"} and ctx.calls[1][1] == {"discriminator"}
+    assert ctx.calls[1][1] == {"discriminator"}
+    assert ctx.calls[0][1] == {"discriminator"} and ctx.calls[2][1] == {"generator"}
 
 
 def test_lazy_regularisation_intervals_and_optimizer_settings():

@@ -510,8 +510,10 @@ class Inverter(nn.Module):
         self.trunk = ResidualTrunk(spatial_dims, in_channels, image_size, channels)
         levels = len(channels)
         c = channels[0]
-        self.fc = EqualizedLinear(c * math.prod(self.trunk.level_shapes[0]), w_dim)
-        self.to_w = EqualizedLinear(w_dim, w_dim)
+        # at least 128 wide, so that a small w_dim is not also a bottleneck before it
+        hidden = max(w_dim, 128)
+        self.fc = EqualizedLinear(c * math.prod(self.trunk.level_shapes[0]), hidden)
+        self.to_w = EqualizedLinear(hidden, w_dim)
         with torch.no_grad():
             self.to_w.parametrizations.weight.original.mul_(0.1)
         # ws index j drives a layer of level (j + 1) // 2 (the last one: the top level's
