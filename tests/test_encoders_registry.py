@@ -47,3 +47,19 @@ def test_every_family_takes_a_preset_by_keyword():
         BetaVAEEncoder(2, preset="tiny")
     with pytest.raises(ConfigError, match="preset"):
         BetaVAEEncoder(preset="paper512")
+
+
+def test_a_seed_builds_the_same_weights_and_leaves_the_global_state():
+    import torch
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = build_encoder("betavae", (1, 16, 16), preset="tiny", random_state=7)
+    assert torch.equal(before, torch.get_rng_state())
+    b = build_encoder("betavae", (1, 16, 16), preset="tiny", random_state=7)
+    c = build_encoder("betavae", (1, 16, 16), preset="tiny", random_state=8)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    with pytest.raises(ConfigError, match="random_state"):
+        build_encoder("betavae", (1, 16, 16), preset="tiny", random_state=1.5)

@@ -259,29 +259,39 @@ class BetaVAEEncoder(ModelEncoder):
         """
         return self.decoder(self.from_latent(z).reshape(len(z), *self._bottom))
 
-    def forward(self, images: torch.Tensor):
-        """Reconstruct images: a posterior sample in training mode, the mean otherwise.
+    def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None):
+        """Reconstruct images: from a posterior sample drawn from ``generator``, or from
+        the posterior mean without one.
 
         Parameters
         ----------
         images : torch.Tensor
             ``(N, C, *spatial)``.
+        generator : torch.Generator, optional
+            Source of the posterior sample (per image, see
+            :func:`~latentaudit.training.batch_randn`); None decodes the mean.
 
         Returns
         -------
         reconstruction, mean, log_variance : torch.Tensor
         """
         mean, log_variance = self.posterior(images)
-        z = mean
-        if self.training:
-            z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+        z = mean if generator is None else self._sample(mean, log_variance, generator)
         return self.decode_latent(z), mean, log_variance
+
+    @staticmethod
+    def _sample(mean, log_variance, generator):
+        from ..training import batch_randn
+
+        eps = batch_randn(mean.shape, generator=generator, device=mean.device,
+                          dtype=mean.dtype)
+        return mean + torch.exp(0.5 * log_variance) * eps
 
     def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         return self.posterior(images)[0]
 
     # -- training -------------------------------------------------------------------------
-    def loss(self, batch):
+    def loss(self, batch, *, generator: torch.Generator):
         """Training loss of one batch (see the class description).
 
         Parameters
@@ -289,6 +299,9 @@ class BetaVAEEncoder(ModelEncoder):
         batch : dict, tuple or torch.Tensor
             A batch from a latentaudit dataset (``{"image": (N, C, *spatial), ...}``), a
             tuple whose first element is the images, or the images.
+        generator : torch.Generator
+            Source of the posterior samples and of the Hessian penalty's directions
+            (:func:`latentaudit.training.train` passes the run's).
 
         Returns
         -------
@@ -303,7 +316,8 @@ class BetaVAEEncoder(ModelEncoder):
         >>> import torch
         >>> from latentaudit.encoders import BetaVAEEncoder
         >>> enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=8)
-        >>> loss, logs = enc.loss({"image": torch.zeros(2, 1, 16, 16)})
+        >>> loss, logs = enc.loss({"image": torch.zeros(2, 1, 16, 16)},
+        ...                       generator=torch.Generator().manual_seed(0))
         >>> loss.backward()
         """
         cfg = self.config
@@ -311,7 +325,7 @@ class BetaVAEEncoder(ModelEncoder):
         x = x.to(self.device)
         step = self._current_step()
         mean, log_variance = self.posterior(x)
-        z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+        z = self._sample(mean, log_variance, generator)
         reconstruction = self.decode_latent(z)
         pixels = x[0].numel()
         squared = (reconstruction.float() - x).pow(2).flatten(1).sum(1).mean()
@@ -324,7 +338,7 @@ class BetaVAEEncoder(ModelEncoder):
             ramp = 1.0 if warm == 0 else min(1.0, (step + 1) / warm)
             penalty = hessian_penalty(self.decode_latent, z.detach(), k=cfg.hessian_k,
                                       epsilon=cfg.hessian_epsilon,
-                                      reduction=cfg.hessian_reduction)
+                                      reduction=cfg.hessian_reduction, generator=generator)
             total = total + cfg.hessian_weight * ramp * penalty
             logs["hessian_penalty"] = penalty.detach()
             logs["hessian_weight"] = cfg.hessian_weight * ramp

@@ -374,18 +374,18 @@ class DAEEncoder(ModelEncoder):
         return self.semantic_encoder(images.contiguous(memory_format=self._memory_format()))
 
     # -- training ----------------------------------------------------------------------
-    def loss(self, batch) -> torch.Tensor:
+    def loss(self, batch, *, generator: torch.Generator) -> torch.Tensor:
         """The training loss of one batch: the decoder's noise-prediction MSE (or velocity
         MSE) at a uniformly drawn timestep, conditioned on the batch's own ``z_sem``.
-
-        Randomness (timesteps, noise) comes from PyTorch's global generator, which
-        :func:`latentaudit.training.train` seeds and checkpoints.
 
         Parameters
         ----------
         batch : dict, tuple or torch.Tensor
             A batch from a latentaudit dataset (``{"image": (N, C, *spatial), ...}``), a
             tuple whose first element is the images, or the images.
+        generator : torch.Generator
+            Source of the timesteps and the noise, drawn per image
+            (:func:`latentaudit.training.train` passes the run's generator).
 
         Returns
         -------
@@ -397,11 +397,12 @@ class DAEEncoder(ModelEncoder):
         >>> import torch
         >>> from latentaudit import DAEEncoder
         >>> enc = DAEEncoder.from_preset("tiny")
-        >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}).backward()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}, generator=g).backward()
         """
         x = self._check_images(images_from_batch(batch), "training images").to(self.device)
         z_sem = self.semantic_encoder(x)
-        return self.diffusion.loss(self._denoiser(z_sem), x)
+        return self.diffusion.loss(self._denoiser(z_sem), x, generator=generator)
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 16, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
