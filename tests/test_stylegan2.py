@@ -174,6 +174,8 @@ def test_the_inverter_recovers_a_known_w_far_better_than_a_random_guess():
 
     with torch.no_grad():
         enc.generator.mapping.w_avg.copy_(render(512)[0].mean(0))
+    from test_stylegan2_training import _Context
+
     ctx = _Context(enc, lr=1e-2, stage="inversion")
     enc._stage = "inversion"
     for step in range(200):
@@ -185,29 +187,3 @@ def test_the_inverter_recovers_a_known_w_far_better_than_a_random_guess():
     guess = (w_true.roll(1, 0) - w_true).norm(dim=1).mean()  # another image's w
     average = (enc.generator.mapping.w_avg - w_true).norm(dim=1).mean()
     assert error < 0.4 * guess and error < 0.6 * average
-
-
-class _Context:
-    """The step context of the training loop, reduced to what the steps use (for unit
-    tests of single steps without the loop)."""
-
-    def __init__(self, model, lr=0.002, stage="gan", seed=0):
-        import contextlib
-        from types import SimpleNamespace
-
-        model._stage = stage
-        self.optimizers = model.configure_optimizers(SimpleNamespace(lr=lr,
-                                                                     betas=(0.0, 0.99)))
-        model._stage = "gan"
-        self.generator = torch.Generator().manual_seed(seed)
-        self.world_size, self.rank = 1, 0
-        self.autocast = contextlib.nullcontext
-        self.calls = []
-
-    def backward(self, loss):
-        loss.backward()
-
-    def step(self, name):
-        self.calls.append(name)
-        self.optimizers[name].step()
-        self.optimizers[name].zero_grad(set_to_none=True)

@@ -178,7 +178,7 @@ def test_generator_noise_and_skip_outputs(spatial_dims):
     noise = g.make_noise(2, generator=gen)
     assert [tuple(n.shape[2:]) for n in noise] == g.synthesis.noise_shapes
     same = g.make_noise(2, generator=torch.Generator().manual_seed(3))
-    assert all(torch.equal(a, b) for a, b in zip(noise, same))
+    assert all(torch.equal(a, b) for a, b in zip(noise, same, strict=True))
     ws = g.ws(torch.randn(2, 8))
     image = g.synthesis(ws, noise)
     assert image.shape == (2, 2, *([size] * spatial_dims))  # two image channels

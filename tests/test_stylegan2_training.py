@@ -4,6 +4,13 @@ through the shared loop with an exact resume."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +24,8 @@ from latentaudit.encoders.stylegan2.losses import (
     r1_penalty,
 )
 from latentaudit.encoders.stylegan2.steps import gan_step, optimizer_settings
-from latentaudit.errors import ConfigError
+from latentaudit.errors import ConfigError, TrainingError
+from latentaudit.training import StepContext, TrainingConfig
 
 
 def _tiny(seed=0, **options):
@@ -25,31 +33,28 @@ def _tiny(seed=0, **options):
     return StyleGAN2Encoder(preset="tiny", **options)
 
 
-class _Context:
-    """The training loop's step context reduced to what the steps use, recording which
-    parameters held gradients at every optimiser step."""
+class _Context(StepContext):
+    """The training loop's step context for single steps outside the loop, recording
+    which networks held gradients at every optimiser step."""
 
-    def __init__(self, model, seed=0):
-        import contextlib
-        from types import SimpleNamespace
-
-        self.optimizers = model.configure_optimizers(SimpleNamespace(lr=0.002,
-                                                                     betas=(0.0, 0.99)))
-        self.generator = torch.Generator().manual_seed(seed)
-        self.world_size, self.rank = 1, 0
-        self.autocast = contextlib.nullcontext
+    def __init__(self, model, lr=0.002, seed=0, stage="gan"):
+        config = TrainingConfig(max_steps=1000, lr=lr, betas=(0.0, 0.99), grad_clip=None)
+        model._stage = stage
+        try:
+            optimizers = model.configure_optimizers(config)
+        finally:
+            model._stage = "gan"
+        super().__init__(config, torch.device("cpu"), torch.Generator().manual_seed(seed),
+                         optimizers, None, "fp32", False,
+                         lambda what, value: TrainingError(f"{what} became {value}"))
         self.model = model
         self.calls = []
-
-    def backward(self, loss):
-        loss.backward()
 
     def step(self, name):
         with_grad = {n.split(".")[0] for n, p in self.model.named_parameters()
                      if p.grad is not None}
         self.calls.append((name, with_grad))
-        self.optimizers[name].step()
-        self.optimizers[name].zero_grad(set_to_none=True)
+        return super().step(name)
 
 
 def test_logistic_losses():
@@ -183,3 +188,80 @@ def test_gan_step_uses_only_the_context_generator():
 
     a, b = run(0), run(99)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- training through the shared loop ----------------------------------------------------
+
+FIT = dict(max_steps=6, inversion_steps=2, batch_size=4, checkpoint_every=2, log_every=1,
+           random_state=0, verbose=False)
+
+
+def _images(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (n, 1, 16, 16)).astype("float32")
+
+
+def _fit(checkpoint_dir=None, resume=False, seed=0, **options):
+    enc = _tiny(seed, r1_interval=2)
+    return enc.fit(_images(), checkpoint_dir=checkpoint_dir, resume=resume,
+                   **{**FIT, **options})
+
+
+def _same(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_fit_trains_the_gan_then_the_inverter(tmp_path):
+    before = _tiny(0, r1_interval=2)
+    enc = _fit(tmp_path)
+    history = enc.history_
+    assert list(history["stage"]) == ["gan"] * 4 + ["inversion"] * 2
+    assert {"loss_g", "loss_d", "r1", "mse", "feature", "delta"} <= set(history)
+    assert history.attrs["stop_reason"] == "max_steps"
+    assert (tmp_path / "gan" / "checkpoint.pt").is_file()
+    assert (tmp_path / "inversion" / "checkpoint.pt").is_file()
+    changed = {name for name in ("generator", "discriminator", "inverter")
+               if not _same(getattr(before, name), getattr(enc, name))}
+    assert changed == {"generator", "discriminator", "inverter"}
+    assert all(p.requires_grad for p in enc.parameters())
+    assert float(enc.generator.mapping.w_avg.abs().sum()) > 0
+    # the generator keeps the EMA of its weights: the GAN checkpoint's EMA, not its raw ones
+    from latentaudit.training import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "gan")
+    assert ckpt["ema_module"] == "generator"
+    params = dict(enc.generator.named_parameters())
+    assert all(torch.equal(ckpt["ema"][n], params[n].detach()) for n in ckpt["ema"])
+    with pytest.raises(ConfigError, match="inversion_steps"):
+        _tiny().fit(_images(), max_steps=2, inversion_steps=3)
+
+
+def test_fit_stops_at_the_time_limit_before_the_inverter():
+    enc = _fit(time_limit=1e-3)
+    assert enc.history_.attrs["stop_reason"] == "time_limit"
+    assert set(enc.history_["stage"]) == {"gan"}
+
+
+def test_stylegan2_killed_in_a_subprocess_resumes_bit_identical(tmp_path):
+    reference = _fit(tmp_path / "reference")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, __file__, str(tmp_path / "killed"), "3"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    from latentaudit.training import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "killed" / "gan")["step"] == 2  # the last one written
+    resumed = _fit(tmp_path / "killed", resume=True, seed=99)  # other initial weights
+    assert _same(reference, resumed)
+    assert list(resumed.history_["stage"]) == ["gan"] * 4 + ["inversion"] * 2
+
+
+if __name__ == "__main__":  # the killed run: python this_file CHECKPOINT_DIR KILL_AT_STEP
+    def _kill(step, logs):
+        if step == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    torch.set_num_threads(1)
+    _fit(sys.argv[1], callbacks=[_kill])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...training import batch_rand
 from ...utils import check_option, check_spatial_dims
 
 __all__ = ["AUGMENTATIONS", "augment"]
@@ -23,7 +24,8 @@ AUGMENTATIONS = ("translation", "cutout", "brightness", "contrast")
 
 
 def _uniform(n: int, generator: torch.Generator, device, *shape) -> torch.Tensor:
-    return torch.rand(n, *shape, generator=generator, device=generator.device).to(device)
+    # per-sample draws: a distributed run augments each image as a one-process run would
+    return batch_rand((n, *shape), generator=generator, device=device)
 
 
 def _translation(x: torch.Tensor, generator: torch.Generator, ratio: float = 0.125

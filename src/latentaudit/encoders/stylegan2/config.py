@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...utils import check_option
+import numpy as np
 
-__all__ = ["PRESETS", "StyleGAN2Config", "preset"]
+from ...errors import ConfigError
+from ...utils import check_option, check_spatial_dims
+from .augment import AUGMENTATIONS
+from .networks import level_shapes
+
+__all__ = ["PRESETS", "StyleGAN2Config", "preset", "validated"]
 
 
 @dataclass
@@ -101,3 +106,98 @@ def preset(name: str, **overrides) -> StyleGAN2Config:
     for key in overrides:
         check_option("StyleGAN2Config field", key, sorted(fields))
     return StyleGAN2Config(**{**PRESETS[name], **overrides})
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _fraction(name, value, low=0.0, high=1.0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            low <= value <= high):
+        raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def validated(config: StyleGAN2Config) -> StyleGAN2Config:
+    """The config with every field checked and normalised (ints, tuples).
+
+    Parameters
+    ----------
+    config : StyleGAN2Config
+        The fields as given.
+
+    Returns
+    -------
+    StyleGAN2Config
+        A checked copy.
+
+    Raises
+    ------
+    ValueError
+        (as :class:`~latentaudit.errors.ConfigError`) naming the first invalid field.
+
+    Examples
+    --------
+    >>> from latentaudit.encoders.stylegan2.config import StyleGAN2Config, validated
+    >>> validated(StyleGAN2Config(image_size=[16, 32])).image_size
+    (16, 32)
+    """
+    sd = check_spatial_dims(config.spatial_dims)
+    size = config.image_size
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = _positive_int("image_size", size)
+        sizes = (size,) * sd
+    else:
+        try:
+            sizes = tuple(_positive_int("image_size entries", s) for s in size)
+        except TypeError:
+            raise ConfigError(f"image_size must be an int or {sd} ints, got {size!r}") from None
+        if len(sizes) != sd:
+            raise ConfigError(f"image_size must be an int or {sd} sizes for spatial_dims={sd}, "
+                              f"got {size!r}")
+        size = sizes
+    level_shapes(sizes)  # raises for sizes StyleGAN2 cannot build
+    augment_ops = tuple(config.augment)
+    for name in augment_ops:
+        check_option("augment entries", name, AUGMENTATIONS)
+    optional_int = {}
+    for name in ("inverter_channel_base", "inverter_channel_max"):
+        value = getattr(config, name)
+        optional_int[name] = None if value is None else _positive_int(name, value)
+    return dataclasses.replace(
+        config, spatial_dims=sd, image_size=size,
+        in_channels=_positive_int("in_channels", config.in_channels),
+        latent_dim=_positive_int("latent_dim", config.latent_dim),
+        mapping_layers=_positive_int("mapping_layers", config.mapping_layers),
+        mapping_lr_multiplier=_fraction("mapping_lr_multiplier",
+                                        config.mapping_lr_multiplier, 1e-6, 1.0),
+        channel_base=_positive_int("channel_base", config.channel_base),
+        channel_max=_positive_int("channel_max", config.channel_max), **optional_int,
+        w_plus=bool(config.w_plus),
+        mbstd_group_size=_positive_int("mbstd_group_size", config.mbstd_group_size),
+        style_mixing_prob=_fraction("style_mixing_prob", config.style_mixing_prob),
+        r1_gamma=_non_negative("r1_gamma", config.r1_gamma),
+        r1_interval=_positive_int("r1_interval", config.r1_interval),
+        path_length_weight=_non_negative("path_length_weight", config.path_length_weight),
+        path_length_interval=_positive_int("path_length_interval",
+                                           config.path_length_interval),
+        augment=augment_ops, augment_p=_fraction("augment_p", config.augment_p),
+        ada_target=(None if config.ada_target is None
+                    else _fraction("ada_target", config.ada_target)),
+        ada_interval=_positive_int("ada_interval", config.ada_interval),
+        ada_kimg=_fraction("ada_kimg", config.ada_kimg, 1e-6, float("inf")),
+        inversion_feature_weight=_non_negative("inversion_feature_weight",
+                                               config.inversion_feature_weight),
+        inversion_delta_weight=_non_negative("inversion_delta_weight",
+                                             config.inversion_delta_weight),
+        inversion_refine_lr=_fraction("inversion_refine_lr", config.inversion_refine_lr,
+                                      1e-8, float("inf")))

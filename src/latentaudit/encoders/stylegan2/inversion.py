@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from .._base import eval_mode
+from .config import _positive_int
 from .losses import feature_distance
 
 __all__ = ["invert", "noise_regularizer", "reconstruction_loss"]
@@ -135,8 +136,6 @@ def _refine(model, images: torch.Tensor, w: torch.Tensor, residual: torch.Tensor
 
 def invert(model, x, *, steps: int = 0, batch_size: int = 64, verbose: bool = False) -> dict:
     """The codes of images (see :meth:`StyleGAN2Encoder.invert`)."""
-    from .model import _positive_int
-
     steps = _positive_int("steps", steps, 0)
     batch_size = _positive_int("batch_size", batch_size)
     x = model._check_images(x)
@@ -163,4 +162,4 @@ def invert(model, x, *, steps: int = 0, batch_size: int = 64, verbose: bool = Fa
                 "noise": [torch.empty(0, 1, *s, device=out_device)
                           for s in model.generator.synthesis.noise_shapes]}
     return {"w_residual": torch.cat(residuals),
-            "noise": [torch.cat(layer) for layer in zip(*noises)]}
+            "noise": [torch.cat(layer) for layer in zip(*noises, strict=True)]}

@@ -115,7 +115,7 @@ def equalize(module: nn.Module, lr_multiplier: float = 1.0, bias_init: float = 0
     >>> import torch
     >>> from latentaudit.encoders.stylegan2.layers import equalize
     >>> layer = equalize(torch.nn.Linear(100, 10))
-    >>> round(float(layer.parametrizations.weight.original.std()), 1)
+    >>> round(float(layer.parametrizations.weight.original.detach().std()), 1)
     1.0
     >>> round(float(layer.weight.detach().std() * 10), 1)
     1.0

@@ -135,10 +135,12 @@ def path_length_penalty(images: torch.Tensor, ws: torch.Tensor, mean_length: tor
     torch.Tensor
         Scalar penalty (unweighted).
     """
+    from ...training import batch_randn
+
     generator = torch.Generator() if generator is None else generator
     pixels = math.prod(images.shape[2:])
-    y = torch.randn(images.shape, generator=generator, device=generator.device)
-    y = y.to(images.device, images.dtype) / math.sqrt(pixels)
+    y = batch_randn(images.shape, generator=generator, device=images.device,
+                    dtype=images.dtype) / math.sqrt(pixels)
     (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
     lengths = grad.float().square().sum(2).mean(1).sqrt()
     with torch.no_grad():
@@ -172,7 +174,7 @@ def feature_distance(features_a: Sequence[torch.Tensor], features_b: Sequence[to
     tensor([0., 0.])
     """
     total = 0
-    for a, b in zip(features_a, features_b):
+    for a, b in zip(features_a, features_b, strict=True):
         a = a.float() * a.float().square().sum(1, keepdim=True).add(1e-10).rsqrt()
         b = b.float() * b.float().square().sum(1, keepdim=True).add(1e-10).rsqrt()
         total = total + (a - b).square().sum(1).flatten(1).mean(1)

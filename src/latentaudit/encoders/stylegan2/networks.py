@@ -101,8 +101,8 @@ class MappingNetwork(nn.Module):
         super().__init__()
         self.w_avg_beta = float(w_avg_beta)
         dims = [z_dim] + [w_dim] * num_layers
-        self.layers = nn.ModuleList(
-            EqualizedLinear(a, b, lr_multiplier=lr_multiplier) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(EqualizedLinear(a, b, lr_multiplier=lr_multiplier)
+                                    for a, b in zip(dims, dims[1:], strict=False))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: torch.Tensor, *, update_w_avg: bool = False) -> torch.Tensor:
@@ -170,7 +170,7 @@ class SynthesisNetwork(nn.Module):
         self.to_images = nn.ModuleList()
         self.noise_shapes: list[tuple[int, ...]] = []
         previous = channels[0]
-        for level, (shape, c) in enumerate(zip(shapes, channels)):
+        for level, (shape, c) in enumerate(zip(shapes, channels, strict=True)):
             if level > 0:
                 self.layers.append(SynthesisLayer(spatial_dims, previous, c, w_dim, up=True))
                 self.noise_shapes.append(shape)
@@ -535,5 +535,5 @@ class Inverter(nn.Module):
             return w.expand(-1, self.num_ws, -1)
         pooled = [f.flatten(2).mean(2) for f in features]
         residual = torch.stack([head(pooled[level]) for head, level
-                                in zip(self.to_residual, self.levels)], dim=1)
+                                in zip(self.to_residual, self.levels, strict=True)], dim=1)
         return w + residual

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ...training import batch_rand, batch_randn
 from .._base import images_from_batch
 from .augment import augment
 from .inversion import reconstruction_loss
@@ -74,20 +75,19 @@ def training_ws(model, n: int, generator: torch.Generator, device,
     """
     gen_net = model.generator
     z_dim, num_ws = gen_net.z_dim, gen_net.num_ws
-
-    def draw(fn, *shape):
-        return fn(*shape, generator=generator, device=generator.device).to(device)
-
-    z = draw(torch.randn, n, z_dim)
-    mix_z = draw(torch.randn, n, z_dim)
-    mixed = draw(torch.rand, n) < model.config.style_mixing_prob
-    cutoff = 1 + (draw(torch.rand, n) * (num_ws - 1)).long().clamp_max(num_ws - 2)
+    z = batch_randn((n, z_dim), generator=generator, device=device)
+    mix_z = batch_randn((n, z_dim), generator=generator, device=device)
+    mixed = batch_rand((n,), generator=generator, device=device) < model.config.style_mixing_prob
+    cutoff = 1 + (batch_rand((n,), generator=generator, device=device) * (num_ws - 1)
+                  ).long().clamp_max(num_ws - 2)
     cutoff = torch.where(mixed, cutoff, torch.full_like(cutoff, num_ws))
     return gen_net.ws(z, mix_z=mix_z, mix_cutoff=cutoff, update_w_avg=update_w_avg)
 
 
 def _noise(model, n: int, generator: torch.Generator, device) -> list[torch.Tensor]:
-    return model.generator.make_noise(n, generator=generator, device=device)
+    # per-sample draws, so that a distributed run draws what a one-process run does
+    return [batch_randn((n, 1, *shape), generator=generator, device=device)
+            for shape in model.generator.synthesis.noise_shapes]
 
 
 def _fakes(model, n: int, generator: torch.Generator, device, update_w_avg: bool = False
