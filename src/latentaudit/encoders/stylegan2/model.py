@@ -505,7 +505,8 @@ class StyleGAN2Encoder(ModelEncoder):
            0.99)``, no gradient clipping, an EMA of the generator (``ema_decay``, default
            0.999) whose weights the generator keeps at the end;
         2. ``inversion_steps`` inverter steps (:func:`~latentaudit.encoders.stylegan2.
-           steps.inversion_step`), Adam at ``inversion_lr``.
+           steps.inversion_step`), Adam at ``inversion_lr``; the inverter's residual trunk
+           starts from the trained discriminator's (when their channels agree).
 
         With ``checkpoint_dir``, the stages checkpoint into its ``gan`` and ``inversion``
         folders; ``resume=True`` continues whichever stage was interrupted.  A
@@ -585,6 +586,8 @@ class StyleGAN2Encoder(ModelEncoder):
                     stage_options["time_limit"] = max(
                         1e-3, time_limit - (time.monotonic() - start))
                 self._stage = stage
+                if stage == "inversion":
+                    self._start_inverter_from_discriminator()
                 folder = None if checkpoint_dir is None else Path(checkpoint_dir) / stage
                 frozen = ([self.generator, self.discriminator] if stage == "inversion"
                           else [self.inverter])
@@ -608,6 +611,16 @@ class StyleGAN2Encoder(ModelEncoder):
         if self.history_ is not None:
             self.history_.attrs["stop_reason"] = stop_reason
         return self
+
+    def _start_inverter_from_discriminator(self) -> None:
+        # The trained discriminator's trunk already reads these images; the inverter's
+        # trunk (same architecture unless its channels were set apart) starts from it.  A
+        # resumed inverter stage then loads its own checkpoint over this.
+        source = self.discriminator.trunk.state_dict()
+        target = self.inverter.trunk.state_dict()
+        if source.keys() == target.keys() and all(
+                source[k].shape == target[k].shape for k in source):
+            self.inverter.trunk.load_state_dict(source)
 
     def extra_repr(self) -> str:
         cfg = self.config
