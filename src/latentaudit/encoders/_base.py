@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data._rows import item_image
 from ..errors import CheckpointError, ConfigError, InputShapeError, InputTypeError
 from ..utils import resolve_device
 
@@ -38,24 +39,6 @@ def eval_mode(module: nn.Module):
         yield module
     finally:
         module.train(was_training)
-
-
-def images_from_batch(batch) -> Any:
-    """The image tensor of a batch: a tensor, a ``{"image": ...}`` dict (latentaudit's
-    datasets) or the first element of a tuple (``TensorDataset``)."""
-    if isinstance(batch, (torch.Tensor, np.ndarray)):
-        return batch
-    if isinstance(batch, Mapping):
-        if "image" not in batch:
-            raise InputTypeError(
-                f"batches given as dicts must hold the images under 'image'; got keys "
-                f"{sorted(map(str, batch))}")
-        return batch["image"]
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch[0]
-    raise InputTypeError(
-        f"expected a batch of images (a tensor, a dict with 'image', or a tuple whose first "
-        f"element is the images), got {type(batch).__name__}")
 
 
 class BaseEncoder(nn.Module):
@@ -134,11 +117,11 @@ class BaseEncoder(nn.Module):
             return iter(x.split(batch_size)), len(x), True
         if isinstance(x, DataLoader):
             total = len(x.dataset) if hasattr(x.dataset, "__len__") else None
-            return (images_from_batch(b) for b in x), total, False
+            return (item_image(b) for b in x), total, False
         if hasattr(x, "__getitem__") and hasattr(x, "__len__") and not isinstance(
                 x, (str, bytes, list, tuple, dict)):
             loader = DataLoader(x, batch_size=batch_size, shuffle=False)
-            return (images_from_batch(b) for b in loader), len(x), False
+            return (item_image(b) for b in loader), len(x), False
         raise InputTypeError(
             f"{type(self).__name__}.encode expects a tensor or NumPy array of images, a "
             f"dataset or a DataLoader, got {type(x).__name__}")
@@ -513,15 +496,15 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None):
+    def from_pretrained(cls, directory: str | os.PathLike, device=None):
         """Load a model written by :meth:`save_pretrained`.
 
         Parameters
         ----------
         directory : str or os.PathLike
             The folder holding ``config.json`` and ``model.safetensors``.
-        map_location : str or torch.device, optional
-            Device to put the model on (default: CPU).
+        device : str or torch.device, optional
+            Device to put the model on (default: CPU), as everywhere in latentaudit.
 
         Returns
         -------
@@ -540,7 +523,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
         >>> from latentaudit.encoders import BetaVAEEncoder
         >>> enc = BetaVAEEncoder.from_pretrained("my_vae")  # doctest: +SKIP
         """
-        return load_pretrained(directory, map_location=map_location, expected=cls)
+        return load_pretrained(directory, device=device, expected=cls)
 
     # -- latents --------------------------------------------------------------------------
     def _check_latents(self, z) -> torch.Tensor:
@@ -599,14 +582,14 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
             self._check_images(dataset, "training images")
             return ArrayDataset(dataset)
         if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and len(dataset):
-            first = images_from_batch(dataset[0])
+            first = item_image(dataset[0])
             first = torch.as_tensor(first)
             self._check_images(first[None], "training images")
         return dataset
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 32, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options):
+            verbose: bool = False, **options):
         """Train the model with :func:`latentaudit.training.train`.
 
         Parameters
@@ -624,7 +607,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
@@ -675,7 +658,7 @@ def _read_json(path: Path) -> dict:
     return document
 
 
-def load_pretrained(directory: str | os.PathLike, map_location=None,
+def load_pretrained(directory: str | os.PathLike, device=None,
                     expected: type | None = None) -> ModelEncoder:
     """Load any latentaudit encoder saved with ``save_pretrained``.
 
@@ -683,8 +666,8 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     ----------
     directory : str or os.PathLike
         The folder holding ``config.json`` and ``model.safetensors``.
-    map_location : str or torch.device, optional
-        Device to put the model on (default: CPU).
+    device : str or torch.device, optional
+        Device to put the model on (default: CPU), as everywhere in latentaudit.
     expected : type, optional
         Require the saved model to be of this class (or a subclass).
 
@@ -748,7 +731,7 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     except RuntimeError as err:
         raise CheckpointError(f"the weights in {str(weights_path)!r} do not fit the config in "
                               f"{str(config_path)!r}: {err}") from err
-    if map_location is not None:
-        model.to(map_location)
+    if device is not None:
+        model.to(resolve_device(device))
     model.eval()
     return model

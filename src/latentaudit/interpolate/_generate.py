@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..data._rows import RowImages
 from ..encoders import GenerativeEncoder, concat_codes, interpolate_codes, select_codes
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
 from ..utils import check_option, check_random_state, resolve_device
@@ -75,29 +76,21 @@ class GenerationResult:
         return self.images[self.kept]
 
 
-def _images_of(source, rows: np.ndarray) -> torch.Tensor:
-    """The images of rows ``rows`` of an array, tensor or dataset, as a float32 tensor."""
-    if isinstance(source, torch.Tensor):
-        return source[torch.as_tensor(rows)].float()
-    if isinstance(source, np.ndarray):
-        return torch.as_tensor(np.asarray(source[rows]), dtype=torch.float32)
-    images = []
-    for row in rows:
-        item = source[int(row)]
-        images.append(torch.as_tensor(item["image"] if isinstance(item, dict) else item,
-                                      dtype=torch.float32))
-    return torch.stack(images)
-
-
 def _as_numpy(tensor) -> np.ndarray:
     if isinstance(tensor, torch.Tensor):
         return tensor.detach().float().cpu().numpy()
     return np.asarray(tensor, dtype=np.float32)
 
 
-def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, radius_factor,
-             steps, clip, batch_size, device, generator, verbose):
-    """See :meth:`Interpolator.generate`."""
+def generate(interpolator, encoder, X_parent_images, *, n_real, to_geometry, group_radius,
+             reject, max_distance, radius_factor, steps, clip, batch_size, device, generator,
+             verbose):
+    """See :meth:`Interpolator.generate`.
+
+    ``n_real`` (rows given to ``fit_resample``), ``to_geometry`` (coordinates of the
+    distances) and ``group_radius`` (a group's neighbours, kNN radius and ``k``) are the
+    Interpolator's, handed over by the method.
+    """
     check_option("reject", reject, _REJECT)
     if not isinstance(encoder, GenerativeEncoder):
         raise InputTypeError(
@@ -123,7 +116,6 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
     parent_b = provenance["parent_b"].to_numpy()
     weight = provenance["weight"].to_numpy()
     n = len(provenance)
-    n_real = len(interpolator._fit_X)
 
     torch_device = resolve_device(device, encoder)
     is_module = isinstance(encoder, torch.nn.Module)
@@ -131,6 +123,8 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
         encoder.to(torch_device)
     was_training = encoder.training if is_module else False
 
+    if X_parent_images is not None:
+        X_parent_images = RowImages(X_parent_images, name="X_parent_images")
     if X_parent_images is not None and len(X_parent_images) != n_real:
         raise DataError(
             f"X_parent_images has {len(X_parent_images)} images but fit_resample was given "
@@ -192,14 +186,13 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
                 f"{type(encoder).__name__}.encode returned embeddings of shape "
                 f"{reencoded.shape[1:]}, but the Interpolator was fitted on "
                 f"{z_synthetic.shape[1:]}; use the encoder whose embeddings were resampled")
-        space_e = interpolator._to_geometry(reencoded)
-        space_z = interpolator._to_geometry(z_synthetic)
+        space_e = to_geometry(reencoded)
+        space_z = to_geometry(z_synthetic)
         distances = np.linalg.norm(space_e - space_z, axis=1)
-        index_of = {key: c for c, key in enumerate(interpolator._fit_keys)}
-        codes = np.array([index_of[g] for g in provenance["group"]], dtype=np.int64)
-        for code in np.unique(codes):
-            rows = np.flatnonzero(codes == code)
-            nn, radius, k = interpolator._group_radius(int(code))
+        groups = provenance["group"].tolist()  # labels, or tuples of several columns
+        for group in dict.fromkeys(groups):
+            rows = np.flatnonzero([g == group for g in groups])
+            nn, radius, k = group_radius(group)
             radii[rows] = radius
             if reject in ("distance", "both"):
                 limit = radius if max_distance is None else float(max_distance)
@@ -225,5 +218,5 @@ def _invert_parents(encoder, source, parents, options, batch_size, device, verbo
     for start in tqdm(range(0, len(parents), batch_size), disable=not verbose,
                       desc="inverting the parents", unit="batch"):
         rows = parents[start:start + batch_size]
-        chunks.append(encoder.invert(_images_of(source, rows).to(device), **options))
+        chunks.append(encoder.invert(torch.from_numpy(source.get(rows)).to(device), **options))
     return concat_codes(chunks)

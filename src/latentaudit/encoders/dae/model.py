@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from ...data._rows import item_image
 from ...errors import ConfigError, InputShapeError, InputTypeError, NotFittedError
 from ...nn import slerp
 from ...utils import check_option, check_spatial_dims
-from .._base import ModelEncoder, eval_mode, images_from_batch
+from .._base import ModelEncoder, eval_mode
 from .config import PRESETS, DAEConfig
 from .diffusion import BETA_SCHEDULES, PREDICTIONS, GaussianDiffusion, ddim_timesteps
 from .latent import LatentDenoiser
@@ -291,7 +292,7 @@ class DAEEncoder(ModelEncoder):
         return super().from_preset(name, **overrides)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None) -> DAEEncoder:
+    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> DAEEncoder:
         """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
 
         Parameters
@@ -300,7 +301,7 @@ class DAEEncoder(ModelEncoder):
             The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
             for the ``cpu64`` model trained on the bundled demo cohort
             (:func:`latentaudit.datasets.load_demo_cohort`) by ``scripts/train_demo_dae.py``.
-        map_location : str or torch.device, optional
+        device : str or torch.device, optional
             Device to put the model on (default: CPU).
 
         Returns
@@ -320,7 +321,7 @@ class DAEEncoder(ModelEncoder):
         """
         if str(directory) == "demo" and not Path(directory).exists():
             directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, map_location=map_location)
+        return super().from_pretrained(directory, device=device)
 
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes
@@ -400,13 +401,13 @@ class DAEEncoder(ModelEncoder):
         >>> g = torch.Generator().manual_seed(0)
         >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}, generator=g).backward()
         """
-        x = self._check_images(images_from_batch(batch), "training images").to(self.device)
+        x = self._check_images(item_image(batch), "training images").to(self.device)
         z_sem = self.semantic_encoder(x)
         return self.diffusion.loss(self._denoiser(z_sem), x, generator=generator)
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 16, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options) -> DAEEncoder:
+            verbose: bool = False, **options) -> DAEEncoder:
         """Train the semantic encoder and the decoder jointly, then store the statistics
         of ``z_sem`` over ``dataset``.
 
@@ -428,7 +429,7 @@ class DAEEncoder(ModelEncoder):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show progress bars.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
@@ -813,7 +814,7 @@ class DAEEncoder(ModelEncoder):
 
     # -- latent DDIM -------------------------------------------------------------------
     def fit_latent(self, x=None, *, z_sem=None, max_steps: int = 5000, batch_size: int = 256,
-                   device=None, verbose: bool = True, **options) -> DAEEncoder:
+                   device=None, verbose: bool = False, **options) -> DAEEncoder:
         """Train the latent DDIM on the normalised codes of the training images.
 
         Parameters
@@ -828,7 +829,7 @@ class DAEEncoder(ModelEncoder):
             Codes per step.
         device : str or torch.device, optional
             Where to train.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Other options of :func:`latentaudit.training.train` (default: lr 1e-4,

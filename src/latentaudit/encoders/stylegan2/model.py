@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from ...data import item_image
 from ...errors import ConfigError, InputShapeError, InputTypeError
-from .._base import ModelEncoder, eval_mode, images_from_batch
+from .._base import ModelEncoder, eval_mode
 from .augment import AUGMENTATIONS
 from .config import PRESETS, StyleGAN2Config, _fraction, _positive_int, validated
 from .networks import Discriminator, Generator, Inverter, level_shapes
@@ -488,7 +489,7 @@ class StyleGAN2Encoder(ModelEncoder):
         """
         from .steps import gan_step, inversion_step
 
-        x = self._check_images(images_from_batch(batch), "training images")
+        x = self._check_images(item_image(batch), "training images")
         step_fn = gan_step if self._stage == "gan" else inversion_step
         return step_fn(self, x, step, ctx)
 

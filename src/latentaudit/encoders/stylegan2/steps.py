@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ...data import item_image
 from ...training import batch_rand, batch_randn
-from .._base import images_from_batch
 from .augment import augment
 from .inversion import reconstruction_loss
 from .losses import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
@@ -147,7 +147,7 @@ def gan_step(model, batch, step: int, ctx) -> dict[str, float]:
     """
     cfg = model.config
     gen_net, disc = model.generator, model.discriminator
-    real = images_from_batch(batch)
+    real = item_image(batch)
     n, device, rng = len(real), real.device, ctx.generator
     p = float(model.augment_p)
 
@@ -213,7 +213,7 @@ def inversion_step(model, batch, step: int, ctx) -> dict[str, float]:
     dict of float
         ``loss``, ``mse``, ``feature``, ``delta``.
     """
-    real = images_from_batch(batch)
+    real = item_image(batch)
     with ctx.autocast():
         ws = model.w_plus(real)
         noise = model.generator.make_noise(len(real), device=real.device, zero=True)
