@@ -41,6 +41,7 @@ _LAZY = {
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
+    "delineate": ".audit",
     "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
@@ -98,7 +99,7 @@ sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import data, datasets, errors, nn  # noqa: F401
-    from .audit import ClusterAuditor  # noqa: F401
+    from .audit import ClusterAuditor, delineate  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,
         DicomDataset,
