@@ -202,8 +202,7 @@ class StyleGAN2Encoder(ModelEncoder):
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None
-                        ) -> StyleGAN2Encoder:
+    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> StyleGAN2Encoder:
         """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
 
         Parameters
@@ -213,7 +212,7 @@ class StyleGAN2Encoder(ModelEncoder):
             for the ``cpu64`` model trained on the training part of
             :func:`latentaudit.datasets.demo_split` by ``scripts/train_demo_stylegan2.py``
             (its folder's ``split.json`` names the held-out subjects).
-        map_location : str or torch.device, optional
+        device : str or torch.device, optional
             Device to put the model on (default: CPU).
 
         Returns
@@ -233,7 +232,7 @@ class StyleGAN2Encoder(ModelEncoder):
         """
         if str(directory) == "demo" and not Path(directory).exists():
             directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, map_location=map_location)
+        return super().from_pretrained(directory, device=device)
 
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes
