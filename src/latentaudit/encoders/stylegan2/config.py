@@ -68,7 +68,7 @@ PRESETS: dict[str, dict] = {
     "tiny3d": {"spatial_dims": 3, "image_size": 8, "latent_dim": 8, "mapping_layers": 2,
                "channel_base": 32, "channel_max": 4, "mbstd_group_size": 2},
     "cpu64": {"spatial_dims": 2, "in_channels": 1, "image_size": 64, "latent_dim": 512,
-              "mapping_layers": 8, "channel_base": 4096, "channel_max": 128,
+              "mapping_layers": 8, "channel_base": 1024, "channel_max": 64,
               "r1_gamma": 1.0, "path_length_weight": 0.0},
     "paper64": {**_PAPER, "spatial_dims": 2, "image_size": 64, "r1_gamma": 0.1},
     "paper256": {**_PAPER, "spatial_dims": 2, "image_size": 256, "r1_gamma": 1.0},

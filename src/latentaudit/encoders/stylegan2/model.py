@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ...data import item_image
-from ...errors import ConfigError, InputShapeError, InputTypeError
+from ...errors import InputShapeError, InputTypeError
 from .._base import ModelEncoder, eval_mode
 from .augment import AUGMENTATIONS
 from .config import PRESETS, StyleGAN2Config, _fraction, _positive_int, validated
@@ -23,9 +23,6 @@ logger = logging.getLogger(__name__)
 
 #: Where the shipped demo model lives inside the package.
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "_weights" / "demo"
-
-_STAGES = ("gan", "inversion")
-
 
 def _level_channels(shapes, base: int, maximum: int) -> tuple[int, ...]:
     return tuple(max(1, min(base // max(shape), maximum)) for shape in shapes)
@@ -553,74 +550,12 @@ class StyleGAN2Encoder(ModelEncoder):
         TrainingError
             If a loss becomes NaN or infinite.
         """
-        import time
+        from ._stages import fit_in_stages
 
-        import pandas as pd
-
-        max_steps = _positive_int("max_steps", max_steps)
-        if inversion_steps is None:
-            inversion_steps = max_steps // 4
-        inversion_steps = _positive_int("inversion_steps", inversion_steps, 0)
-        if inversion_steps > max_steps:
-            raise ConfigError(f"inversion_steps ({inversion_steps}) cannot exceed max_steps "
-                              f"({max_steps})")
-        gan_only = {"lr", "betas", "ema_decay"}
-        stages = [
-            ("gan", max_steps - inversion_steps,
-             {"lr": 0.0025, "betas": (0.0, 0.99), "grad_clip": None, "ema_decay": 0.999,
-              "weight_decay": 0.0, **options}),
-            ("inversion", inversion_steps,
-             {"grad_clip": None, "weight_decay": 0.0,
-              **{k: v for k, v in options.items() if k not in gan_only},
-              "lr": float(inversion_lr), "betas": (0.9, 0.999), "ema_decay": None}),
-        ]
-        time_limit = options.get("time_limit")
-        start = time.monotonic()
-        histories = []
-        stop_reason = "max_steps"
-        try:
-            for stage, steps, stage_options in stages:
-                if steps == 0:
-                    continue
-                if time_limit is not None:
-                    stage_options["time_limit"] = max(
-                        1e-3, time_limit - (time.monotonic() - start))
-                self._stage = stage
-                if stage == "inversion":
-                    self._start_inverter_from_discriminator()
-                folder = None if checkpoint_dir is None else Path(checkpoint_dir) / stage
-                frozen = ([self.generator, self.discriminator] if stage == "inversion"
-                          else [self.inverter])
-                for module in frozen:
-                    module.requires_grad_(False)
-                try:
-                    super().fit(dataset, max_steps=steps, batch_size=batch_size,
-                                device=device, checkpoint_dir=folder, resume=resume,
-                                verbose=verbose, **stage_options)
-                finally:
-                    for module in frozen:
-                        module.requires_grad_(True)
-                history = self.history_.assign(stage=stage)
-                histories.append(history)
-                stop_reason = self.history_.attrs.get("stop_reason", "max_steps")
-                if stop_reason != "max_steps":
-                    break
-        finally:
-            self._stage = "gan"
-        self.history_ = pd.concat(histories, ignore_index=True) if histories else None
-        if self.history_ is not None:
-            self.history_.attrs["stop_reason"] = stop_reason
-        return self
-
-    def _start_inverter_from_discriminator(self) -> None:
-        # The trained discriminator's trunk already reads these images; the inverter's
-        # trunk (same architecture unless its channels were set apart) starts from it.  A
-        # resumed inverter stage then loads its own checkpoint over this.
-        source = self.discriminator.trunk.state_dict()
-        target = self.inverter.trunk.state_dict()
-        if source.keys() == target.keys() and all(
-                source[k].shape == target[k].shape for k in source):
-            self.inverter.trunk.load_state_dict(source)
+        return fit_in_stages(self, dataset, max_steps=max_steps, batch_size=batch_size,
+                             inversion_steps=inversion_steps, inversion_lr=inversion_lr,
+                             device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+                             verbose=verbose, **options)
 
     def extra_repr(self) -> str:
         cfg = self.config
