@@ -165,6 +165,81 @@ def test_the_example_config_is_valid():
     assert config["audit"]["nuisance"] == ["site"]
 
 
+@pytest.mark.parametrize("toml, fragments", [
+    ('[train]\nsteps = "2"\n', ["train.steps must be an integer", "steps = 2"]),
+    ("[train]\nsteps = 2.9\n", ["train.steps must be an integer", "steps = 3"]),
+    ("[train]\nbatch_size = 8.5\n", ["train.batch_size must be an integer"]),
+    ("[encoder]\nlatent_dim = true\n", ["encoder.latent_dim must be an integer",
+                                        "true (a boolean)"]),
+    ('[data]\nsize = "sixteen"\n', ["data.size must be an integer", "'sixteen'"]),
+    ("output = 5\n", ["output must be a file or folder path", 'output = "']),
+    ("[train]\nstepz = 5\n", ["unknown option 'train.stepz'", "did you mean 'steps'"]),
+])
+def test_typed_toml_values_are_refused_before_any_work(toml, fragments, tmp_path, capsys):
+    config = tmp_path / "study.toml"
+    config.write_text(toml, encoding="utf-8")
+    code, _, err = run(capsys, "train", "--config", config, "--images", tmp_path / "none",
+                       "--output", tmp_path / "out")
+    assert_bad_input(code, err, "config file 'study.toml'", *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--steps", "2.9"], ["argument --train-steps/--steps", "must be an integer",
+                          "--steps 3"]),
+    (["--size", "sixteen"], ["argument --size", "must be an integer"]),
+    (["--batch-size", "0"], ["argument --batch-size", "at least 1, got 0"]),
+])
+def test_typed_flags_are_refused_by_the_parser(argv, fragments, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--images", "x", *argv])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_set_values_are_typed_too(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--images", tmp_path, "--output", tmp_path / "out",
+                       "--set", "encoder.channels=[4, 8.5]")
+    assert_bad_input(code, err, "--set: encoder.channels", "the element 8.5")
+
+
+def test_every_flag_of_the_schema_reaches_a_command():
+    from latentaudit.options import OPTIONS
+
+    parser_scopes = {scope for command in cli.commands().values() for scope in command.scopes}
+    for option in OPTIONS:
+        for flag in option.flags:
+            assert set(flag.scopes) & parser_scopes, (option.key, flag.names)
+
+
+def test_a_new_command_is_one_module(tmp_path, monkeypatch, capsys):
+    """A module in the package with a COMMAND is a command: flags, config and dispatch."""
+    import latentaudit.cli
+    from latentaudit.cli import _command
+
+    (tmp_path / "hello.py").write_text(
+        "from latentaudit.cli._command import Command\n"
+        "def run(config, run):\n"
+        "    print('hello', config['data']['size'], run.output.name)\n"
+        "    return 0\n"
+        "COMMAND = Command(name='hello', help='say hello', description='Hello.',\n"
+        "                  scopes=('data', 'run'), run=run)\n", encoding="utf-8")
+    monkeypatch.setattr(latentaudit.cli, "__path__", [*latentaudit.cli.__path__,
+                                                      str(tmp_path)])
+    _command.commands.cache_clear()
+    try:
+        code, out, _ = run(capsys, "hello", "--size", "16", "--output", tmp_path / "o")
+        assert code == EXIT_OK and out.strip() == "hello 16 o"
+        assert "hello" in cli.commands()
+    finally:
+        monkeypatch.undo()
+        _command.commands.cache_clear()
+        sys.modules.pop("latentaudit.cli.hello", None)
+    assert "hello" not in cli.commands()
+
+
 # --------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------
@@ -210,7 +285,7 @@ def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
         share = truth["artefact"].to_numpy()[members.to_numpy()] != "none"
         assert share.mean() > 0.9
     flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
-    listed = {row["id"] for row in
+    listed = {row["subject"] for row in
               report["sections"]["label_issues"]["tables"]["sex: flagged subjects, most "
                                                            "suspicious first"]}
     assert len(flipped) >= 3
@@ -276,6 +351,16 @@ def test_demo_rejects_a_misspelt_column_before_any_work(tmp_path, capsys):
 # --------------------------------------------------------------------------------------
 # train, embed, audit, explain on NIfTI files
 # --------------------------------------------------------------------------------------
+def test_config_toml_records_exactly_the_values_that_ran(trained):
+    saved = tomllib.loads((trained / "train" / "config.toml").read_text(encoding="utf-8"))
+    assert saved["train"]["steps"] == 3 and type(saved["train"]["steps"]) is int
+    assert saved["encoder"]["channels"] == [4, 8] and saved["encoder"]["latent_dim"] == 8
+    assert saved["encoder"]["kind"] == "betavae" and saved["data"]["size"] == 16
+    # and it is a valid config that runs the same again
+    again = load_config(trained / "train" / "config.toml")
+    assert again["train"] == {**again["train"], **saved["train"]}
+
+
 def test_train_writes_a_loadable_encoder(trained):
     from latentaudit.encoders import load_pretrained
 

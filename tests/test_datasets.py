@@ -358,3 +358,25 @@ def test_fashion_mnist_bad_files(tmp_path):
         la.datasets.load_fashion_mnist(path=tmp_path / "gz")
     with pytest.raises(ConfigError, match="did you mean 'test'"):
         la.datasets.load_fashion_mnist("tset")
+
+
+def test_demo_split_is_fixed_stratified_and_complete():
+    cohort = la.datasets.load_demo_cohort()
+    train, test = la.datasets.demo_split(cohort.metadata)
+    again_train, again_test = la.datasets.demo_split()
+    np.testing.assert_array_equal(test, again_test)
+    np.testing.assert_array_equal(train, again_train)
+    assert len(np.intersect1d(train, test)) == 0
+    assert len(train) + len(test) == len(cohort)
+    # every site x sex stratum is held out at the same rate
+    strata = cohort.metadata.groupby(["site", "sex"]).size()
+    held = cohort.metadata.iloc[test].groupby(["site", "sex"]).size()
+    assert np.all(np.abs(held / strata - 0.2) < 0.02)
+    other_train, other_test = la.datasets.demo_split(random_state=1)
+    assert not np.array_equal(test, other_test)
+
+
+@pytest.mark.parametrize("held_out", [0, 1, 1.5, -0.1, True, "0.2"])
+def test_demo_split_rejects_bad_fraction(held_out):
+    with pytest.raises(la.errors.ConfigError, match="held_out"):
+        la.datasets.demo_split(held_out=held_out)

@@ -36,7 +36,7 @@ _LAZY = {
     "BetaVAEEncoder": ".encoders",
     "DAEEncoder": ".encoders.dae",
     "embed": ".embed",
-    "Embeddings": ".embed",
+    "Embeddings": ".embeddings",
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
@@ -57,6 +57,18 @@ def __getattr__(name: str):
     try:
         module_name = _LAZY[name]
     except KeyError:
+        if name.endswith("Encoder") and not name.startswith("_"):
+            # Every encoder family of the registry is public under its class name, so a new
+            # family needs no line here.
+            from . import encoders
+
+            try:
+                value = getattr(encoders, name)
+            except AttributeError:
+                pass
+            else:
+                globals()[name] = value
+                return value
         raise AttributeError(f"module 'latentaudit' has no attribute {name!r}") from None
     module = importlib.import_module(module_name, __name__)
     is_module = module.__name__.endswith("." + name) and name not in _SHADOWED_MODULES
@@ -91,7 +103,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ImageFolderDataset,
         NiftiDataset,
     )
-    from .embed import Embeddings, embed  # noqa: F401
+    from .embed import embed  # noqa: F401
+    from .embeddings import Embeddings  # noqa: F401
     from .encoders import BetaVAEEncoder, Encoder, GenerativeEncoder, TorchEncoder  # noqa: F401
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401

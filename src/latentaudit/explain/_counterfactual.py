@@ -9,9 +9,10 @@ import logging
 import numpy as np
 import torch
 
+from ..encoders import GenerativeEncoder
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
-from ..utils import check_option
-from ._inputs import ImageSource, as_labels, kept_mask
+from ..utils import check_option, check_random_state
+from ._inputs import as_labels, image_rows, kept_mask
 
 __all__ = ["Counterfactual", "counterfactual", "latent_direction"]
 
@@ -145,14 +146,17 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     the clusters' mean embeddings (``"centroid"``), a linear probe's normal (``"probe"``),
     both computed from ``embeddings`` and ``labels``, or a vector you give.
 
-    A Diffusion Autoencoder (an encoder with ``encode_stochastic``) decodes from each
-    image's own stochastic code ``x_T``, so what is not in the semantic embedding (the
-    identity's fine detail) stays; other generative encoders decode the moved embedding.
+    Decoding goes through the generative protocol
+    (:class:`~latentaudit.encoders.GenerativeEncoder`): every image's codes come from
+    ``encoder.invert`` (a Diffusion Autoencoder's stochastic code ``x_T``, a GAN's noise,
+    None for a β-VAE) and every step is ``encoder.decode(moved, codes)``, so what is not
+    in the embedding (the identity's fine detail) stays; what the codes leave open is
+    drawn from one generator, the same for every step.
 
     Parameters
     ----------
-    encoder : generative encoder
-        An encoder with ``encode(x)`` and ``decode(z)`` (``DAEEncoder``,
+    encoder : GenerativeEncoder
+        An encoder with ``encode``, ``invert`` and ``decode`` (``DAEEncoder``,
         ``BetaVAEEncoder``, ``StyleGAN2Encoder`` or your own).
     images : array-like, torch.Tensor or Dataset
         ``(N, C, *spatial)`` images to move (typically images of ``source``).
@@ -170,11 +174,13 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     scale : float, default 1.0
         How far to go: 1 moves by the full centroid gap, 2 twice as far.
     diffusion_steps : int, optional
-        Sampling steps of a Diffusion Autoencoder's encode/decode; default the encoder's.
+        Passed as ``steps`` to ``invert`` and ``decode``: the steps of an iterative
+        decoder (a Diffusion Autoencoder's DDIM steps); default the encoder's.  One-pass
+        decoders ignore it.
     batch_size : int, default 32
         Images per encode/decode call.
     random_state : int, RandomState or None, default None
-        Seed of the probe.
+        Seed of the probe and of the generator ``decode`` draws from.
     verbose : bool, default False
         Show a progress bar.
 
@@ -203,11 +209,11 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     >>> cf.images.shape, cf.difference.shape
     ((2, 3, 1, 16, 16), (2, 1, 16, 16))
     """
-    if not (callable(getattr(encoder, "encode", None))
-            and callable(getattr(encoder, "decode", None))):
+    if not isinstance(encoder, GenerativeEncoder):
         raise InputTypeError(
-            f"counterfactuals need a generative encoder with encode() and decode() (e.g. "
-            f"DAEEncoder or BetaVAEEncoder); {type(encoder).__name__} cannot decode")
+            f"counterfactuals need a generative encoder (latent_dim, spatial_dims, encode, "
+            f"invert and decode: the GenerativeEncoder protocol, e.g. DAEEncoder or "
+            f"BetaVAEEncoder); {type(encoder).__name__} does not meet it")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
         raise ConfigError(f"steps must be an integer >= 2 (the unmoved image and at least "
                           f"one move), got {steps!r}")
@@ -230,10 +236,10 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     if latent_dim is not None and move.shape != (int(latent_dim),):
         raise InputShapeError(f"the direction has {move.size} entries but the encoder's "
                               f"latent_dim is {latent_dim}")
-    data = ImageSource(images, "images")
+    data = image_rows(images, "images")
     alphas = np.linspace(0.0, float(scale), int(steps)).astype(np.float32)
-    stochastic = callable(getattr(encoder, "encode_stochastic", None))
     options = {} if diffusion_steps is None else {"steps": int(diffusion_steps)}
+    decode_seed = int(check_random_state(random_state).randint(2**31 - 1))
     move_t = torch.from_numpy(move)
     decoded_all, latents_all = [], []
     from tqdm.auto import tqdm
@@ -246,14 +252,13 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
             if z.ndim != 2 or z.shape[1] != move.size:
                 raise InputShapeError(f"the encoder gave embeddings of shape "
                                       f"{tuple(z.shape)}, expected (n, {move.size})")
-            x_t = encoder.encode_stochastic(x, z, **options) if stochastic else None
+            codes = encoder.invert(x, **options)
             per_step, latents = [], []
             for alpha in alphas:
                 moved = z + float(alpha) * move_t
-                if stochastic:
-                    out = encoder.decode(moved, x_T=x_t, **options)
-                else:
-                    out = encoder.decode(moved)
+                # The same draw at every step, so the steps differ by the move alone.
+                generator = torch.Generator().manual_seed(decode_seed)
+                out = encoder.decode(moved, codes, generator=generator, **options)
                 per_step.append(_to_numpy(out))
                 latents.append(moved.numpy())
                 bar.update(len(batch))
