@@ -35,13 +35,17 @@ _LAZY = {
     "TorchEncoder": ".encoders",
     "BetaVAEEncoder": ".encoders",
     "DAEEncoder": ".encoders.dae",
+    "PixelPCAEncoder": ".encoders",
     "embed": ".embed",
     "Embeddings": ".embeddings",
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
+    "delineate": ".audit",
+    "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
+    "artefacts": ".artefacts",
     "datasets": ".datasets",
     "nn": ".nn",
     "data": ".data",
@@ -95,8 +99,8 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import data, datasets, errors, nn  # noqa: F401
-    from .audit import ClusterAuditor  # noqa: F401
+    from . import artefacts, data, datasets, errors, nn  # noqa: F401
+    from .audit import ClusterAuditor, delineate  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,
         DicomDataset,
@@ -105,9 +109,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .embed import embed  # noqa: F401
     from .embeddings import Embeddings  # noqa: F401
-    from .encoders import BetaVAEEncoder, Encoder, GenerativeEncoder, TorchEncoder  # noqa: F401
+    from .encoders import (  # noqa: F401
+        BetaVAEEncoder,
+        Encoder,
+        GenerativeEncoder,
+        PixelPCAEncoder,
+        TorchEncoder,
+    )
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401
     from .interpolate import Interpolator  # noqa: F401
     from .projection import Projector  # noqa: F401
-    from .report import plot_projection  # noqa: F401
+    from .report import AuditReport, plot_projection  # noqa: F401

@@ -24,7 +24,7 @@ def embed_and_save(encoder, dataset, config: dict, run: Run, folder: Path,
 
     embeddings = embed(encoder, dataset, batch_size=config["embed"]["batch_size"],
                        device=config["device"], aggregate=aggregate,
-                       aggregate_method=config["embed"]["aggregate_method"],
+                       combine=config["embed"]["combine"],
                        verbose=run.verbose)
     embeddings.provenance.update(provenance or {})
     embeddings.save(folder, overwrite=True)
