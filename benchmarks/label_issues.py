@@ -2,8 +2,8 @@
 
 Usage::
 
-    pip install 'latentaudit[bench]'          # cleanlab
-    .venv/bin/python benchmarks/label_issues.py [--quick] [--markdown]
+    pip install 'latentaudit[bench]'          # cleanlab (or CLEANLAB_PATH=<its folder>)
+    .venv/bin/python benchmarks/label_issues.py [--quick]
 
 Both methods see the same embeddings and the same flipped labels, in one run.  cleanlab
 gets out-of-fold probabilities of a standardised logistic regression (C = 0.1, 5 folds) on
@@ -145,11 +145,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="demo cohort on pixel PCA instead of the DAE (no DAE run)")
     args = parser.parse_args(argv)
+    if os.environ.get("CLEANLAB_PATH"):  # a copy of cleanlab kept outside the venv
+        sys.path.insert(0, os.environ["CLEANLAB_PATH"])
     try:
         import cleanlab
     except ImportError:
-        print("this benchmark needs cleanlab: pip install 'latentaudit[bench]'",
-              file=sys.stderr)
+        print("this benchmark needs cleanlab: pip install 'latentaudit[bench]' (or "
+              "CLEANLAB_PATH=<folder holding cleanlab>)", file=sys.stderr)
         return 2
     print(f"# label issues: latentaudit vs cleanlab {cleanlab.__version__}")
     print(f"date {datetime.date.today()}; machine {platform.machine()}, "

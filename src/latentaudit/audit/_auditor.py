@@ -4,8 +4,8 @@ The paper looks at a t-SNE map coloured by site and sees "clusters that should n
 exist".  :class:`ClusterAuditor` does the same systematically on any (N, d) embedding and a
 metadata table: it clusters the embedding, tests every cluster against every column,
 probes every column it did not expect, corrects for multiple testing and ranks what it
-found, with a sentence a person can read.  The same k-nearest-neighbour graph then serves label issues,
-outliers, near-duplicates and look-ups.  NumPy, SciPy, pandas and scikit-learn only.
+found, with a sentence a person can read.  The same k-nearest-neighbour graph then serves
+label issues, outliers, near-duplicates and look-ups.  NumPy, SciPy, pandas and scikit-learn only.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
 
     ``fit`` reduces the embedding by PCA, clusters it (HDBSCAN by default), tests every
     cluster against every metadata column, probes every column that is not expected,
-    controls the
-    false discovery rate over everything tested and ranks the findings.  It also builds
+    controls the false discovery rate over everything tested and ranks the findings.  It also builds
     the k-nearest-neighbour graph that :meth:`label_issues`, :meth:`outliers` and
     :meth:`duplicates` read.
 
