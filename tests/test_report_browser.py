@@ -27,6 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from latentaudit.audit import Delineation, delineate, points_in_polygon
+from latentaudit.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -151,42 +152,46 @@ def _canvas(driver, element) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A map of 300 subjects of the demo cohort (pixel PCA, t-SNE), saved as a report with
-    its subjects table, as an audit writes them."""
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-
-    from latentaudit import Projector
-    from latentaudit.datasets import load_demo_cohort
-    from latentaudit.report import AuditReport, MapView, ReportFigure, ReportSection
-    from latentaudit.report._figures import figure_to_png
-
-    cohort = load_demo_cohort()
-    rows = np.sort(np.random.default_rng(0).choice(len(cohort.images), 300, replace=False))
-    images, table = cohort.images[rows], cohort.metadata.iloc[rows].reset_index(drop=True)
-    z = PCA(16, random_state=0).fit_transform(images.reshape(len(rows), -1))
-    xy = Projector(method="tsne", random_state=0).fit_transform(z.astype(np.float32))
-    clusters = KMeans(10, n_init=4, random_state=0).fit_predict(xy)
-    from latentaudit import plot_projection
-
-    static = ReportFigure("map", figure_to_png(plot_projection(xy, table, columns=["site"])))
-    view = MapView.from_audit(xy, table["subject"], table, labels=clusters, images=images,
-                              outliers=pd.DataFrame({"index": [0, 1], "score": [3.0, 2.5]}),
-                              label_issues={"sex": pd.DataFrame({
-                                  "index": [5], "given": ["F"], "suggested": ["M"],
-                                  "score": [0.9], "flagged": [True]})})
-    report = AuditReport("demo", [ReportSection("projection", "Map", figures=[static]),
-                                  ReportSection("map", "Interactive map", views=[view])])
-    report.subjects = pd.DataFrame({"id": table["subject"], "cluster": clusters,
-                                    "map_x": xy[:, 0], "map_y": xy[:, 1],
-                                    "site": table["site"]})
     out = tmp_path_factory.mktemp("demo") / "out"
-    report.save(out)
+    code = main(["demo", "--encoder", "pca", "--n-subjects", "300", "--projection", "tsne",
+                 "--no-explain", "--set", "audit.n_permutations=19", "--output", str(out),
+                 "-q"])
+    assert code == EXIT_OK
     return out
 
 
+def _subjects(folder) -> pd.DataFrame:
+    """A report's subjects table, its first column (the ids) named "id"."""
+    table = pd.read_csv(folder / "subjects.csv", dtype=str)
+    table = table.rename(columns={table.columns[0]: "id"})
+    for column in ("map_x", "map_y"):
+        if column in table:
+            table[column] = table[column].astype(float)
+    for column in ("cluster", "group"):
+        if column in table:
+            table[column] = table[column].astype(int)
+    return table
+
+
+def _write_nifti(folder, ids):
+    """The demo images of these subjects as NIfTI files (what 'explain' reads)."""
+    import nibabel as nib
+
+    from latentaudit.datasets import load_demo_cohort
+
+    cohort = load_demo_cohort()
+    row = {str(s): k for k, s in enumerate(cohort.metadata["subject"])}
+    folder.mkdir(parents=True)
+    for subject in ids:
+        # NiftiDataset shows a sagittal plane anti-transposed: store it so that it reads back
+        plane = np.rot90(cohort.images[row[subject], 0].T, 2)
+        volume = np.repeat(plane[None], 3, axis=0).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / f"{subject}.nii.gz")
+    return folder, cohort, row
+
+
 def test_the_demo_report_in_a_browser(browser, demo, tmp_path):
-    subjects = pd.read_csv(demo / "subjects.csv", dtype={"id": str})
+    subjects = _subjects(demo)
     xy = subjects[["map_x", "map_y"]].to_numpy()
     ids = subjects["id"].to_numpy()
     browser.get_log("performance")  # start the request log with this test
@@ -287,6 +292,42 @@ def test_the_demo_report_in_a_browser(browser, demo, tmp_path):
         # and the island is the site's: nearly all its subjects, nearly nothing else
         assert np.mean(site[inside] == name) > 0.95 and np.mean(inside[site == name]) > 0.85
     assert f"group 1: {np.sum(labels == 1)} subjects" in groups[0].text
+
+    # -- explain trains its classifier on exactly the groups drawn ------------------------
+    nifti, _, _ = _write_nifti(tmp_path / "nifti", ids)
+    tiny = ["--classifier-steps", "3", "--set", "explain.widths=[4, 8, 8, 8]", "--set",
+            "explain.batch_size=16", "--set", "explain.images=2", "-q"]
+    code = main(["explain", "--delineation", str(path), "--images", str(nifti), "--size",
+                 "64", "--output", str(tmp_path / "explain"), *tiny])
+    assert code == EXIT_OK
+    explained = _subjects(tmp_path / "explain")
+    group_of = dict(zip(ids, labels, strict=True))
+    assert explained["group"].tolist() == [group_of[i] for i in explained["id"]]
+    for label in (1, 2):
+        assert set(explained["id"][explained["group"] == label]) == set(drawn.selected[label])
+    assert set(explained["classifier"]) == {"train", "held out"}  # every subject, none else
+    report = json.loads((tmp_path / "explain" / "report.json").read_text())
+    assert report["sections"]["gradcam"]["status"] == "ok"
+    assert report["sections"]["gradcam"]["data"]["classes"] == [0, 1, 2]
+
+    # -- audit tests the drawn groups, and refuses other embeddings -----------------------
+    code = main(["audit", "--delineation", str(path), "--embeddings",
+                 str(demo / "embeddings"), "--projection", "pca", "--no-explain", "--set",
+                 "audit.n_permutations=19", "--output", str(tmp_path / "audit"), "-q"])
+    assert code == EXIT_OK
+    audited = _subjects(tmp_path / "audit")
+    assert audited["cluster"].tolist() == [group_of[i] for i in audited["id"]]
+    findings = json.loads((tmp_path / "audit" / "report.json").read_text())
+    top = findings["sections"]["findings"]["tables"]["All findings"][0]
+    assert top["column"] == "site" and top["cluster"] in (1, 2)
+    from latentaudit.embed import Embeddings
+
+    other = Embeddings.load(demo / "embeddings")
+    Embeddings(np.asarray(other.z) * 1.001, ids=other.ids, metadata=other.metadata).save(
+        tmp_path / "other")
+    code = main(["audit", "--delineation", str(path), "--embeddings", str(tmp_path / "other"),
+                 "--output", str(tmp_path / "refused"), "-q"])
+    assert code == EXIT_BAD_INPUT
 
     # -- without JavaScript: the page opens, the static figures remain --------------------
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
