@@ -36,12 +36,27 @@ pytestmark = pytest.mark.skipif(
     reason="needs Chromium and its WebDriver (Debian packages 'chromium' and "
            "'chromium-driver'; scripts/setup.sh installs them)")
 
-# the 100,000-point map must draw and answer a hover within these times (on CI's 2 cores)
-# (medians of several; measured 0.4 s, 15 ms, 8 ms and 20 ms on a loaded 2-core machine)
+# the 100,000-point map must draw and answer a hover within these times (on CI's 2 cores,
+# unloaded; medians of several; measured 0.4 s, 15 ms, 8 ms and 20 ms on this machine)
 FIRST_DRAW_S = 8.0     # from navigation start to the points on screen
 REDRAW_MS = 150.0      # one redraw of every point (zoom, pan, colour)
 HOVER_MS = 50.0        # from the pointer event to the card of the nearest subject
 THUMBNAIL_S = 2.0      # from the pointer event to its scan (a sprite sheet decoded)
+# On a machine shared with other jobs the browser gets a fraction of a core: the budgets are
+# multiplied by how much slower than REFERENCE_MS a fixed piece of JavaScript runs in the
+# same browser, measured before and after the map's timings (never by less than 1).
+REFERENCE_MS = 60.0    # _WORKLOAD's median on the 2-core development machine (68 ms
+                       # with its other jobs niced, 43 ms the fastest run seen)
+_WORKLOAD = """
+var times = [], s = 0;
+for (var r = 0; r < 4; r++) {  // the first run warms the JIT up and is not counted
+  var t0 = performance.now(), a = new Float32Array(1000000);
+  for (var i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.001);
+  for (var k = 0; k < 40; k++) for (var j = 0; j < a.length; j++) s += a[j] * k;
+  if (r > 0) times.push(performance.now() - t0);
+}
+return {times: times, sum: s};
+"""
 
 NETWORK_SCHEMES = ("http:", "https:", "ws:", "wss:", "ftp:")
 
@@ -379,8 +394,15 @@ def large_report(tmp_path_factory):
     return path, xy, table["subject"].to_numpy()
 
 
+def _workload_ms(driver) -> list[float]:
+    """Three timings (ms) of a fixed piece of JavaScript in this browser."""
+    return driver.execute_script(_WORKLOAD)["times"]
+
+
 def test_a_100000_point_map_draws_and_answers_a_hover_in_time(browser, large_report):
     path, xy, ids = large_report
+    browser.get("about:blank")
+    workload = _workload_ms(browser)
     started = time.perf_counter()
     stage = _open(browser, path)
     opened = time.perf_counter() - started
@@ -412,14 +434,17 @@ def test_a_100000_point_map_draws_and_answers_a_hover_in_time(browser, large_rep
     thumb_s = float(np.median(stats["thumb_ms"])) / 1000
     redraw_ms = float(np.median(redraws))
     size_mb = path.stat().st_size / 1e6
+    workload += _workload_ms(browser)
+    slowdown = max(1.0, float(np.median(workload)) / REFERENCE_MS)
     timings = (f"100,000 points: page opened in {opened:.2f} s, points drawn "
                f"{first_draw:.2f} s after navigation start (script set-up "
                f"{stats['init_ms']:.0f} ms), redraw {redraw_ms:.1f} ms (max {max(redraws):.1f}),"
                f" hover {hover_ms:.1f} ms (max {max(stats['hover_ms']):.1f}), scan "
-               f"{thumb_s * 1000:.0f} ms, report {size_mb:.1f} MB")
+               f"{thumb_s * 1000:.0f} ms, report {size_mb:.1f} MB; reference workload "
+               f"{np.median(workload):.0f} ms (budgets x {slowdown:.1f})")
     print("\n" + timings)
-    assert first_draw < FIRST_DRAW_S, timings
-    assert redraw_ms < REDRAW_MS, timings
-    assert hover_ms < HOVER_MS, timings
-    assert thumb_s < THUMBNAIL_S, timings
+    assert first_draw < FIRST_DRAW_S * slowdown, timings
+    assert redraw_ms < REDRAW_MS * slowdown, timings
+    assert hover_ms < HOVER_MS * slowdown, timings
+    assert thumb_s < THUMBNAIL_S * slowdown, timings
     assert _severe(browser) == []
