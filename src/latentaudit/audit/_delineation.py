@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputShapeError, InputTypeError
+from ..utils import atomic_write
 from ._delineate import _as_points, _as_polygons, _check_label, _label_by_groups
 
 __all__ = ["DELINEATION_FORMAT", "Delineation", "embeddings_fingerprint", "ids_fingerprint",
@@ -334,9 +335,8 @@ class Delineation:
         pathlib.Path
         """
         path = Path(path)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        os.replace(partial, path)
+        with atomic_write(path) as handle:
+            handle.write(json.dumps(self.to_dict(), indent=1))
         return path
 
     # -- checks and labels ------------------------------------------------------------
