@@ -19,7 +19,8 @@ def audit_options(config: dict) -> dict:
 
 def embed_and_save(encoder, dataset, config: dict, run: Run, folder: Path,
                    aggregate: str | None, provenance: Mapping | None = None):
-    """Embed ``dataset`` with the run's ``[embed]`` options and save into ``folder``."""
+    """Embed ``dataset`` with the run's ``[embed]`` options and save into ``folder`` (None:
+    compute only, as the other processes of a torchrun launch do)."""
     from ..embed import embed
 
     embeddings = embed(encoder, dataset, batch_size=config["embed"]["batch_size"],
@@ -27,7 +28,8 @@ def embed_and_save(encoder, dataset, config: dict, run: Run, folder: Path,
                        aggregate_method=config["embed"]["aggregate_method"],
                        verbose=run.verbose)
     embeddings.provenance.update(provenance or {})
-    embeddings.save(folder, overwrite=True)
+    if folder is not None:
+        embeddings.save(folder, overwrite=True)
     return embeddings
 
 
