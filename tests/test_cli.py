@@ -285,7 +285,7 @@ def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
         share = truth["artefact"].to_numpy()[members.to_numpy()] != "none"
         assert share.mean() > 0.9
     flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
-    listed = {row["id"] for row in
+    listed = {row["subject"] for row in
               report["sections"]["label_issues"]["tables"]["sex: flagged subjects, most "
                                                            "suspicious first"]}
     assert len(flipped) >= 3

@@ -82,7 +82,8 @@ def test_fit_learns_the_delineation_and_reports_held_out_accuracy(fitted, square
     split = np.concatenate([fitted.train_indices_, fitted.test_indices_])
     assert sorted(split.tolist()) == list(range(len(images)))
     assert np.bincount(labels[fitted.test_indices_]).tolist() == [10, 10]
-    assert list(fitted.held_out_.columns) == ["index", "label", "predicted", "probability"]
+    assert list(fitted.held_out_.columns) == ["index", "subject", "label", "predicted",
+                                              "probability"]
     assert len(fitted.history_) > 0 and "accuracy" in fitted.history_.columns
     assert isinstance(fitted.model_, ResNet)
     assert not fitted.model_.training
@@ -539,6 +540,33 @@ def test_explainer_counterfactual_encodes_the_fitted_images():
     assert probe.method == "probe" and probe.direction[1] > 0 > probe.direction[0]
     with pytest.raises(DataError, match="source label 'left'"):
         exp.counterfactual(HalvesEncoder(), images[:2], "left", "down")
+
+
+def test_explainer_on_embeddings_uses_their_images_ids_and_latents():
+    images, labels = halves(16)
+
+    class Counting(HalvesEncoder):
+        encoded = 0
+
+        def encode(self, x):
+            Counting.encoded += len(x)
+            return super().encode(x)
+
+    enc = Counting()
+    z = HalvesEncoder().encode(images).numpy()
+    ids = [f"s{i:02d}" for i in range(len(images))]
+    emb = la.Embeddings(z, ids=ids, id_column="patient", images=images)
+    exp = Explainer(max_steps=2, random_state=0, test_size=0.25, **TINY).fit(emb, labels)
+    assert exp.held_out_.columns[:2].tolist() == ["index", "patient"]
+    held = exp.held_out_
+    assert (held["patient"] == np.asarray(ids, dtype=object)[held["index"]]).all()
+    assert exp.embeddings_ is emb and exp.labels_.tolist() == labels.tolist()
+    assert exp.explain(emb).shape == (len(images), 8, 8)  # the Embeddings' images
+    cf = exp.counterfactual(enc, images[:2], "up", "down", steps=3)
+    # the move comes from the embeddings fit was given: only the 2 moved images are encoded
+    assert Counting.encoded == 2 and cf.direction.tolist() == [-1.0, 1.0]
+    with pytest.raises(DataError, match="attach_images"):
+        Explainer(**TINY).fit(la.Embeddings(z), labels)
 
 
 def test_counterfactual_with_a_beta_vae_runs_end_to_end():

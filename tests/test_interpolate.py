@@ -52,7 +52,8 @@ def test_synthetic_rows_lie_on_segments_between_recorded_parents(method):
     np.testing.assert_array_equal(X_res[:n], X)
     np.testing.assert_array_equal(y_res[:n], y)
     prov = res.provenance_
-    assert list(prov.columns) == ["parent_a", "parent_b", "weight", "group"]
+    assert list(prov.columns) == ["parent_a", "subject_a", "parent_b", "subject_b", "weight",
+                                  "group"]
     assert prov.index.tolist() == list(range(n, len(X_res)))
     a, b, w = (prov[c].to_numpy() for c in ("parent_a", "parent_b", "weight"))
     # exactly the formula of DESIGN.md
@@ -620,6 +621,35 @@ def test_generate_slerps_the_parents_stochastic_codes():
     np.testing.assert_allclose(again.images, out.images, rtol=1e-6)
     with pytest.raises(errors.DataError, match="one image per row"):
         res.generate(StochasticGenerator(), images[:5])
+
+
+def test_embeddings_bring_ids_metadata_and_parent_images():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(20, 2)).astype(np.float32)
+    meta = pd.DataFrame({"patient": [f"p{i}" for i in range(20)],
+                         "sex": ["M"] * 14 + ["F"] * 6})
+    images = rng.uniform(-1, 1, (20, 1, 4, 4)).astype(np.float32)
+    emb = la.Embeddings(z, metadata=meta, id_column="patient", images=images)
+    res = Interpolator(k_neighbors=3, random_state=0)
+    z_res, sex = res.fit_resample(emb, "sex")  # a column of the Embeddings' metadata
+    plain = Interpolator(k_neighbors=3, random_state=0)
+    z_plain, _ = plain.fit_resample(z, meta["sex"])
+    np.testing.assert_array_equal(z_res, z_plain)
+    assert sex.name == "sex" and (sex[20:] == "F").all()
+    prov = res.provenance_
+    assert prov.columns[:4].tolist() == ["parent_a", "patient_a", "parent_b", "patient_b"]
+    assert (prov["patient_b"] == meta["patient"].to_numpy()[prov["parent_b"]]).all()
+    assert plain.provenance_["subject_a"].tolist() == [str(a) for a in
+                                                       plain.provenance_["parent_a"]]
+    # generate reads the parents' images through the Embeddings
+    out = res.generate(StochasticGenerator(), steps=5, clip=None)
+    given = plain.generate(StochasticGenerator(), images, steps=5, clip=None)
+    np.testing.assert_allclose(out.images, given.images, rtol=1e-6)
+    grouped = Interpolator(groups="sex", k_neighbors=3, random_state=0)
+    _, table = grouped.fit_resample(emb)  # the whole metadata table
+    assert len(table) == 28 and table["sex"].eq("F").sum() == 14
+    with pytest.raises(errors.ConfigError, match="did you mean 'sex'"):
+        Interpolator().fit_resample(emb, "sexx")
 
 
 def test_generate_without_parent_images_uses_a_seeded_generator():

@@ -36,7 +36,7 @@ _LAZY = {
     "BetaVAEEncoder": ".encoders",
     "DAEEncoder": ".encoders.dae",
     "embed": ".embed",
-    "Embeddings": ".embed",
+    "Embeddings": ".embeddings",
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
@@ -103,7 +103,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ImageFolderDataset,
         NiftiDataset,
     )
-    from .embed import Embeddings, embed  # noqa: F401
+    from .embed import embed  # noqa: F401
+    from .embeddings import Embeddings  # noqa: F401
     from .encoders import BetaVAEEncoder, Encoder, GenerativeEncoder, TorchEncoder  # noqa: F401
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401

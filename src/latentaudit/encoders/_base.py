@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data._rows import item_image
 from ..errors import CheckpointError, ConfigError, InputShapeError, InputTypeError
 from ..utils import resolve_device
 
@@ -38,24 +39,6 @@ def eval_mode(module: nn.Module):
         yield module
     finally:
         module.train(was_training)
-
-
-def images_from_batch(batch) -> Any:
-    """The image tensor of a batch: a tensor, a ``{"image": ...}`` dict (latentaudit's
-    datasets) or the first element of a tuple (``TensorDataset``)."""
-    if isinstance(batch, (torch.Tensor, np.ndarray)):
-        return batch
-    if isinstance(batch, Mapping):
-        if "image" not in batch:
-            raise InputTypeError(
-                f"batches given as dicts must hold the images under 'image'; got keys "
-                f"{sorted(map(str, batch))}")
-        return batch["image"]
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch[0]
-    raise InputTypeError(
-        f"expected a batch of images (a tensor, a dict with 'image', or a tuple whose first "
-        f"element is the images), got {type(batch).__name__}")
 
 
 class BaseEncoder(nn.Module):
@@ -134,11 +117,11 @@ class BaseEncoder(nn.Module):
             return iter(x.split(batch_size)), len(x), True
         if isinstance(x, DataLoader):
             total = len(x.dataset) if hasattr(x.dataset, "__len__") else None
-            return (images_from_batch(b) for b in x), total, False
+            return (item_image(b) for b in x), total, False
         if hasattr(x, "__getitem__") and hasattr(x, "__len__") and not isinstance(
                 x, (str, bytes, list, tuple, dict)):
             loader = DataLoader(x, batch_size=batch_size, shuffle=False)
-            return (images_from_batch(b) for b in loader), len(x), False
+            return (item_image(b) for b in loader), len(x), False
         raise InputTypeError(
             f"{type(self).__name__}.encode expects a tensor or NumPy array of images, a "
             f"dataset or a DataLoader, got {type(x).__name__}")
@@ -599,7 +582,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
             self._check_images(dataset, "training images")
             return ArrayDataset(dataset)
         if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and len(dataset):
-            first = images_from_batch(dataset[0])
+            first = item_image(dataset[0])
             first = torch.as_tensor(first)
             self._check_images(first[None], "training images")
         return dataset

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data._rows import item_image
 from ..errors import ConfigError, InputTypeError
 from ..nn import Upsample, conv
 from ..nn import norm as norm_layer
 from ..utils import check_option, check_spatial_dims
-from ._base import ModelEncoder, images_from_batch
+from ._base import ModelEncoder
 from ._hessian import hessian_penalty
 
 __all__ = ["BetaVAEConfig", "BetaVAEEncoder"]
@@ -321,7 +322,7 @@ class BetaVAEEncoder(ModelEncoder):
         >>> loss.backward()
         """
         cfg = self.config
-        x = self._check_images(images_from_batch(batch), "training images")
+        x = self._check_images(item_image(batch), "training images")
         x = x.to(self.device)
         step = self._current_step()
         mean, log_variance = self.posterior(x)

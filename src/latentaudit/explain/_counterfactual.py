@@ -12,7 +12,7 @@ import torch
 from ..encoders import GenerativeEncoder
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
 from ..utils import check_option, check_random_state
-from ._inputs import ImageSource, as_labels, kept_mask
+from ._inputs import as_labels, image_rows, kept_mask
 
 __all__ = ["Counterfactual", "counterfactual", "latent_direction"]
 
@@ -236,7 +236,7 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     if latent_dim is not None and move.shape != (int(latent_dim),):
         raise InputShapeError(f"the direction has {move.size} entries but the encoder's "
                               f"latent_dim is {latent_dim}")
-    data = ImageSource(images, "images")
+    data = image_rows(images, "images")
     alphas = np.linspace(0.0, float(scale), int(steps)).astype(np.float32)
     options = {} if diffusion_steps is None else {"steps": int(diffusion_steps)}
     decode_seed = int(check_random_state(random_state).randint(2**31 - 1))

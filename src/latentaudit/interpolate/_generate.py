@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..data._rows import RowImages
 from ..encoders import GenerativeEncoder, concat_codes, interpolate_codes, select_codes
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
 from ..utils import check_option, check_random_state, resolve_device
@@ -75,20 +76,6 @@ class GenerationResult:
         return self.images[self.kept]
 
 
-def _images_of(source, rows: np.ndarray) -> torch.Tensor:
-    """The images of rows ``rows`` of an array, tensor or dataset, as a float32 tensor."""
-    if isinstance(source, torch.Tensor):
-        return source[torch.as_tensor(rows)].float()
-    if isinstance(source, np.ndarray):
-        return torch.as_tensor(np.asarray(source[rows]), dtype=torch.float32)
-    images = []
-    for row in rows:
-        item = source[int(row)]
-        images.append(torch.as_tensor(item["image"] if isinstance(item, dict) else item,
-                                      dtype=torch.float32))
-    return torch.stack(images)
-
-
 def _as_numpy(tensor) -> np.ndarray:
     if isinstance(tensor, torch.Tensor):
         return tensor.detach().float().cpu().numpy()
@@ -131,6 +118,8 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
         encoder.to(torch_device)
     was_training = encoder.training if is_module else False
 
+    if X_parent_images is not None:
+        X_parent_images = RowImages(X_parent_images, name="X_parent_images")
     if X_parent_images is not None and len(X_parent_images) != n_real:
         raise DataError(
             f"X_parent_images has {len(X_parent_images)} images but fit_resample was given "
@@ -225,5 +214,5 @@ def _invert_parents(encoder, source, parents, options, batch_size, device, verbo
     for start in tqdm(range(0, len(parents), batch_size), disable=not verbose,
                       desc="inverting the parents", unit="batch"):
         rows = parents[start:start + batch_size]
-        chunks.append(encoder.invert(_images_of(source, rows).to(device), **options))
+        chunks.append(encoder.invert(torch.from_numpy(source.get(rows)).to(device), **options))
     return concat_codes(chunks)

@@ -124,8 +124,9 @@ class Interpolator(BaseResampler):
     provenance_ : pandas.DataFrame
         One row per synthetic row, in output order, indexed by the synthetic row's
         position in the resampled output (index name ``"row"``), with columns
-        ``parent_a`` and ``parent_b`` (row positions in the input), ``weight`` and
-        ``group`` (the group over-sampled).
+        ``parent_a`` and ``parent_b`` (row positions in the input), their ids
+        (``<id column>_a`` and ``<id column>_b``, e.g. ``subject_a``; the positions when
+        ``X`` has no ids), ``weight`` and ``group`` (the group over-sampled).
     z_synthetic_ : numpy.ndarray of shape (n_synthetic, n_features)
         The synthetic rows (the tail of the resampled ``X``), ready for
         :meth:`generate` or an encoder's ``decode``.
@@ -336,7 +337,8 @@ class Interpolator(BaseResampler):
         keys = np.empty(len(target.keys), dtype=object)
         keys[:] = target.keys
         self.provenance_ = pd.DataFrame(
-            {"parent_a": a, "parent_b": b, "weight": w_x.astype(np.float64),
+            {"parent_a": a, f"{self.id_column_}_a": self.ids_[a], "parent_b": b,
+             f"{self.id_column_}_b": self.ids_[b], "weight": w_x.astype(np.float64),
              "group": keys[codes_new]},
             index=pd.RangeIndex(n, n + len(a), name="row"))
         self.z_synthetic_ = X_new
@@ -494,8 +496,9 @@ class Interpolator(BaseResampler):
             put in eval mode while generating (its previous mode is restored).
         X_parent_images : array-like, torch.Tensor or Dataset, optional
             The images of the rows given to :meth:`fit_resample`, one per row, in the same
-            order (an array ``(n_samples, C, *spatial)`` or a latentaudit dataset).  Only
-            the parents are read, and inverted with ``encoder.invert``.
+            order (an array ``(n_samples, C, *spatial)`` or a latentaudit dataset); by
+            default the images of the :class:`~latentaudit.Embeddings` ``fit_resample``
+            was given.  Only the parents are read, and inverted with ``encoder.invert``.
         reject : {None, "distance", "radius", "both"}, default None
             Which re-encoding test to apply (see above); ``None`` keeps every image.
         max_distance : float, optional
@@ -563,6 +566,8 @@ class Interpolator(BaseResampler):
         from ._generate import generate
 
         self._check_resampled()
+        if X_parent_images is None and self.embeddings_ is not None:
+            X_parent_images = self.embeddings_.row_images  # None when they carry no images
         return generate(self, encoder, X_parent_images, reject=reject,
                         max_distance=max_distance, radius_factor=radius_factor, steps=steps,
                         clip=clip, batch_size=batch_size, device=device, generator=generator,

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from ...data._rows import item_image
 from ...errors import ConfigError, InputShapeError, InputTypeError, NotFittedError
 from ...nn import slerp
 from ...utils import check_option, check_spatial_dims
-from .._base import ModelEncoder, eval_mode, images_from_batch
+from .._base import ModelEncoder, eval_mode
 from .config import PRESETS, DAEConfig
 from .diffusion import BETA_SCHEDULES, PREDICTIONS, GaussianDiffusion, ddim_timesteps
 from .latent import LatentDenoiser
@@ -400,7 +401,7 @@ class DAEEncoder(ModelEncoder):
         >>> g = torch.Generator().manual_seed(0)
         >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}, generator=g).backward()
         """
-        x = self._check_images(images_from_batch(batch), "training images").to(self.device)
+        x = self._check_images(item_image(batch), "training images").to(self.device)
         z_sem = self.semantic_encoder(x)
         return self.diffusion.loss(self._denoiser(z_sem), x, generator=generator)
 
