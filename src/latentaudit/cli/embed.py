@@ -18,6 +18,8 @@ __all__ = ["COMMAND"]
 
 def run_embed(config: dict, run: Run) -> int:
     """``latentaudit embed``."""
+    from ..training._distributed import barrier
+
     pretrained = config["encoder"]["pretrained"]
     if not pretrained:
         raise ConfigError("'latentaudit embed' needs a trained encoder: pass --encoder DIR "
@@ -30,12 +32,14 @@ def run_embed(config: dict, run: Run) -> int:
         encoder = load_encoder(pretrained)
     aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
     if not run.main:
-        # Another process of a torchrun launch: it embeds its shard; the first process
-        # gathers the shards and writes the embeddings.
+        # Another process of a torchrun launch: once the first process has made the output
+        # folder, it embeds its shard; the first process writes the merged embeddings.
+        barrier()
         embed_and_save(encoder, dataset, config, run, None, aggregate)
         return 0
     output = output_folder(config, "embed")
     save_config(run)
+    barrier()
     folder = output / "embeddings"
     where = str(Path(pretrained).resolve()) if Path(pretrained).exists() else str(pretrained)
     with run.stage("embed", f"embedding {len(dataset)} images ..."):
