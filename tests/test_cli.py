@@ -20,7 +20,7 @@ from latentaudit.errors import ConfigError, DataError
 TINY_VAE = ["--set", "encoder.channels=[4, 8]", "--set", "encoder.latent_dim=8"]
 TINY_EXPLAIN = ["--classifier-steps", "3", "--set", "explain.widths=[4, 8, 8, 8]",
                 "--set", "explain.images=2", "--set", "explain.counterfactual_images=2",
-                "--set", "explain.counterfactual_steps=2", "--set", "explain.batch_size=8"]
+                "--set", "explain.counterfactual_points=2", "--set", "explain.batch_size=8"]
 FAST_AUDIT = ["--projection", "pca", "--set", "audit.n_permutations=19", "-q"]
 
 
@@ -117,11 +117,11 @@ def test_python_dash_m_runs_the_same_cli():
 # --------------------------------------------------------------------------------------
 def test_config_file_then_flags_then_set(tmp_path):
     path = tmp_path / "audit.toml"
-    path.write_text('seed = 3\n[audit]\nmethod = "kmeans"\nnuisance = ["site"]\n'
+    path.write_text('seed = 3\n[audit]\nclusterer = "kmeans"\nnuisance = ["site"]\n'
                     '[train]\nsteps = 7\n', encoding="utf-8")
     config = load_config(path, overrides=[{"train": {"steps": 9}},
                                           cli._parse_assignment("audit.alpha=0.1")])
-    assert config["seed"] == 3 and config["audit"]["method"] == "kmeans"
+    assert config["seed"] == 3 and config["audit"]["clusterer"] == "kmeans"
     assert config["audit"]["nuisance"] == ["site"]
     assert config["train"]["steps"] == 9 and config["audit"]["alpha"] == 0.1
     assert config["projection"]["method"] == "tsne"  # untouched default
@@ -133,13 +133,13 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
     unknown = tmp_path / "unknown.toml"
-    unknown.write_text("[audit]\nmethd = 'kmeans'\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="did you mean 'method'"):
+    unknown.write_text("[audit]\nclusterr = 'kmeans'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'clusterer'"):
         load_config(unknown)
     with pytest.raises(DataError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
-        cli._parse_assignment("audit.method")
+        cli._parse_assignment("audit.clusterer")
 
 
 def test_set_reads_toml_values_else_text():
@@ -275,7 +275,7 @@ def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
     top = report["sections"]["overview"]["data"]["top_findings"]
     assert [row["column"] for row in top[:3]] == ["site"] * 3
     subjects = pd.read_csv(demo_run / "subjects.csv")
-    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["id"]]
+    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["subject"]]
     # the explained clusters are made of the artefact sites B (shifted field of view)
     # and C (head-rest)
     explained = report["sections"]["clusters"]["data"]
@@ -400,7 +400,7 @@ def test_audit_with_images_and_encoder(trained, study, tmp_path, capsys):
                          "--size", "16", "--n-slices", "3",
                          "--encoder", trained / "train" / "encoder",
                          "--nuisance", "site", "--output", tmp_path / "audit",
-                         "--cluster-method", "kmeans", "--set", "audit.n_clusters=2",
+                         "--clusterer", "kmeans", "--set", "audit.n_clusters=2",
                          *TINY_EXPLAIN, *FAST_AUDIT)
     assert code == EXIT_OK, err
     report = json.loads((tmp_path / "audit" / "report.json").read_text())
@@ -591,7 +591,7 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
     top = report["sections"]["overview"]["data"]["top_findings"]
     assert [row["column"] for row in top[:3]] == ["site"] * 3
     subjects = pd.read_csv(out / "subjects.csv")
-    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["id"]]
+    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["subject"]]
     artefacts = set()
     for cluster in report["sections"]["clusters"]["data"]:
         members = (subjects["cluster"] == int(cluster)).to_numpy()
@@ -601,6 +601,6 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
         artefacts.add(values[np.argmax(counts)])
     assert artefacts == {"fov_shift", "head_rest"}
     flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
-    flagged = set(subjects["id"][pd.Index(subjects.index).isin(
+    flagged = set(subjects["subject"][pd.Index(subjects.index).isin(
         [row["index"] for row in report["sections"]["label_issues"]["data"]["sex"]["flagged"]])])
     assert len(flipped & flagged) / len(flipped) >= 0.6

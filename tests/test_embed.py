@@ -166,7 +166,7 @@ def test_aggregate_mean_and_dropped_varying_columns():
     ds, images = _sliced_dataset()
     enc = TinyEncoder()
     per_item = _reference(enc, images, len(images))
-    emb = embed(enc, ds, aggregate="subject", aggregate_method="mean", verbose=False)
+    emb = embed(enc, ds, aggregate="subject", combine="mean", verbose=False)
     for row, subject in enumerate(emb.ids):
         expected = per_item[ds.ids == subject].mean(axis=0)
         np.testing.assert_allclose(emb.z[row], expected, rtol=1e-5, atol=1e-6)
@@ -184,7 +184,7 @@ def test_aggregate_concat_needs_equal_slice_counts():
     ds = la.ArrayDataset(images, ids=["a", "a", "a", "b", "b"])
     with pytest.raises(DataError, match="same number of slices"):
         embed(TinyEncoder(), ds, aggregate="subject", verbose=False)
-    emb = embed(TinyEncoder(), ds, aggregate="subject", aggregate_method="mean",
+    emb = embed(TinyEncoder(), ds, aggregate="subject", combine="mean",
                 verbose=False)
     assert emb.shape == (2, 6)
 
@@ -271,7 +271,7 @@ def test_interrupted_embed_leaves_no_partial_file(tmp_path):
     assert emb.shape == (6, 6)
 
 
-def test_aggregate_method_streams_and_arrays_convert(tmp_path):
+def test_combine_streams_and_arrays_convert(tmp_path):
     ds, images = _sliced_dataset()
     emb = embed(TinyEncoder(), ds, verbose=False)
     in_memory = emb.aggregate("concat")

@@ -329,9 +329,9 @@ def test_codes_helpers():
         select_codes("x_T", [0])
 
 
-def test_map_location(tmp_path):
+def test_from_pretrained_takes_a_device(tmp_path):
     _vae().save_pretrained(tmp_path)
-    loaded = BetaVAEEncoder.from_pretrained(tmp_path, map_location="cpu")
+    loaded = BetaVAEEncoder.from_pretrained(tmp_path, device="cpu")
     assert loaded.device.type == "cpu"
 
 

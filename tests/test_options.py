@@ -69,9 +69,9 @@ def test_the_fix_is_written_in_the_syntax_of_the_source():
 
 
 def test_unknown_keys_suggest_the_closest_one():
-    with pytest.raises(ConfigError, match=r"unknown option 'audit.methd'; did you mean "
-                                          r"'method'\?"):
-        OPTIONS.merge({"audit": {"methd": "kmeans"}})
+    with pytest.raises(ConfigError, match=r"unknown option 'audit.clusterr'; did you mean "
+                                          r"'clusterer'\?"):
+        OPTIONS.merge({"audit": {"clusterr": "kmeans"}})
     with pytest.raises(ConfigError, match="did you mean 'audit'"):
         OPTIONS.merge({"audti": {}})
     with pytest.raises(ConfigError, match="is a section of options"):

@@ -66,3 +66,10 @@ def test_estimators_refuse_degenerate_embeddings(fit, z):
 def test_one_subject_is_a_clear_error():
     with pytest.raises(DataError, match="ClusterAuditor needs at least 5 samples.*n_samples = 1"):
         la.ClusterAuditor().fit(np.zeros((1, 8)), META.iloc[:1])
+
+
+def test_too_few_rows_per_group_is_warned():
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"site": ["A"] * 38 + ["B"] * 2, "sex": list("FM") * 20})
+    with pytest.warns(UserWarning, match="too few rows per group: site: 'B' has 2"):
+        la.ClusterAuditor(random_state=0).fit(rng.normal(size=(40, 4)), meta)

@@ -35,11 +35,13 @@ _LAZY = {
     "TorchEncoder": ".encoders",
     "BetaVAEEncoder": ".encoders",
     "DAEEncoder": ".encoders.dae",
+    "PixelPCAEncoder": ".encoders",
     "embed": ".embed",
     "Embeddings": ".embeddings",
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
+    "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
     "datasets": ".datasets",
@@ -105,9 +107,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .embed import embed  # noqa: F401
     from .embeddings import Embeddings  # noqa: F401
-    from .encoders import BetaVAEEncoder, Encoder, GenerativeEncoder, TorchEncoder  # noqa: F401
+    from .encoders import (  # noqa: F401
+        BetaVAEEncoder,
+        Encoder,
+        GenerativeEncoder,
+        PixelPCAEncoder,
+        TorchEncoder,
+    )
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401
     from .interpolate import Interpolator  # noqa: F401
     from .projection import Projector  # noqa: F401
-    from .report import plot_projection  # noqa: F401
+    from .report import AuditReport, plot_projection  # noqa: F401

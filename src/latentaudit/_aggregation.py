@@ -43,7 +43,7 @@ class _AggregationPlan:
 
     @classmethod
     def build(cls, ids, slice_index, method: str) -> _AggregationPlan:
-        check_option("aggregate_method", method, ["concat", "mean"])
+        check_option("combine", method, ["concat", "mean"])
         ids = np.asarray(ids, dtype=object)
         slice_index = np.asarray(slice_index, dtype=np.int64)
         if len(ids) == 0:
@@ -68,9 +68,9 @@ class _AggregationPlan:
             values, first = np.unique(counts, return_index=True)
             examples = ", ".join(f"{subjects[i]!r} has {counts[i]}" for i in first[:4])
             raise DataError(
-                f"aggregate_method='concat' needs the same number of slices for every "
+                f"combine='concat' needs the same number of slices for every "
                 f"subject, got counts {values.tolist()} ({examples}); select a fixed number "
-                f"of slices per subject (n_slices=) or use aggregate_method='mean'")
+                f"of slices per subject (n_slices=) or use combine='mean'")
         return cls(method, np.asarray(subjects, dtype=object), codes, rank, counts)
 
     @property

@@ -9,10 +9,7 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
-import hashlib
-import json
 import logging
 import os
 import time
@@ -28,7 +25,7 @@ from ._storage import discard_partial
 from .data._rows import RowImages
 from .embeddings import Embeddings
 from .errors import ConfigError, InputShapeError, InputTypeError
-from .utils import check_option, resolve_device
+from .utils import check_option, config_hash, resolve_device
 
 __all__ = ["Embeddings", "embed"]
 
@@ -47,8 +44,8 @@ _DTYPES = {
 }
 
 def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int = 0,
-          aggregate: str | None = None, dtype=None, verbose: bool = True, *,
-          aggregate_method: str = "concat", channels_last: bool | None = None,
+          aggregate: str | None = None, dtype=None, verbose: bool = False, *,
+          combine: str = "concat", channels_last: bool | None = None,
           out: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
           shard_dir: str | os.PathLike | None = None) -> Embeddings:
     """Compute the embedding of every item of a dataset.
@@ -74,14 +71,14 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
         DataLoader worker processes that load items while the encoder runs.
     aggregate : {None, "subject"}, default None
         ``"subject"`` combines each subject's slices into one row (see
-        ``aggregate_method``); the metadata then has one row per subject.
+        ``combine``); the metadata then has one row per subject.
     dtype : {None, "float32", "bfloat16", "float16"}, default None
         ``None`` and ``"float32"`` run in the encoder's own dtype; ``"bfloat16"`` and
         ``"float16"`` run under :func:`torch.autocast`.  bfloat16 belongs on GPUs: on a
         CPU it is slower than float32 (a warning says so).
-    verbose : bool, default True
+    verbose : bool, default False
         Show a progress bar.
-    aggregate_method : {"concat", "mean"}, default "concat"
+    combine : {"concat", "mean"}, default "concat"
         How ``aggregate="subject"`` combines slices: concatenation ordered by slice
         index (as in the paper; all subjects need the same number of slices) or mean.
     channels_last : bool, optional
@@ -144,7 +141,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     batch_size = _check_positive_int("batch_size", batch_size)
     num_workers = _check_non_negative_int("num_workers", num_workers)
     check_option("aggregate", aggregate, [None, "subject"])
-    check_option("aggregate_method", aggregate_method, ["concat", "mean"])
+    check_option("combine", combine, ["concat", "mean"])
     if isinstance(dtype, torch.dtype):
         dtype = str(dtype).removeprefix("torch.")
     autocast_dtype = _DTYPES[check_option("dtype", dtype, list(_DTYPES))]
@@ -173,22 +170,22 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     if not len(positions):
         # a shard with nothing to embed (fewer batches than shards)
         return _empty_shard(encoder, ids, slice_index, metadata, id_column, aggregate,
-                            aggregate_method, shard, out)
+                            combine, shard, out)
     rows_ids = ids[positions]
     rows_slices = slice_index[positions]
     if aggregate == "subject":
-        plan = _AggregationPlan.build(rows_ids, rows_slices, aggregate_method)
+        plan = _AggregationPlan.build(rows_ids, rows_slices, combine)
     else:
         plan = _IdentityPlan(len(positions))
     writes = out is not None and (processes == 1 or rank() == 0)
     if shard_dir is not None and processes > 1:
         # each process embeds (or finds finished) its shard in a folder of its own
         mine = shard_folder(shard_dir, rank(), processes)
-        expected = _shard_ids(ids, slice_index, work, aggregate, aggregate_method)
-        if finished_shard(mine, expected, {"encoder_config_hash": _config_hash(encoder),
+        expected = _shard_ids(ids, slice_index, work, aggregate, combine)
+        if finished_shard(mine, expected, {"encoder_config_hash": config_hash(encoder),
                                            "aggregate": plan.describe()}) is None:
             embed(encoder, dataset, batch_size, device, num_workers, aggregate, dtype,
-                  verbose, aggregate_method=aggregate_method, channels_last=channels_last,
+                  verbose, combine=combine, channels_last=channels_last,
                   out=mine, shard=(rank(), processes))
         barrier()
         work = []  # nothing left to encode here: the shards are merged below
@@ -246,7 +243,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
 
     provenance = {
         "encoder": type(encoder).__name__,
-        "encoder_config_hash": _config_hash(encoder),
+        "encoder_config_hash": config_hash(encoder),
         "latent_dim": latent_dim,
         "dataset": type(dataset).__name__,
         "n_items": len(positions),
@@ -361,7 +358,7 @@ def _empty_shard(encoder, ids, slice_index, metadata, id_column, aggregate, meth
                         ids=np.zeros(0, dtype=object), metadata=table.reset_index(drop=True),
                         id_column=id_column, provenance={
                             "encoder": type(encoder).__name__,
-                            "encoder_config_hash": _config_hash(encoder),
+                            "encoder_config_hash": config_hash(encoder),
                             "latent_dim": latent_dim, "n_items": 0,
                             "aggregate": aggregation, "shard": list(shard)})
     if out is not None:
@@ -469,19 +466,6 @@ def _progress(total: int, verbose: bool):
         yield bar
     finally:
         bar.close()
-
-
-def _config_hash(encoder) -> str | None:
-    value = getattr(encoder, "config_hash", None)
-    if callable(value):
-        value = value()
-    if value is not None:
-        return str(value)
-    config = getattr(encoder, "config", None)
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-    return None
 
 
 def _library_version() -> str:

@@ -317,13 +317,13 @@ class Embeddings(_Storage):
         return cached[2]
 
     # -- aggregation -------------------------------------------------------------------
-    def aggregate(self, method: str = "concat", out: str | os.PathLike | None = None
+    def aggregate(self, combine: str = "concat", out: str | os.PathLike | None = None
                   ) -> Embeddings:
         """Combine the rows of each subject into one row.
 
         Parameters
         ----------
-        method : {"concat", "mean"}, default "concat"
+        combine : {"concat", "mean"}, default "concat"
             ``"concat"`` concatenates a subject's slice embeddings ordered by
             :attr:`slice_index` (the paper's subject embedding; every subject must have
             the same number of slices), giving ``n_slices * latent_dim`` columns;
@@ -353,7 +353,7 @@ class Embeddings(_Storage):
         array([[2., 3., 0., 1.],
                [4., 5., 6., 7.]], dtype=float32)
         """
-        plan = _AggregationPlan.build(self.ids, self.slice_index, method)
+        plan = _AggregationPlan.build(self.ids, self.slice_index, combine)
         target = plan.allocate(self.latent_dim, out)
         step = 65536
         for start in range(0, len(self), step):

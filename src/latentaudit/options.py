@@ -733,7 +733,7 @@ OPTIONS = OptionSchema([
          metavar="N", flags=[F(("--batch-size",), ("embed",))]),
     _opt("embed.aggregate", "str", "subject", "one row per subject (slices joined) or "
          "per slice", choices=("subject", "none"), flags=[F(("--aggregate",), ("embed",))]),
-    _opt("embed.aggregate_method", "str", "concat", "how a subject's slices are joined",
+    _opt("embed.combine", "str", "concat", "how a subject's slices are joined",
          choices=("concat", "mean")),
     _opt("embed.reuse", "bool", True, "reuse the encoder and embeddings of an earlier run "
          "with the same settings in the output folder", flags=[
@@ -764,9 +764,8 @@ OPTIONS = OptionSchema([
     _opt("projection.max_iter", "int", None, "t-SNE/UMAP iterations (default: the "
          "method's)", low=1),
     # -- audit ---------------------------------------------------------------------------
-    _opt("audit.method", "str", "hdbscan", "clustering of the embedding",
-         choices=("hdbscan", "kmeans", "gmm"), flags=[F(("--cluster-method",),
-                                                        ("analysis",))]),
+    _opt("audit.clusterer", "str", "hdbscan", "clustering of the embedding",
+         choices=("hdbscan", "kmeans", "gmm"), flags=[F(("--clusterer",), ("analysis",))]),
     _opt("audit.n_clusters", "int", None, "clusters of kmeans/gmm (default: chosen from "
          "the data)", low=2),
     _opt("audit.min_cluster_size", "int", None, "smallest HDBSCAN cluster (default: "
@@ -807,13 +806,14 @@ OPTIONS = OptionSchema([
     _opt("explain.batch_size", "int", 32, "classifier batch size", low=1),
     _opt("explain.widths", "int_list", [16, 32, 64, 128], "classifier channels per level",
          low=1),
-    _opt("explain.method", "str", "gradcam", "CAM method (see "
+    _opt("explain.cam", "str", "gradcam", "class activation map method (see "
          "latentaudit.explain.cam_methods)"),
     _opt("explain.counterfactual_images", "int", 3, "subjects per counterfactual strip",
          low=1),
-    _opt("explain.counterfactual_steps", "int", 5, "points along a counterfactual move",
+    _opt("explain.counterfactual_points", "int", 5, "points along a counterfactual move",
          low=2),
-    _opt("explain.diffusion_steps", "int", 10, "DDIM steps when decoding", low=1),
+    _opt("explain.decoder_steps", "int", 10, "steps of an iterative decoder (a Diffusion "
+         "Autoencoder's DDIM steps)", low=1),
     # -- report --------------------------------------------------------------------------
     _opt("report.title", "str", "latentaudit audit report", "title of the report"),
     _opt("report.thumbnails", "int", 8, "thumbnails on the map", low=0),

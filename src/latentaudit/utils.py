@@ -242,3 +242,43 @@ def resolve_device(device=None, module=None):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device='mps' was asked for but MPS is not available here")
     return device
+
+
+def config_hash(encoder) -> str | None:
+    """The hash that identifies an encoder's configuration in provenance records.
+
+    The encoder's own ``config_hash`` (a property or a method, as latentaudit's encoders
+    have), else a SHA-256 of its ``config`` dataclass; None when it has neither.  The one
+    place the hash is computed, so ``embed`` and the command line record the same one.
+
+    Parameters
+    ----------
+    encoder : object
+        Any encoder.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> from latentaudit.utils import config_hash
+    >>> class Enc:
+    ...     config_hash = "abc"
+    >>> config_hash(Enc()), config_hash(object())
+    ('abc', None)
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    value = getattr(encoder, "config_hash", None)
+    if callable(value):
+        value = value()
+    if value is not None:
+        return str(value)
+    config = getattr(encoder, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return None

@@ -74,6 +74,26 @@ class _AssociationTests:
     columns, its probes and the ranking of findings."""
 
     # ------------------------------------------------------------------ column types
+    def _small_groups(self, metadata: pd.DataFrame) -> str:
+        """The groups too small to test: levels of the categorical columns tested, and the
+        groups of ``within`` too small to cluster (empty when there are none)."""
+        parts = []
+        for column, kind in self.column_types_.items():
+            if kind != "categorical":
+                continue
+            counts = metadata[column].value_counts()
+            few = counts[counts < _MIN_GROUP]
+            if len(few):
+                shown = ", ".join(f"{level!r} has {int(k)}" for level, k in few.head(3).items())
+                parts.append(f"{column}: {shown}" + (" ..." if len(few) > 3 else ""))
+        if self.within_ is not None:
+            counts = metadata[self.within_].value_counts()
+            few = counts[counts < 2 * _MIN_GROUP]
+            if len(few):
+                parts.append(f"within {self.within_}: " + ", ".join(
+                    f"{level!r} has {int(k)}" for level, k in few.head(3).items()))
+        return "; ".join(parts)
+
     def _infer_types(self, metadata: pd.DataFrame, columns: list[str]) -> dict[str, str]:
         types: dict[str, str] = {}
         for column in columns:

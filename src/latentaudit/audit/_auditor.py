@@ -25,7 +25,7 @@ from .._identity import DEFAULT_ID_COLUMN, rows_of
 from .._validation import validate_embedding
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError, NotFittedError
 from ..utils import check_option, check_random_state
-from ._association import _AssociationTests
+from ._association import _MIN_GROUP, _AssociationTests
 from ._clustering import _CLUSTERERS, _NOISE, _Clustering
 from ._diagnostics import _Diagnostics
 from ._persistence import _Persistence
@@ -420,6 +420,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             warnings.warn(f"none of the metadata columns ({', '.join(map(str, columns))}) can be "
                           f"tested (identifiers, constants, or neither numbers nor categories), "
                           f"so findings_ is empty", UserWarning, stacklevel=2)
+        small = self._small_groups(metadata)
+        if small:
+            warnings.warn(f"too few rows per group: {small}; a group needs {_MIN_GROUP} rows "
+                          f"to be tested (and twice that to be clustered within), so these "
+                          f"say little", UserWarning, stacklevel=2)
 
         if labels is not None:
             self.labels_ = self._check_labels(labels, n)

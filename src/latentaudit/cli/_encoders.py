@@ -53,13 +53,15 @@ def encoder_record(encoder, name: str, **extra) -> dict:
     """The provenance of an encoder: its class, size, configuration and its hash."""
     record = {"name": name, "class": type(encoder).__name__,
               "latent_dim": int(encoder.latent_dim)}
-    config_hash = getattr(encoder, "config_hash", None)
-    if callable(config_hash):
-        record["config_hash"] = config_hash()
-        record["config"] = encoder.config_dict() if hasattr(encoder, "config_dict") else None
+    from ..utils import config_hash
+
+    # the hash embed() records too (a property on latentaudit's encoders, not a method)
+    record["config_hash"] = config_hash(encoder)
+    config_dict = getattr(encoder, "config_dict", None)
+    if callable(config_dict):
+        record["config"] = config_dict()
     elif hasattr(encoder, "config"):
         record["config"] = encoder.config
-        record["config_hash"] = fingerprint(encoder.config)
     record.update(extra)
     return record
 

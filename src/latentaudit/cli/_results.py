@@ -29,7 +29,7 @@ def embed_and_save(encoder, dataset, config: dict, run: Run, folder: Path,
     shard_dir = Path(config["output"]) / "embed-shards" if world_size() > 1 else None
     embeddings = embed(encoder, dataset, batch_size=config["embed"]["batch_size"],
                        device=config["device"], aggregate=aggregate,
-                       aggregate_method=config["embed"]["aggregate_method"],
+                       combine=config["embed"]["combine"],
                        verbose=run.verbose, shard_dir=shard_dir)
     embeddings.provenance.update(provenance or {})
     if folder is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..pipeline import _id_column, check_audit_options, check_metadata
+from ..pipeline import check_audit_options, check_metadata
 from ._command import Command
 from ._encoders import encoder_record, load_encoder
 from ._inputs import embeddings_folder, load_nifti, read_metadata
@@ -38,8 +38,7 @@ def run_audit_command(config: dict, run: Run) -> int:
     with run.stage("load", f"reading the embeddings in {folder} ..."):
         embeddings = Embeddings.load(folder)
         embeddings = join_metadata(embeddings, config)
-        check_metadata(embeddings.metadata,
-                       id_column=_id_column(embeddings.metadata, embeddings.ids))
+        check_metadata(embeddings.metadata, id_column=embeddings.id_column)
         check_audit_options(audit_options(config), embeddings.metadata)
     images = None
     data_record = {"embeddings": str(folder.resolve())}

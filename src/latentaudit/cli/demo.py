@@ -66,7 +66,8 @@ def demo_dataset(config: dict):
 
 def run_demo(config: dict, run: Run) -> int:
     """``latentaudit demo``."""
-    from ..pipeline import _PixelPCA, run_audit
+    from ..encoders import build_encoder
+    from ..pipeline import run_audit
 
     output = output_folder(config, "demo")
     save_config(run)
@@ -100,7 +101,8 @@ def run_demo(config: dict, run: Run) -> int:
     if kind == "pca":
         with run.stage("train", "fitting pixel PCA ..."):
             latent = config["encoder"]["latent_dim"] or PCA_LATENT_DIM
-            encoder = _PixelPCA(latent).fit(dataset.images, random_state=config["seed"])
+            encoder = build_encoder("pixel_pca", dataset.image_shape, latent_dim=latent,
+                                    random_state=config["seed"]).fit(dataset)
         record = encoder_record(encoder, f"pixel PCA ({latent} components)")
     elif pretrained:
         with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):

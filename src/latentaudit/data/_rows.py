@@ -195,6 +195,11 @@ class RowImages(Dataset):
                 raise DataError(f"got {len(self.labels)} labels for {len(self.rows)} rows of "
                                 f"{name}")
 
+    @property
+    def source(self):
+        """The array or dataset the images are read from."""
+        return self._array if self._array is not None else self._dataset
+
     # -- the dataset protocol -------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.rows)

@@ -38,6 +38,7 @@ _LAZY = {
     "interpolate_codes": "._protocol",
     "select_codes": "._protocol",
     "TorchEncoder": "._torch",
+    "PixelPCAConfig": "._pixel_pca",
 }
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "Family",
     "GenerativeEncoder",
     "ModelEncoder",
+    "PixelPCAConfig",
+    "PixelPCAEncoder",
     "TorchEncoder",
     "build_encoder",
     "concat_codes",
@@ -84,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._base import BaseEncoder, ModelEncoder, load_pretrained
     from ._betavae import BetaVAEConfig, BetaVAEEncoder
     from ._hessian import hessian_penalty
+    from ._pixel_pca import PixelPCAConfig, PixelPCAEncoder
     from ._protocol import (
         Encoder,
         GenerativeEncoder,

@@ -496,15 +496,15 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None):
+    def from_pretrained(cls, directory: str | os.PathLike, device=None):
         """Load a model written by :meth:`save_pretrained`.
 
         Parameters
         ----------
         directory : str or os.PathLike
             The folder holding ``config.json`` and ``model.safetensors``.
-        map_location : str or torch.device, optional
-            Device to put the model on (default: CPU).
+        device : str or torch.device, optional
+            Device to put the model on (default: CPU), as everywhere in latentaudit.
 
         Returns
         -------
@@ -523,7 +523,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
         >>> from latentaudit.encoders import BetaVAEEncoder
         >>> enc = BetaVAEEncoder.from_pretrained("my_vae")  # doctest: +SKIP
         """
-        return load_pretrained(directory, map_location=map_location, expected=cls)
+        return load_pretrained(directory, device=device, expected=cls)
 
     # -- latents --------------------------------------------------------------------------
     def _check_latents(self, z) -> torch.Tensor:
@@ -589,7 +589,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 32, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options):
+            verbose: bool = False, **options):
         """Train the model with :func:`latentaudit.training.train`.
 
         Parameters
@@ -607,7 +607,7 @@ class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
@@ -658,7 +658,7 @@ def _read_json(path: Path) -> dict:
     return document
 
 
-def load_pretrained(directory: str | os.PathLike, map_location=None,
+def load_pretrained(directory: str | os.PathLike, device=None,
                     expected: type | None = None) -> ModelEncoder:
     """Load any latentaudit encoder saved with ``save_pretrained``.
 
@@ -666,8 +666,8 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     ----------
     directory : str or os.PathLike
         The folder holding ``config.json`` and ``model.safetensors``.
-    map_location : str or torch.device, optional
-        Device to put the model on (default: CPU).
+    device : str or torch.device, optional
+        Device to put the model on (default: CPU), as everywhere in latentaudit.
     expected : type, optional
         Require the saved model to be of this class (or a subclass).
 
@@ -731,7 +731,7 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     except RuntimeError as err:
         raise CheckpointError(f"the weights in {str(weights_path)!r} do not fit the config in "
                               f"{str(config_path)!r}: {err}") from err
-    if map_location is not None:
-        model.to(map_location)
+    if device is not None:
+        model.to(resolve_device(device))
     model.eval()
     return model

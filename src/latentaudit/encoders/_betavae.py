@@ -23,6 +23,7 @@ __all__ = ["BetaVAEConfig", "BetaVAEEncoder"]
 # Batch norm is left out on purpose: an image's embedding must not depend on the other
 # images of its batch, and the Hessian penalty evaluates the decoder on a mixed batch.
 _NORMS = ("group", "layer", "instance", "none")
+_CHANNEL_LADDER = (16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -41,7 +42,7 @@ class BetaVAEConfig:
     in_channels: int = 1
     image_size: int | tuple[int, ...] = 64
     latent_dim: int = 512
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    channels: tuple[int, ...] | None = None
     blocks_per_level: int = 0
     norm: str = "group"
     beta: float = 4.0
@@ -55,6 +56,15 @@ class BetaVAEConfig:
 def _block(spatial_dims: int, cin: int, cout: int, norm_kind: str, stride: int = 1):
     return nn.Sequential(conv(spatial_dims, cin, cout, 3, stride=stride),
                          norm_layer(norm_kind, spatial_dims, cout), nn.SiLU())
+
+
+def _default_channels(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """As many levels of (16, 32, 64, 128, 256) as halve every size evenly down to 2."""
+    levels = 0
+    while levels < len(_CHANNEL_LADDER) and all(
+            s % 2 ** (levels + 1) == 0 and s // 2 ** (levels + 1) >= 2 for s in sizes):
+        levels += 1
+    return _CHANNEL_LADDER[:max(levels, 1)]
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -96,10 +106,12 @@ class BetaVAEEncoder(ModelEncoder):
         divisible by ``2 ** len(channels)``.
     latent_dim : int, default 512
         Length of the embedding (512, as in the paper).
-    channels : tuple of int, default (16, 32, 64, 128, 256)
-        Channels at each resolution; one halving of the size per entry (the default takes
-        64x64 images to 2x2, in the spirit of the β-VAE papers' small convolutional
-        networks, and trains at about 50 images/s on one CPU core).
+    channels : tuple of int, optional
+        Channels at each resolution; one halving of the size per entry.  Default: as many
+        levels of (16, 32, 64, 128, 256) as the image size allows, down to 2 pixels a
+        side (64x64 images to 2x2 with all five, in the spirit of the β-VAE papers'
+        small convolutional networks, at about 50 images/s on one CPU core; 16x16
+        images with three).
     blocks_per_level : int, default 0
         Extra 3x3 convolutions at each resolution.
     norm : {"group", "layer", "instance", "none"}, default "group"
@@ -151,15 +163,11 @@ class BetaVAEEncoder(ModelEncoder):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
                  image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,
-                 channels: tuple[int, ...] = (16, 32, 64, 128, 256), blocks_per_level: int = 0,
+                 channels: tuple[int, ...] | None = None, blocks_per_level: int = 0,
                  norm: str = "group", beta: float = 4.0, hessian_weight: float = 0.0,
                  hessian_warmup_steps: int = 1000, hessian_k: int = 2,
                  hessian_epsilon: float = 0.1, hessian_reduction: str = "max") -> None:
         spatial_dims = check_spatial_dims(spatial_dims)
-        if isinstance(channels, (int, np.integer)) or not len(channels):
-            raise ConfigError(f"channels must be a non-empty tuple of positive integers, got "
-                              f"{channels!r}")
-        channels = tuple(_positive_int("channels entries", c) for c in channels)
         if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
             image_size = int(image_size)
             sizes = (image_size,) * spatial_dims
@@ -169,6 +177,12 @@ class BetaVAEEncoder(ModelEncoder):
                 raise ConfigError(f"image_size must be an int or {spatial_dims} sizes for "
                                   f"spatial_dims={spatial_dims}, got {image_size!r}")
             image_size = sizes
+        if channels is None:
+            channels = _default_channels(sizes)
+        if isinstance(channels, (int, np.integer)) or not len(channels):
+            raise ConfigError(f"channels must be a non-empty tuple of positive integers, got "
+                              f"{channels!r}")
+        channels = tuple(_positive_int("channels entries", c) for c in channels)
         factor = 2 ** len(channels)
         if any(s < factor or s % factor for s in sizes):
             raise ConfigError(

@@ -28,21 +28,21 @@ class Counterfactual:
     Attributes
     ----------
     images : numpy.ndarray
-        float32 ``(N, steps, C, *spatial)``: for every input image, its decoding at each
+        float32 ``(N, n_points, C, *spatial)``: for every input image, its decoding at each
         step; step 0 is the unmoved embedding (the reconstruction).
     alphas : numpy.ndarray
-        ``(steps,)``: how far along ``direction`` each step went (0 to ``scale``).
+        ``(n_points,)``: how far along ``direction`` each point went (0 to ``scale``).
     difference : numpy.ndarray
         float32 ``(N, C, *spatial)``: last step minus first, i.e. what the move changed
         (the reconstruction error cancels out).
     latents : numpy.ndarray
-        float32 ``(N, steps, latent_dim)``: the decoded embeddings.
+        float32 ``(N, n_points, latent_dim)``: the decoded embeddings.
     direction : numpy.ndarray
         float32 ``(latent_dim,)``: the move of one full step (``alpha=1``).
     source, target : object
         The clusters the move goes from and to (None when a direction was given).
-    method : str
-        ``"centroid"``, ``"probe"`` or ``"given"``.
+    kind : str
+        How the direction was found: ``"centroid"``, ``"probe"`` or ``"given"``.
     """
 
     images: np.ndarray
@@ -52,11 +52,11 @@ class Counterfactual:
     direction: np.ndarray
     source: object
     target: object
-    method: str
+    kind: str
 
     def __repr__(self) -> str:
         return (f"Counterfactual(source={self.source!r}, target={self.target!r}, "
-                f"method={self.method!r}, images={self.images.shape}, "
+                f"kind={self.kind!r}, images={self.images.shape}, "
                 f"alphas={np.round(self.alphas, 3).tolist()})")
 
 
@@ -66,7 +66,7 @@ def _to_numpy(z) -> np.ndarray:
     return np.asarray(z, dtype=np.float32)
 
 
-def latent_direction(embeddings, labels, source, target, *, method: str = "centroid",
+def latent_direction(embeddings, labels, source, target, *, kind: str = "centroid",
                      random_state=None) -> np.ndarray:
     """The latent move from one cluster to another.
 
@@ -78,7 +78,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
         One cluster label per row; -1 (noise) is left out.
     source, target : object
         The labels to move from and to.
-    method : {"centroid", "probe"}, default "centroid"
+    kind : {"centroid", "probe"}, default "centroid"
         ``"centroid"``: the difference of the two clusters' mean embeddings.
         ``"probe"``: the normal of a linear probe (logistic regression, classes weighted
         equally) separating the clusters, scaled so that it covers the centroids' gap
@@ -96,7 +96,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
     ------
     ValueError
         (as :class:`latentaudit.errors.DataError` or ``ConfigError``) for a label that
-        no row has, or an invalid method.
+        no row has, or an invalid kind.
 
     Examples
     --------
@@ -106,7 +106,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
     >>> latent_direction(z, [0, 0, 1, 1], source=0, target=1).tolist()
     [4.0, 0.0]
     """
-    check_option("method", method, _DIRECTIONS)
+    check_option("kind", kind, _DIRECTIONS)
     z = _to_numpy(embeddings)
     if z.ndim != 2:
         raise InputShapeError(f"embeddings must be (N, latent_dim), got shape {z.shape}")
@@ -119,7 +119,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
                             f"{sorted(set(labels[keep].tolist()), key=str)}")
     gap = z[in_target].astype(np.float64).mean(axis=0) - z[in_source].astype(
         np.float64).mean(axis=0)
-    if method == "centroid":
+    if kind == "centroid":
         return gap.astype(np.float32)
     from sklearn.linear_model import LogisticRegression
 
@@ -136,12 +136,12 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
 
 
 def counterfactual(encoder, images, source=None, target=None, *, embeddings=None,
-                   labels=None, direction="centroid", steps: int = 5, scale: float = 1.0,
-                   diffusion_steps: int | None = None, batch_size: int = 32,
+                   labels=None, direction="centroid", n_points: int = 5, scale: float = 1.0,
+                   steps: int | None = None, batch_size: int = 32,
                    random_state=None, verbose: bool = False) -> Counterfactual:
     """Move images' embeddings from cluster ``source`` toward ``target`` and decode them.
 
-    Every image is encoded, moved along a latent direction in ``steps`` even steps from
+    Every image is encoded, moved along a latent direction in ``n_points`` even steps from
     0 to ``scale`` times the direction, and decoded.  The direction is the difference of
     the clusters' mean embeddings (``"centroid"``), a linear probe's normal (``"probe"``),
     both computed from ``embeddings`` and ``labels``, or a vector you give.
@@ -169,14 +169,15 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
         One cluster label per row of ``embeddings``.
     direction : {"centroid", "probe"} or array-like, default "centroid"
         How to move (see :func:`latent_direction`), or the ``(latent_dim,)`` move itself.
-    steps : int, default 5
-        Number of decoded images per input, including the unmoved one; at least 2.
+    n_points : int, default 5
+        Number of decoded images per input (points along the move), including the
+        unmoved one; at least 2.
     scale : float, default 1.0
         How far to go: 1 moves by the full centroid gap, 2 twice as far.
-    diffusion_steps : int, optional
-        Passed as ``steps`` to ``invert`` and ``decode``: the steps of an iterative
-        decoder (a Diffusion Autoencoder's DDIM steps); default the encoder's.  One-pass
-        decoders ignore it.
+    steps : int, optional
+        Passed to ``invert`` and ``decode``: the steps of an iterative decoder (a
+        Diffusion Autoencoder's DDIM steps); default the encoder's.  One-pass decoders
+        ignore it.
     batch_size : int, default 32
         Images per encode/decode call.
     random_state : int, RandomState or None, default None
@@ -205,7 +206,7 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     >>> from latentaudit.explain import counterfactual
     >>> enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=8)
     >>> images = np.zeros((2, 1, 16, 16), dtype="float32")
-    >>> cf = counterfactual(enc, images, direction=np.ones(8, dtype="float32"), steps=3)
+    >>> cf = counterfactual(enc, images, direction=np.ones(8, dtype="float32"), n_points=3)
     >>> cf.images.shape, cf.difference.shape
     ((2, 3, 1, 16, 16), (2, 1, 16, 16))
     """
@@ -214,9 +215,10 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
             f"counterfactuals need a generative encoder (latent_dim, spatial_dims, encode, "
             f"invert and decode: the GenerativeEncoder protocol, e.g. DAEEncoder or "
             f"BetaVAEEncoder); {type(encoder).__name__} does not meet it")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise ConfigError(f"steps must be an integer >= 2 (the unmoved image and at least "
-                          f"one move), got {steps!r}")
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or \
+            n_points < 2:
+        raise ConfigError(f"n_points must be an integer >= 2 (the unmoved image and at "
+                          f"least one move), got {n_points!r}")
     if not np.isfinite(scale):
         raise ConfigError(f"scale must be a finite number, got {scale!r}")
     if isinstance(direction, str):
@@ -226,19 +228,19 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
             raise ConfigError(f"direction={direction!r} needs embeddings and labels to "
                               f"compute the move from (or use Explainer.counterfactual, "
                               f"which encodes the images it was fitted on)")
-        method = check_option("direction", direction, _DIRECTIONS)
-        move = latent_direction(embeddings, labels, source, target, method=method,
+        kind = check_option("direction", direction, _DIRECTIONS)
+        move = latent_direction(embeddings, labels, source, target, kind=kind,
                                 random_state=random_state)
     else:
-        method = "given"
+        kind = "given"
         move = _to_numpy(direction).ravel()
     latent_dim = getattr(encoder, "latent_dim", None)
     if latent_dim is not None and move.shape != (int(latent_dim),):
         raise InputShapeError(f"the direction has {move.size} entries but the encoder's "
                               f"latent_dim is {latent_dim}")
     data = image_rows(images, "images")
-    alphas = np.linspace(0.0, float(scale), int(steps)).astype(np.float32)
-    options = {} if diffusion_steps is None else {"steps": int(diffusion_steps)}
+    alphas = np.linspace(0.0, float(scale), int(n_points)).astype(np.float32)
+    options = {} if steps is None else {"steps": int(steps)}
     decode_seed = int(check_random_state(random_state).randint(2**31 - 1))
     move_t = torch.from_numpy(move)
     decoded_all, latents_all = [], []
@@ -272,4 +274,4 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
                           difference=(decoded[:, -1] - decoded[:, 0]).astype(np.float32),
                           latents=np.concatenate(latents_all).astype(np.float32),
                           direction=move.astype(np.float32), source=source, target=target,
-                          method=method)
+                          kind=kind)

@@ -72,8 +72,9 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         2 for images ``(N, C, H, W)``, 3 for volumes ``(N, C, D, H, W)``.
     arch : {"resnet10", "resnet18", "resnet34"}, default "resnet10"
         The classifier.
-    method : str, default "gradcam"
-        The CAM method (see :data:`latentaudit.explain.CAM_METHODS`): ``"gradcam"``,
+    cam : str, default "gradcam"
+        The class activation map method (see :data:`latentaudit.explain.CAM_METHODS`):
+        ``"gradcam"``,
         ``"gradcam++"``, ``"hirescam"``, ``"layercam"``, ``"scorecam"``, ``"xgradcam"``,
         ``"eigencam"``, ``"eigengradcam"``, ``"gradcamelementwise"``, ``"kpcacam"``,
         ``"shapleycam"``, ``"fem"``, ``"finercam"``, ``"segeigencam"``,
@@ -124,6 +125,8 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     ----------
     classes_ : numpy.ndarray
         The labels the classifier tells apart (cluster labels, or ``["rest", label]``).
+    cam_ : str
+        The CAM method the maps use (``cam`` with aliases resolved).
     n_classes_ : int
         Their number.
     model_ : latentaudit.nn.ResNet
@@ -172,7 +175,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     (4, 32, 32)
     """
 
-    def __init__(self, spatial_dims: int = 2, arch: str = "resnet10", method: str = "gradcam",
+    def __init__(self, spatial_dims: int = 2, arch: str = "resnet10", cam: str = "gradcam",
                  *, widths=None, norm: str = "batch", stem: str = "standard",
                  target_layer="auto", one_vs_rest=None, test_size: float = 0.2,
                  max_steps: int = 1000, batch_size: int = 32, lr: float = 1e-3,
@@ -181,7 +184,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
                  verbose: bool = False) -> None:
         self.spatial_dims = spatial_dims
         self.arch = arch
-        self.method = method
+        self.cam = cam
         self.widths = widths
         self.norm = norm
         self.stem = stem
@@ -232,7 +235,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
 
         spatial_dims = check_spatial_dims(self.spatial_dims)
         check_option("arch", self.arch, tuple(RESNET_LAYERS))
-        self.method_ = check_method(self.method, spatial_dims)
+        self.cam_ = check_method(self.cam, spatial_dims)
         check_option("class_weight", self.class_weight, ("balanced", None))
         if not (isinstance(self.test_size, (int, float)) and 0 <= self.test_size < 1):
             raise ConfigError(f"test_size must be a fraction in [0, 1), got {self.test_size!r}")

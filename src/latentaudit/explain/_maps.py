@@ -22,7 +22,7 @@ class _Maps:
     """:class:`~latentaudit.Explainer`'s maps: ``explain``, ``mean_maps`` and
     ``faithfulness``."""
 
-    def explain(self, images, target=None, *, method: str | None = None,
+    def explain(self, images, target=None, *, cam: str | None = None,
                 batch_size: int = 32, eigen_smooth: bool = False,
                 aug_smooth: bool = False) -> np.ndarray:
         """Class activation maps of images, at the input's resolution.
@@ -34,8 +34,8 @@ class _Maps:
         target : object or array-like, optional
             The class to explain: one label of ``classes_`` for every image, one label
             per image, or None for each image's predicted class.
-        method : str, optional
-            Override the Explainer's ``method`` for this call.
+        cam : str, optional
+            Override the Explainer's ``cam`` method for this call.
         batch_size : int, default 32
             Images per pass.
         eigen_smooth : bool, default False
@@ -64,7 +64,7 @@ class _Maps:
         True
         """
         self._check_fitted()
-        method = check_method(self.method_ if method is None else method, self.spatial_dims)
+        method = check_method(self.cam_ if cam is None else cam, self.spatial_dims)
         source = self._source(images)
         n = len(source)
         need_predictions = target is None
@@ -92,7 +92,7 @@ class _Maps:
         self.model_.eval()
         return maps
 
-    def mean_maps(self, images, labels=None, *, method: str | None = None,
+    def mean_maps(self, images, labels=None, *, cam: str | None = None,
                   batch_size: int = 32) -> np.ndarray:
         """The average map of each class, over the images of that class.
 
@@ -103,7 +103,7 @@ class _Maps:
         labels : array-like, optional
             The class of every image (values of ``classes_``; -1 is left out); default
             the classifier's predictions.  Each image is explained for its own class.
-        method : str, optional
+        cam : str, optional
             Override the CAM method.
         batch_size : int, default 32
             Images per pass.
@@ -130,7 +130,7 @@ class _Maps:
             return out
         indices = self._class_indices(labels[keep], len(keep), None)
         maps = self.explain(source.subset(keep), target=self.classes_[indices],
-                            method=method, batch_size=batch_size)
+                            cam=cam, batch_size=batch_size)
         for k in range(self.n_classes_):
             if np.any(indices == k):
                 out[k] = maps[indices == k].mean(axis=0)

@@ -94,9 +94,9 @@ class _ClusterViews:
                               min_difference=min_difference, n_permutations=n_permutations,
                               random_state=self.random_state, batch_size=batch_size)
 
-    def counterfactual(self, encoder, images, source, target, *, steps: int = 5,
+    def counterfactual(self, encoder, images, source, target, *, n_points: int = 5,
                        direction: str = "centroid", embeddings=None, labels=None,
-                       scale: float = 1.0, diffusion_steps: int | None = None,
+                       scale: float = 1.0, steps: int | None = None,
                        batch_size: int = 32) -> Counterfactual:
         """Decode images moved in ``encoder``'s latent space from cluster ``source``
         toward cluster ``target``.
@@ -119,8 +119,8 @@ class _ClusterViews:
             ``(N, C, *spatial)`` images to move (an Embeddings: its images).
         source, target : object
             Cluster labels (as given to ``fit``).
-        steps : int, default 5
-            Decoded images per input, the unmoved one included.
+        n_points : int, default 5
+            Decoded images per input (points along the move), the unmoved one included.
         direction : {"centroid", "probe"} or array-like, default "centroid"
             How to move, or the ``(latent_dim,)`` move itself.
         embeddings, labels : array-like, optional
@@ -128,16 +128,16 @@ class _ClusterViews:
             from.
         scale : float, default 1.0
             How far to go, in units of the centroid gap.
-        diffusion_steps : int, optional
-            Passed as ``steps`` to ``invert`` and ``decode`` (a Diffusion Autoencoder's
-            DDIM steps; one-pass decoders ignore it).
+        steps : int, optional
+            Passed to ``invert`` and ``decode`` (a Diffusion Autoencoder's DDIM steps;
+            one-pass decoders ignore it).
         batch_size : int, default 32
             Images per encode/decode call.
 
         Returns
         -------
         Counterfactual
-            ``images`` ``(N, steps, C, *spatial)``, ``difference`` (last minus first
+            ``images`` ``(N, n_points, C, *spatial)``, ``difference`` (last minus first
             step), ``latents``, ``alphas`` and ``direction``.
 
         Raises
@@ -170,7 +170,7 @@ class _ClusterViews:
                 embeddings = np.concatenate(chunks)
             labels = fitted[positions]
         return counterfactual(encoder, images, source, target, embeddings=embeddings,
-                              labels=labels, direction=direction, steps=steps, scale=scale,
-                              diffusion_steps=diffusion_steps, batch_size=batch_size,
+                              labels=labels, direction=direction, n_points=n_points, scale=scale,
+                              steps=steps, batch_size=batch_size,
                               random_state=self.random_state, verbose=self.verbose)
 

@@ -82,9 +82,15 @@ def _as_numpy(tensor) -> np.ndarray:
     return np.asarray(tensor, dtype=np.float32)
 
 
-def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, radius_factor,
-             steps, clip, batch_size, device, generator, verbose):
-    """See :meth:`Interpolator.generate`."""
+def generate(interpolator, encoder, X_parent_images, *, n_real, to_geometry, group_radius,
+             reject, max_distance, radius_factor, steps, clip, batch_size, device, generator,
+             verbose):
+    """See :meth:`Interpolator.generate`.
+
+    ``n_real`` (rows given to ``fit_resample``), ``to_geometry`` (coordinates of the
+    distances) and ``group_radius`` (a group's neighbours, kNN radius and ``k``) are the
+    Interpolator's, handed over by the method.
+    """
     check_option("reject", reject, _REJECT)
     if not isinstance(encoder, GenerativeEncoder):
         raise InputTypeError(
@@ -110,7 +116,6 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
     parent_b = provenance["parent_b"].to_numpy()
     weight = provenance["weight"].to_numpy()
     n = len(provenance)
-    n_real = len(interpolator._fit_X)
 
     torch_device = resolve_device(device, encoder)
     is_module = isinstance(encoder, torch.nn.Module)
@@ -181,14 +186,13 @@ def generate(interpolator, encoder, X_parent_images, *, reject, max_distance, ra
                 f"{type(encoder).__name__}.encode returned embeddings of shape "
                 f"{reencoded.shape[1:]}, but the Interpolator was fitted on "
                 f"{z_synthetic.shape[1:]}; use the encoder whose embeddings were resampled")
-        space_e = interpolator._to_geometry(reencoded)
-        space_z = interpolator._to_geometry(z_synthetic)
+        space_e = to_geometry(reencoded)
+        space_z = to_geometry(z_synthetic)
         distances = np.linalg.norm(space_e - space_z, axis=1)
-        index_of = {key: c for c, key in enumerate(interpolator._fit_keys)}
-        codes = np.array([index_of[g] for g in provenance["group"]], dtype=np.int64)
-        for code in np.unique(codes):
-            rows = np.flatnonzero(codes == code)
-            nn, radius, k = interpolator._group_radius(int(code))
+        groups = provenance["group"].tolist()  # labels, or tuples of several columns
+        for group in dict.fromkeys(groups):
+            rows = np.flatnonzero([g == group for g in groups])
+            nn, radius, k = group_radius(group)
             radii[rows] = radius
             if reject in ("distance", "both"):
                 limit = radius if max_distance is None else float(max_distance)

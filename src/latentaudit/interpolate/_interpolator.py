@@ -568,7 +568,11 @@ class Interpolator(BaseResampler):
         self._check_resampled()
         if X_parent_images is None and self.embeddings_ is not None:
             X_parent_images = self.embeddings_.row_images  # None when they carry no images
-        return generate(self, encoder, X_parent_images, reject=reject,
+        index_of = {key: code for code, key in enumerate(self._fit_keys)}
+        return generate(self, encoder, X_parent_images, n_real=len(self._fit_X),
+                        to_geometry=self._to_geometry,
+                        group_radius=lambda group: self._group_radius(index_of[group]),
+                        reject=reject,
                         max_distance=max_distance, radius_factor=radius_factor, steps=steps,
                         clip=clip, batch_size=batch_size, device=device, generator=generator,
                         verbose=verbose)

@@ -7,18 +7,15 @@ against the metadata (:class:`~latentaudit.audit.ClusterAuditor`); probe the col
 list the subjects whose labels disagree with their neighbours; and, with images, show
 what sets the unexpected clusters apart (mean and difference images, a classifier's
 Grad-CAM maps, decoded counterfactuals).  :func:`run_explain` does the last part for a
-delineation made elsewhere.  Every step that cannot run on what was given, or fails, is
-reported as such in its section, never filled with something else.
+delineation made elsewhere.  Both are thin orchestration: they fit the estimators and
+hand them to :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`,
+which makes the same report from objects fitted in a notebook.  Every step that cannot run
+on what was given, or fails, is reported as such in its section, never filled with
+something else.
 """
 
-from ._options import (
-           AUDIT_DEFAULTS,
-           _id_column,  # noqa: F401  (the command line's)
-           check_audit_options,
-           check_metadata,
-           merge_options,
-)
-from ._run import _PixelPCA, _row_images, run_audit, run_explain  # noqa: F401  (the command line's and tests')
+from ._options import AUDIT_DEFAULTS, check_audit_options, check_metadata, merge_options
+from ._run import _row_images, run_audit, run_explain  # noqa: F401  (_row_images: the tests')
 
 __all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_options",
            "run_audit", "run_explain"]

@@ -215,11 +215,3 @@ def check_metadata(metadata: pd.DataFrame, *, id_column: str | None = None,
                 f"{shown} at {where}{more}; {fix}")
     return metadata
 
-
-def _id_column(metadata: pd.DataFrame, ids) -> str | None:
-    """The metadata column that holds the row ids, if any."""
-    ids = pd.Series([str(i) for i in ids])
-    for column in metadata.columns:
-        if len(metadata) and metadata[column].astype(str).reset_index(drop=True).equals(ids):
-            return str(column)
-    return None

@@ -1,5 +1,6 @@
 """The whole audit in one call (:func:`run_audit`) and the explanation of a delineation
-made elsewhere (:func:`run_explain`)."""
+made elsewhere (:func:`run_explain`): thin orchestration that fits the estimators and hands
+them to :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`."""
 
 from __future__ import annotations
 
@@ -10,25 +11,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .._validation import check_embedding
 from ..data._rows import RowImages
-from ..encoders._pixel_pca import _PixelPCA  # noqa: F401  (the CLI's --encoder pca)
-from ..errors import DataError, InputShapeError, InputTypeError
-from ..report._report import AuditReport, ReportSection
-from ..report._sections import (
-    _NOISE,
-    _cluster_images,
-    _cluster_map,
-    _clusters_of_interest,
-    _counterfactuals,
-    _fit_auditor,
-    _gradcam,
-    _label_issues,
-    _overview,
-    _probes,
-    _projection,
-    _Step,
-    _versions,
+from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
+from ..report._build import (
+    DELINEATION_SECTIONS,
+    check_column_names,
+    clusters_of_interest,
+    failure_text,
 )
+from ..report._report import AuditReport
 from ._options import check_audit_options, check_metadata
 
 __all__ = ["run_audit", "run_explain"]
@@ -48,8 +40,43 @@ def _row_images(images, ids) -> tuple[RowImages | None, str]:
     return rows, "one image per subject is shown: the middle of its slices" if several else ""
 
 
+class _Fits:
+    """Fits one estimator after the other; a failure is kept for its section's note."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.failed: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+
+    def run(self, section: str, fit):
+        started = time.perf_counter()
+        try:
+            return fit()
+        except Exception as error:  # the section says so; the audit goes on
+            if self.strict or isinstance(error, ConfigError):  # options are the user's to fix
+                raise
+            self.failed[section] = f"This step failed: {failure_text(error)}"
+            logger.warning("%s failed: %s", section, failure_text(error))
+            return None
+        finally:
+            self.seconds[section] = round(time.perf_counter() - started, 3)
+
+    def mark(self, report: AuditReport) -> None:
+        for key, seconds in self.seconds.items():
+            if key in [s.key for s in report.sections]:
+                section = report.section(key)
+                section.seconds = round((section.seconds or 0.0) + seconds, 3)
+        for key, note in self.failed.items():
+            report.section(key).mark("failed", note)
+        if "findings" in self.failed:
+            reason = (f"This section is unavailable because the clustering and tests failed "
+                      f"({self.failed['findings']}).")
+            for key in ("clusters", "probes", "label_issues", "gradcam", "counterfactuals"):
+                report.section(key).mark("unavailable", reason)
+
+
 def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None = None,
-              random_state: int = 0, provenance: Mapping | None = None,
+              random_state=None, provenance: Mapping | None = None,
               verbose: bool = False, strict: bool = False) -> AuditReport:
     """Audit embeddings: map, clusters, findings, probes, label issues and explanations.
 
@@ -61,17 +88,17 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     images : array-like or dataset, optional
         The images the embeddings were made from: an array with one image per row, or a
         latentaudit dataset (its ids are matched to the rows; of a subject's slices the
-        middle one is shown).  Without images the sections that show images (thumbnails,
-        cluster images, Grad-CAM, counterfactuals) say they are unavailable.
-    encoder : generative encoder, optional
-        The encoder that made the embeddings; with ``decode`` it gives the counterfactual
-        strips.
+        middle one is shown).  Default: the embeddings' own (:func:`latentaudit.embed`
+        keeps them).  Without images the sections that show images (thumbnails, cluster
+        images, Grad-CAM, counterfactuals) say they are unavailable.
+    encoder : GenerativeEncoder, optional
+        The encoder that made the embeddings; it decodes the counterfactual strips.
     options : mapping, optional
         Options by section, merged into :data:`AUDIT_DEFAULTS`:
 
         - ``projection``: ``method`` ("tsne", "pca", "umap"), ``perplexity``,
           ``max_iter`` (see :class:`latentaudit.Projector`).
-        - ``audit``: ``method``, ``n_clusters``, ``min_cluster_size``, ``columns``,
+        - ``audit``: ``clusterer``, ``n_clusters``, ``min_cluster_size``, ``columns``,
           ``expected``, ``nuisance``, ``within``, ``n_permutations``, ``alpha`` (see
           :class:`latentaudit.audit.ClusterAuditor`).
         - ``probes``: ``columns`` (default every tested column), ``model``,
@@ -80,11 +107,11 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
           or every categorical column when none is expected) and ``show`` (rows listed
           per column).
         - ``explain``: ``enabled``, ``clusters`` (most explained), ``images`` (per
-          cluster), ``classifier_steps``, ``batch_size``, ``widths``, ``method`` (CAM),
-          ``counterfactual_images``, ``counterfactual_steps``, ``diffusion_steps``.
+          cluster), ``classifier_steps``, ``batch_size``, ``widths``, ``cam``,
+          ``counterfactual_images``, ``counterfactual_points``, ``decoder_steps``.
         - ``report``: ``title``, ``thumbnails`` (on the map), ``top_findings``.
-    random_state : int, default 0
-        Seed of every random choice.
+    random_state : int, RandomState or None, default None
+        Seed of every random choice (an int makes the report reproducible).
     provenance : mapping, optional
         What to record about the data and the encoder (merged into the report's
         provenance with the versions, seeds, options and timings).
@@ -98,14 +125,24 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     AuditReport
         Sections ``overview``, ``findings``, ``projection``, ``clusters``, ``probes``,
         ``label_issues``, ``gradcam``, ``counterfactuals`` and ``provenance``; write it
-        with :meth:`~latentaudit.report.AuditReport.save`.
+        with :meth:`~latentaudit.report.AuditReport.save`.  A step that fails marks its
+        section as failed.
 
     Raises
     ------
     ValueError
-        (as :class:`latentaudit.errors.DataError` or ``ConfigError``) for a metadata
-        column that mixes numbers and text, images that do not match the rows, or
-        unknown options.
+        (as :class:`latentaudit.errors.DataError` or ``ConfigError``) for embeddings that
+        carry no information (constant, NaN, fewer than 5 rows), a metadata column that
+        mixes numbers and text or is named like the audit's own columns, images that do
+        not match the rows, or unknown options.
+
+    Notes
+    -----
+    The audit is thin orchestration: it fits a :class:`~latentaudit.Projector`, a
+    :class:`~latentaudit.ClusterAuditor` and (with images, when there are unexpected
+    clusters) an :class:`~latentaudit.Explainer`, then makes the report with
+    :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`, which is
+    what to call on objects fitted in a notebook.
 
     Examples
     --------
@@ -119,7 +156,10 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     >>> report.section("findings").ok
     True
     """
+    from ..audit import ClusterAuditor
     from ..embeddings import Embeddings
+    from ..explain import Explainer
+    from ..projection import Projector
 
     started = time.perf_counter()
     if isinstance(embeddings, tuple):
@@ -128,115 +168,64 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     if not isinstance(embeddings, Embeddings):
         raise InputTypeError(f"embeddings must be an Embeddings object or a (z, metadata) "
                              f"tuple, got {type(embeddings).__name__}")
-    z = np.asarray(embeddings.z, dtype=np.float32)
-    metadata = embeddings.metadata.reset_index(drop=True)
+    metadata = embeddings.metadata
     opts = check_audit_options(options, metadata)
     id_column = embeddings.id_column if embeddings.id_column in metadata.columns else None
     check_metadata(metadata, id_column=id_column)
-    row_images, image_note = _row_images(images, embeddings.ids)
-    if images is None and embeddings.row_images is not None:
-        row_images, image_note = embeddings.row_images, ""
-    analysed = metadata.drop(columns=[id_column]) if id_column else metadata.copy()
-
-    report = AuditReport(opts["report"]["title"])
-    timings: dict = {}
-
-    def step(section):
-        return _Step(section, timings, strict)
-
-    overview = ReportSection("overview", "Overview")
-    findings_sec = ReportSection("findings", "Findings, ranked")
-    projection_sec = ReportSection("projection", "Map of the embeddings")
-    clusters_sec = ReportSection("clusters", "Clusters: mean and difference images")
-    probes_sec = ReportSection("probes", "Probes: what the embedding predicts")
-    issues_sec = ReportSection("label_issues", "Label issues")
-    cam_sec = ReportSection("gradcam", "Grad-CAM: where a classifier of the clusters looks")
-    cf_sec = ReportSection("counterfactuals", "Counterfactuals: decoded moves between clusters")
-    prov_sec = ReportSection("provenance", "Provenance")
-    for section in (overview, findings_sec, projection_sec, clusters_sec, probes_sec,
-                    issues_sec, cam_sec, cf_sec, prov_sec):
-        report.add(section)
-
-    # -- projection -----------------------------------------------------------------------
-    xy = None
-    with step(projection_sec):
-        xy = _projection(projection_sec, z, analysed, row_images, opts, random_state)
-
-    # -- clustering, tests, findings -----------------------------------------------------
-    auditor, bulk = None, {}
-    with step(findings_sec):
-        auditor = _fit_auditor(findings_sec, embeddings, analysed, opts, random_state,
-                               verbose)
-    if auditor is None:
-        reason = ("unavailable because the clustering and tests failed "
-                  f"({findings_sec.note})")
-        for section in (clusters_sec, probes_sec, issues_sec, cam_sec, cf_sec):
-            section.mark("unavailable", f"This section is {reason}.")
-    else:
-        if xy is not None:
-            with step(projection_sec):
-                _cluster_map(projection_sec, xy, auditor.labels_, row_images, opts,
-                             random_state)
-        with step(probes_sec):
-            _probes(probes_sec, auditor, opts, analysed)
-        with step(issues_sec):
-            _label_issues(issues_sec, auditor, analysed, row_images, opts)
-        within = opts["audit"]["within"]
-        chosen, bulk = _clusters_of_interest(auditor, analysed, within,
-                                             int(opts["explain"]["clusters"]))
-        with step(clusters_sec):
-            _cluster_images(clusters_sec, auditor, row_images, image_note, chosen, bulk,
-                            opts, random_state)
-        explainer = None
-        with step(cam_sec):
-            explainer = _gradcam(cam_sec, auditor.labels_, row_images, chosen, opts,
-                                 random_state, verbose)
-        with step(cf_sec):
-            _counterfactuals(cf_sec, encoder, embeddings, auditor.labels_, row_images,
-                             chosen, bulk, explainer, opts, random_state, verbose)
-
-    references = set(bulk.values()) if auditor is not None else set()
-    _overview(overview, embeddings, analysed, auditor, issues_sec, opts, references)
-    subjects = pd.DataFrame({"id": [str(i) for i in embeddings.ids]})
-    if auditor is not None:
-        subjects["cluster"] = auditor.labels_
-    if xy is not None:
-        subjects["map_x"], subjects["map_y"] = xy[:, 0], xy[:, 1]
-    for column in analysed.columns:
-        if column not in subjects.columns:
-            subjects[column] = analysed[column].to_numpy()
-    report.subjects = subjects
-
-    total = round(time.perf_counter() - started, 3)
-    record = dict(provenance or {})
-    record.setdefault("embeddings", {
-        "n_rows": int(z.shape[0]), "latent_dim": int(z.shape[1]),
-        "made_by": embeddings.provenance})
-    record["seed"] = int(random_state)
-    record["options"] = opts
-    record["versions"] = _versions()
-    record["timings_seconds"] = {**record.get("timings_seconds", {}), **timings,
-                                 "audit_total": total}
+    check_column_names(metadata, embeddings.id_column)
+    # an uninformative embedding stops the audit here, before anything is fitted
+    check_embedding(embeddings.z, name="the embeddings", owner="the audit", min_rows=5)
+    if images is not None:  # a copy that carries the images: the caller's object is unchanged
+        embeddings = Embeddings(embeddings.z, ids=embeddings.ids, metadata=metadata,
+                                slice_index=embeddings.slice_index,
+                                provenance=embeddings.provenance,
+                                id_column=embeddings.id_column, images=_row_images(
+                                    images, embeddings.ids)[0])
+    fits = _Fits(strict)
+    projection, audit, explain = opts["projection"], opts["audit"], opts["explain"]
+    projector = fits.run("projection", lambda: Projector(
+        method=projection["method"], perplexity=projection["perplexity"],
+        max_iter=projection["max_iter"], random_state=random_state).fit(embeddings))
+    auditor = fits.run("findings", lambda: ClusterAuditor(
+        clusterer=audit["clusterer"], n_clusters=audit["n_clusters"],
+        min_cluster_size=audit["min_cluster_size"], columns=audit["columns"],
+        expected=audit["expected"], nuisance=audit["nuisance"], within=audit["within"],
+        n_permutations=int(audit["n_permutations"]), alpha=float(audit["alpha"]),
+        random_state=random_state, verbose=verbose).fit(embeddings))
+    explainer = None
+    if auditor is not None and explain["enabled"] and embeddings.row_images is not None:
+        chosen, _ = clusters_of_interest(auditor, metadata, int(explain["clusters"]))
+        if chosen:
+            explainer = fits.run("gradcam", lambda: Explainer(
+                spatial_dims=embeddings.row_images.spatial_dims,
+                widths=tuple(explain["widths"]), cam=explain["cam"],
+                max_steps=int(explain["classifier_steps"]),
+                batch_size=int(explain["batch_size"]), random_state=random_state,
+                verbose=verbose).fit(embeddings, auditor.labels_))
+    report = AuditReport.from_fitted(
+        embeddings, auditor, projector=projector, explainer=explainer,
+        encoder=encoder if explain["enabled"] else None, options=opts,
+        random_state=random_state, provenance=provenance, verbose=verbose, strict=strict)
+    fits.mark(report)
+    if not explain["enabled"]:
+        for key in ("gradcam", "counterfactuals"):
+            report.section(key).mark("unavailable", "explanations were turned off "
+                                                    "(explain.enabled = false)")
+    record = report.provenance
+    record["timings_seconds"]["fits"] = fits.seconds
+    record["timings_seconds"]["audit_total"] = round(time.perf_counter() - started, 3)
+    n_clusters = auditor.n_clusters_ if auditor is not None else 0
     encoder_name = embeddings.provenance.get("encoder") or "an encoder"
     if isinstance(record.get("encoder"), Mapping) and record["encoder"].get("name"):
         encoder_name = record["encoder"]["name"]
-    n_clusters = auditor.n_clusters_ if auditor is not None else 0
-    record.setdefault("summary", f"{len(z):,} subjects · {z.shape[1]}-dimensional embeddings "
-                                 f"from {encoder_name} · {n_clusters} clusters")
-    report.provenance = record
-    prov_sec.data = record
-    prov_sec.seconds = None
-    prov_sec.paragraphs = [
-        "How this report was made: the data, the encoder and its configuration hash, the "
-        "library versions, the seeds, every option and how long each step took."]
+    record.setdefault("summary", f"{len(embeddings):,} subjects · {embeddings.latent_dim}-"
+                                 f"dimensional embeddings from {encoder_name} · "
+                                 f"{n_clusters} clusters")
     return report
 
 
-# --------------------------------------------------------------------------------------
-# explaining a delineation made elsewhere
-# --------------------------------------------------------------------------------------
 def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
-                reference=None, options: Mapping | None = None, random_state: int = 0,
+                reference=None, options: Mapping | None = None, random_state=None,
                 provenance: Mapping | None = None, verbose: bool = False,
                 strict: bool = False) -> AuditReport:
     """Explain a delineation: mean and difference images, a classifier's Grad-CAM maps
@@ -252,17 +241,17 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
         ``ClusterAuditor.labels_`` or :func:`latentaudit.audit.delineate`).
     ids : sequence of str, optional
         The subject of every label (needed when ``images`` is a dataset of slices).
-    encoder : generative encoder, optional
+    encoder : GenerativeEncoder, optional
         For the counterfactual strips.
     embeddings : Embeddings, optional
-        The subjects' embeddings in ``encoder``'s latent space (rows in the order of
-        ``labels``); default: computed from the images by the classifier's step.
+        The subjects' embeddings (rows in the order of ``labels``); in ``encoder``'s
+        latent space they give the moves, otherwise the classifier's images are embedded.
     reference : int, optional
         The group the others are compared with and moved from; default the largest.
     options : mapping, optional
         As for :func:`run_audit` (the ``explain`` and ``report`` sections are used).
-    random_state : int, default 0
-        Seed.
+    random_state : int, RandomState or None, default None
+        Seed of every random choice.
     provenance : mapping, optional
         What to record about the data.
     verbose : bool, default False
@@ -291,6 +280,7 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     ...     "classifier_steps": 5, "widths": [4, 8, 8, 8]}})  # doctest: +SKIP
     """
     from ..embeddings import Embeddings
+    from ..explain import Explainer
 
     started = time.perf_counter()
     opts = check_audit_options(options)
@@ -301,57 +291,46 @@ def run_explain(images, labels, *, ids=None, encoder=None, embeddings=None,
     ids = [str(i) for i in (range(len(labels)) if ids is None else ids)]
     if len(ids) != len(labels):
         raise DataError(f"got {len(ids)} ids for {len(labels)} labels")
-    groups = [int(g) for g in np.unique(labels) if g != _NOISE]
+    groups = [int(g) for g in np.unique(labels) if g != -1]
     if len(groups) < 2:
         raise DataError(f"a delineation needs at least two groups to compare; got "
                         f"{groups} (label -1 marks subjects in none)")
-    row_images, image_note = _row_images(images, ids)
-    sizes = {g: int(np.sum(labels == g)) for g in groups}
-    if reference is None:
-        reference = max(groups, key=lambda g: (sizes[g], -g))
-    elif int(reference) not in groups:
-        raise DataError(f"reference group {reference!r} is not among the labels {groups}")
-    reference = int(reference)
-    chosen = [g for g in sorted(groups, key=lambda g: (sizes[g], g)) if g != reference]
-    chosen = chosen[: int(opts["explain"]["clusters"])]
-    bulk = {g: reference for g in groups}
-
-    report = AuditReport(opts["report"]["title"])
-    timings: dict = {}
-    clusters_sec = report.add(ReportSection("clusters", "Groups: mean and difference images"))
-    cam_sec = report.add(ReportSection("gradcam", "Grad-CAM: where a classifier of the "
-                                                  "groups looks"))
-    cf_sec = report.add(ReportSection("counterfactuals", "Counterfactuals: decoded moves "
-                                                         "between groups"))
-    prov_sec = report.add(ReportSection("provenance", "Provenance"))
-
-    class _Labels:  # what the section builders read of an auditor
-        labels_ = labels
-
-    with _Step(clusters_sec, timings, strict):
-        _cluster_images(clusters_sec, _Labels, row_images, image_note, chosen, bulk, opts,
-                        random_state)
+    row_images, _ = _row_images(images, ids)
+    if embeddings is not None:
+        if len(embeddings) != len(labels):
+            raise DataError(f"got {len(embeddings)} embedding rows for {len(labels)} labels")
+        embeddings = Embeddings(embeddings.z, ids=ids, provenance=embeddings.provenance,
+                                images=row_images)
+    explain = opts["explain"]
+    fits = _Fits(strict)
     explainer = None
-    with _Step(cam_sec, timings, strict):
-        explainer = _gradcam(cam_sec, labels, row_images, chosen, opts, random_state,
-                             verbose)
-    if embeddings is None:
-        # no embeddings: let the classifier's images give the move (or none at all)
-        embeddings = Embeddings(np.zeros((len(labels), 1), dtype=np.float32), ids=ids)
-    with _Step(cf_sec, timings, strict):
-        _counterfactuals(cf_sec, encoder, embeddings, labels, row_images, chosen, bulk,
-                         explainer, opts, random_state, verbose)
-    report.subjects = pd.DataFrame({"id": ids, "group": labels})
-    record = dict(provenance or {})
-    record["seed"] = int(random_state)
+    if explain["enabled"]:
+        explainer = fits.run("gradcam", lambda: Explainer(
+            spatial_dims=row_images.spatial_dims, widths=tuple(explain["widths"]),
+            cam=explain["cam"], max_steps=int(explain["classifier_steps"]),
+            batch_size=int(explain["batch_size"]), random_state=random_state,
+            verbose=verbose).fit(embeddings if embeddings is not None else row_images,
+                                 labels))
+    report = AuditReport.from_fitted(
+        embeddings, None, explainer=explainer, encoder=encoder if explain["enabled"] else None,
+        labels=labels, images=row_images, options=opts, sections=DELINEATION_SECTIONS,
+        reference=reference, random_state=random_state, provenance=provenance,
+        verbose=verbose, strict=strict)
+    fits.mark(report)
+    if not explain["enabled"]:
+        for key in ("gradcam", "counterfactuals"):
+            report.section(key).mark("unavailable", "explanations were turned off "
+                                                    "(explain.enabled = false)")
+    sizes = {g: int(np.sum(labels == g)) for g in groups}
+    chosen = [int(k) for k in report.section("clusters").data] if report.section(
+        "clusters").ok else []
+    record = report.provenance
     record["options"] = {k: opts[k] for k in ("explain", "report")}
-    record["versions"] = _versions()
-    record["timings_seconds"] = {**record.get("timings_seconds", {}), **timings,
-                                 "explain_total": round(time.perf_counter() - started, 3)}
+    record["timings_seconds"]["fits"] = fits.seconds
+    record["timings_seconds"]["explain_total"] = round(time.perf_counter() - started, 3)
+    reference = int(reference) if reference is not None else max(
+        groups, key=lambda g: (sizes[g], -g))
     record.setdefault("summary", f"{len(labels):,} subjects in {len(groups)} groups; "
                                  f"reference group {reference}")
     record["delineation"] = {"groups": sizes, "reference": reference, "explained": chosen}
-    report.provenance = record
-    prov_sec.data = record
     return report
-

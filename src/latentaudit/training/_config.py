@@ -137,7 +137,7 @@ class TrainingConfig:
     callbacks : sequence of callables, default ()
         Each called as ``callback(step, logs)`` after every optimiser step, in every
         process.
-    verbose : bool, default True
+    verbose : bool, default False
         Show a progress bar (in the first process only).
 
     Raises
@@ -183,7 +183,7 @@ class TrainingConfig:
     num_workers: int = 0
     log_every: int = 10
     callbacks: Sequence[Callable[[int, dict], Any]] = ()
-    verbose: bool = True
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         self.max_steps = _int("max_steps", self.max_steps, 1)

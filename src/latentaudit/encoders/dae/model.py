@@ -292,7 +292,7 @@ class DAEEncoder(ModelEncoder):
         return super().from_preset(name, **overrides)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None) -> DAEEncoder:
+    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> DAEEncoder:
         """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
 
         Parameters
@@ -301,7 +301,7 @@ class DAEEncoder(ModelEncoder):
             The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
             for the ``cpu64`` model trained on the bundled demo cohort
             (:func:`latentaudit.datasets.load_demo_cohort`) by ``scripts/train_demo_dae.py``.
-        map_location : str or torch.device, optional
+        device : str or torch.device, optional
             Device to put the model on (default: CPU).
 
         Returns
@@ -321,7 +321,7 @@ class DAEEncoder(ModelEncoder):
         """
         if str(directory) == "demo" and not Path(directory).exists():
             directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, map_location=map_location)
+        return super().from_pretrained(directory, device=device)
 
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes
@@ -407,7 +407,7 @@ class DAEEncoder(ModelEncoder):
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 16, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options) -> DAEEncoder:
+            verbose: bool = False, **options) -> DAEEncoder:
         """Train the semantic encoder and the decoder jointly, then store the statistics
         of ``z_sem`` over ``dataset``.
 
@@ -429,7 +429,7 @@ class DAEEncoder(ModelEncoder):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show progress bars.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
@@ -814,7 +814,7 @@ class DAEEncoder(ModelEncoder):
 
     # -- latent DDIM -------------------------------------------------------------------
     def fit_latent(self, x=None, *, z_sem=None, max_steps: int = 5000, batch_size: int = 256,
-                   device=None, verbose: bool = True, **options) -> DAEEncoder:
+                   device=None, verbose: bool = False, **options) -> DAEEncoder:
         """Train the latent DDIM on the normalised codes of the training images.
 
         Parameters
@@ -829,7 +829,7 @@ class DAEEncoder(ModelEncoder):
             Codes per step.
         device : str or torch.device, optional
             Where to train.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Other options of :func:`latentaudit.training.train` (default: lr 1e-4,
