@@ -41,9 +41,11 @@ _LAZY = {
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
+    "delineate": ".audit",
     "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
+    "artefacts": ".artefacts",
     "datasets": ".datasets",
     "nn": ".nn",
     "data": ".data",
@@ -97,8 +99,8 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import data, datasets, errors, nn  # noqa: F401
-    from .audit import ClusterAuditor  # noqa: F401
+    from . import artefacts, data, datasets, errors, nn  # noqa: F401
+    from .audit import ClusterAuditor, delineate  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,
         DicomDataset,

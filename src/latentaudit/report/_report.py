@@ -93,6 +93,10 @@ class ReportSection:
         Text shown after the list.
     tables : list of ReportTable
     figures : list of ReportFigure
+    views : list
+        Interactive views (:class:`~latentaudit.report.MapView`,
+        :class:`~latentaudit.report.CurveView`), drawn by the page's script before the
+        static figures, which remain for readers without JavaScript.
     data : dict
         Numbers of the section for the JSON file (JSON-serialisable).
     seconds : float or None
@@ -108,6 +112,7 @@ class ReportSection:
     remarks: list = dataclasses.field(default_factory=list)
     tables: list = dataclasses.field(default_factory=list)
     figures: list = dataclasses.field(default_factory=list)
+    views: list = dataclasses.field(default_factory=list)
     data: dict = dataclasses.field(default_factory=dict)
     seconds: float | None = None
 
@@ -125,7 +130,7 @@ class ReportSection:
         self.status = status
         self.note = note
         if status != "ok":
-            self.tables, self.figures, self.items = [], [], []
+            self.tables, self.figures, self.items, self.views = [], [], [], []
         return self
 
 
@@ -310,6 +315,7 @@ class AuditReport:
                 "data": s.data,
                 "tables": {t.title: frame_records(t.frame) for t in s.tables},
                 "figures": [f.title for f in s.figures],
+                "views": [v.title for v in s.views],
                 "seconds": s.seconds,
             }
         return jsonable({
@@ -343,7 +349,7 @@ class AuditReport:
 
     def to_html(self, path: str | os.PathLike | None = None) -> str:
         """The report as one self-contained HTML page (inline CSS, images as base64 PNG,
-        no script, no external resource).
+        the script of its interactive views inline, no external resource).
 
         Parameters
         ----------
