@@ -1,13 +1,11 @@
 """Benchmark: training and embedding on 1 and on 2 processes under ``torchrun`` (gloo,
-CPU), and the per-image cost of the paper's 256x256 Diffusion Autoencoder, the figures of
-``docs/scaling.md``.
+CPU), the figures of the distributed section of ``docs/scaling.md``.
 
 Run from the repository root, one at a time on an otherwise idle machine (under the heavy
 lock of the shared machine)::
 
     .venv/bin/python benchmarks/bench_distributed.py train --repeats 2
     .venv/bin/python benchmarks/bench_distributed.py embed --repeats 2
-    .venv/bin/python benchmarks/bench_distributed.py cost
 
 ``train`` trains the command line's β-VAE (``cpu64`` preset) and a ``cpu64`` Diffusion
 Autoencoder on the 64x64 demo cohort with the same global batch on 1 process (with all
@@ -17,11 +15,6 @@ images per second of the timed steps (after two warm-up steps) and the ratio.  I
 prints how far apart the two runs' weights end up.
 
 ``embed`` embeds the demo cohort with the shipped demo DAE the same way.
-
-``cost`` counts the floating-point operations of one training step (forward, loss,
-backward) and of one embedding (the semantic encoder's forward) of the ``paper256`` DAE
-per image, with :class:`torch.utils.flop_counter.FlopCounterMode`, times both on this
-CPU, and counts the parameters: the inputs of the 100,000-subject plan.
 
 Add ``--json PATH`` to write the figures.
 """
@@ -126,56 +119,14 @@ def compare(mode: str, args) -> dict:
     return results
 
 
-def cost(args) -> dict:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from latentaudit.encoders import build_encoder
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    enc = build_encoder("dae", (1, 256, 256), preset="paper256", random_state=0)
-    params = sum(p.numel() for p in enc.parameters())
-    semantic = sum(p.numel() for p in enc.semantic_encoder.parameters())
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(args.cost_batch, 1, 256, 256, generator=g) * 2 - 1
-    enc.train()
-    with FlopCounterMode(display=False) as counter:
-        enc.loss(x, generator=g).backward()
-    train_flops = counter.get_total_flops() / len(x)
-    enc.zero_grad(set_to_none=True)
-    enc.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        enc.semantic_encoder(x)
-    embed_flops = counter.get_total_flops() / len(x)
-    enc.train()
-    tick = time.perf_counter()
-    for _ in range(args.cost_repeats):
-        enc.loss(x, generator=g).backward()
-        enc.zero_grad(set_to_none=True)
-    train_s = (time.perf_counter() - tick) / (args.cost_repeats * len(x))
-    enc.eval()
-    tick = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(args.cost_repeats):
-            enc.semantic_encoder(x)
-    embed_s = (time.perf_counter() - tick) / (args.cost_repeats * len(x))
-    return {"parameters": params, "semantic_encoder_parameters": semantic,
-            "train_gflop_per_image": round(train_flops / 1e9, 1),
-            "embed_gflop_per_image": round(embed_flops / 1e9, 2),
-            "cpu_train_s_per_image": round(train_s, 3),
-            "cpu_embed_s_per_image": round(embed_s, 4),
-            "cpu_train_gflops_achieved": round(train_flops / train_s / 1e9, 1)}
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("train", "embed", "cost"))
+    parser.add_argument("mode", choices=("train", "embed"))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--model", default="betavae", help="train: betavae or dae")
-    parser.add_argument("--cost-batch", type=int, default=2)
-    parser.add_argument("--cost-repeats", type=int, default=2)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
@@ -184,7 +135,7 @@ def main(argv=None) -> None:
         return _worker_train(args)
     if args.worker == "embed":
         return _worker_embed(args)
-    results = cost(args) if args.mode == "cost" else compare(args.mode, args)
+    results = compare(args.mode, args)
     results["machine"] = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} "
                           f"CPUs, torch {torch.__version__}, "
                           f"{time.strftime('%Y-%m-%d')}")
