@@ -44,6 +44,9 @@ class Command:
         a file of these names that latentaudit did not make stops the run before any work.
     titles : mapping, optional
         Titles of its flag groups in ``--help`` (scope -> title; default the scope).
+    distributed : bool, default False
+        Whether it runs under ``torchrun`` (several processes, see
+        :mod:`latentaudit.cli._distributed`); others refuse to.
 
     Examples
     --------
@@ -61,6 +64,7 @@ class Command:
     base: Mapping | None = None
     outputs: tuple[str, ...] = ()
     titles: Mapping[str, str] = field(default_factory=dict)
+    distributed: bool = False
 
 
 @functools.cache

@@ -28,6 +28,9 @@ class Run:
         Show progress bars and step messages.
     argv : sequence of str
         The command line, for the provenance.
+    main : bool, default True
+        Whether this process writes the results: False in all but the first process of a
+        ``torchrun`` launch, which only compute their share.
     outputs : sequence of str
         What the command writes in its output folder (``"name/"`` for a folder).
     overwrite : bool
@@ -42,9 +45,10 @@ class Run:
     """
 
     def __init__(self, command: str, config: dict, verbose: bool,
-                 argv: Sequence[str] = (), *, outputs: Sequence[str] = (),
-                 overwrite: bool = False) -> None:
+                 argv: Sequence[str] = (), main: bool = True, *,
+                 outputs: Sequence[str] = (), overwrite: bool = False) -> None:
         self.command = command
+        self.main = main
         self.outputs = tuple(outputs)
         self.overwrite = bool(overwrite)
         self.output_state: dict | None = None
