@@ -244,6 +244,22 @@ def test_errors_inside_grad_cam_are_raised_and_hooks_released(fitted, squares):
     assert not fitted._target_module._forward_hooks
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_nan_maps_raise_instead_of_passing_as_zeros(fitted, squares, fitted_3d, spatial_dims):
+    from latentaudit.explain._cam import compute_cam
+
+    exp, images = (fitted, squares[0]) if spatial_dims == 2 else fitted_3d
+    x = torch.from_numpy(images[:3].copy())
+    x[1].view(-1)[0] = float("nan")  # one broken image makes a NaN map
+    with pytest.raises(DataError, match=r"NaN or inf in 1 of 3 maps \(first: image 1\)"):
+        compute_cam(exp.model_, [exp._target_module], x, [1, 1, 1], "gradcam")
+    assert not exp._target_module._forward_hooks
+    # the same images without the NaN give finite maps
+    x[1].view(-1)[0] = 0.0
+    assert np.isfinite(compute_cam(exp.model_, [exp._target_module], x, [1, 1, 1],
+                                   "gradcam")).all()
+
+
 def test_mean_maps_per_class(fitted, squares):
     images, labels, masks = squares
     maps = fitted.mean_maps(images, labels)
@@ -584,10 +600,8 @@ def test_counterfactual_with_a_beta_vae_runs_end_to_end():
 # -- the demo cohort: a planted head-rest at site C --------------------------------------
 @pytest.fixture(scope="module")
 def cohort():
-    try:
-        return la.datasets.load_demo_cohort()
-    except DataError as err:  # the packaged file is missing in this checkout
-        pytest.skip(f"demo cohort not available: {err}")
+    # The demo cohort ships inside the package: a file that does not load is a failure.
+    return la.datasets.load_demo_cohort()
 
 
 def _head_rest_check(cohort, positions, max_steps, widths):

@@ -242,17 +242,22 @@ def label_issues(section: ReportSection, ctx: AuditContext) -> None:
                         "flagged": flagged}
         listed = flagged.head(show).drop(columns=["flagged"])
         section.items.append(
-            f"{column}: {len(flagged)} of {len(issues)} subjects flagged — their {column} "
-            f"label disagrees with both their neighbours in the embedding and a probe.")
+            f"{column}: {len(flagged)} of {len(issues)} subjects flagged — another {column} "
+            f"is more likely than the given one by the average of two estimates: their "
+            f"neighbours' labels in the embedding and a probe's out-of-fold prediction.")
         section.tables.append(ReportTable(
             f"{column}: flagged subjects, most suspicious first", listed,
             "score: 1 - the estimated probability of the given label (categorical) or a "
             "robust z-score (numeric). Check these subjects' records.",
             images=_thumbnails(ctx.row_images, listed["index"]), max_rows=show))
     section.paragraphs.append(
-        "Subjects whose label disagrees with their neighbours in the embedding and with a "
-        "probe's out-of-fold prediction (confident-learning style). A flagged subject is a "
-        "candidate for a wrong label, not a proven one.")
+        "Each subject's label is estimated twice, from the labels of its neighbours in the "
+        "embedding and by a probe's out-of-fold prediction, and the two estimates are "
+        "averaged; a subject is flagged when that average makes another label the most "
+        "likely one, confidently enough by confident learning's rule (see "
+        "ClusterAuditor.label_issues). One estimate alone can flag a "
+        "subject when it is confident enough. A flagged subject is a candidate for a wrong "
+        "label, not a proven one.")
     section.data = data
 
 
