@@ -45,6 +45,7 @@ _LAZY = {
     "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
+    "artefacts": ".artefacts",
     "datasets": ".datasets",
     "nn": ".nn",
     "data": ".data",
@@ -98,7 +99,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import data, datasets, errors, nn  # noqa: F401
+    from . import artefacts, data, datasets, errors, nn  # noqa: F401
     from .audit import ClusterAuditor, delineate  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,
