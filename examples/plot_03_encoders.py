@@ -80,7 +80,7 @@ class TinyAutoencoder(torch.nn.Module):
 model = TinyAutoencoder()
 optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
 x_all = torch.from_numpy(images)
-for step in range(150):
+for _step in range(150):
     batch = x_all[torch.randint(len(x_all), (32,))]
     loss = torch.nn.functional.mse_loss(model(batch), batch)
     optimizer.zero_grad()

@@ -254,10 +254,9 @@ def label_issues(section: ReportSection, ctx: AuditContext) -> None:
         "Each subject's label is estimated twice, from the labels of its neighbours in the "
         "embedding and by a probe's out-of-fold prediction, and the two estimates are "
         "averaged; a subject is flagged when that average makes another label the most "
-        "likely one, confidently enough by confident learning's rule (see "
-        "ClusterAuditor.label_issues). One estimate alone can flag a "
-        "subject when it is confident enough. A flagged subject is a candidate for a wrong "
-        "label, not a proven one.")
+        "likely one, as confidently as the subjects given that label are on average "
+        "(confident learning's rule; see ClusterAuditor.label_issues). A flagged subject "
+        "is a candidate for a wrong label, not a proven one.")
     section.data = data
 
 
