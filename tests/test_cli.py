@@ -310,7 +310,8 @@ def test_headline_demo_finds_the_planted_sites_and_flipped_labels(headline_run):
     shifted field of view, site C's head-rest) and its label issues list most of the
     flipped sex labels." Floors: every explained cluster is at least 80% one planted
     artefact, both artefacts are explained, recall of the flipped labels >= 0.6 ("most")
-    and precision of the flagged subjects >= 0.5."""
+    and precision of the flagged subjects >= 0.8 (measured 2026-11-30 with the t-SNE map:
+    46 of the 60 flipped labels among 47 flagged, recall 0.77, precision 0.98)."""
     from latentaudit.datasets import load_demo_cohort
 
     report = json.loads((headline_run / "report.json").read_text(encoding="utf-8"))
@@ -333,7 +334,7 @@ def test_headline_demo_finds_the_planted_sites_and_flipped_labels(headline_run):
     found = len(flipped & flagged)
     assert len(flipped) == 60
     assert found / len(flipped) >= 0.6, (found, len(flagged))
-    assert found / len(flagged) >= 0.5, (found, len(flagged))
+    assert found / len(flagged) >= 0.8, (found, len(flagged))
 
 
 def test_demo_reuses_its_embeddings_unless_fresh(demo_run, capsys):
