@@ -347,7 +347,6 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
                 "or refit on all points with fit_transform")
         return True
 
-    @available_if(_can_transform)
     def transform(self, X) -> np.ndarray:
         """Place new points on the frozen map.
 
@@ -530,6 +529,12 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             hdbscan_ari=float(pairs["hdbscan_ari"].mean()),
             trustworthiness=float(runs["trustworthiness"].mean()),
             pairs=pairs, runs=runs)
+
+
+# scikit-learn's set_output machinery re-wraps ``transform`` when the class is created,
+# which would drop an ``available_if`` decorator written in the class body: applied here,
+# ``hasattr(Projector(backend="sklearn"), "transform")`` is False, as for sklearn's TSNE.
+Projector.transform = available_if(Projector._can_transform)(Projector.transform)
 
 
 @dataclasses.dataclass(frozen=True)
