@@ -31,13 +31,13 @@ print(emb.metadata["sex"].value_counts().to_string())
 # Oversample in latent space
 # --------------------------
 # ``sampling_strategy={"F": 24}`` asks for 24 women in all (12 new ones).  The
-# ``"slerp"`` geometry interpolates along great circles, which suits embeddings whose
-# norm carries little meaning.
-smote = la.Interpolator(k_neighbors=5, sampling_strategy={"F": 24}, geometry="slerp",
+# ``"normalized"`` geometry measures neighbours after standardising every dimension with
+# the DAE's own latent statistics (its normalised latent space).
+smote = la.Interpolator(k_neighbors=5, sampling_strategy={"F": 24}, geometry="normalized",
+                        latent_stats=(encoder.latent_mean.numpy(), encoder.latent_std.numpy()),
                         random_state=0)
 z_new, sex_new = smote.fit_resample(emb, "sex")
-print(z_new.shape, sex_new.value_counts().to_dict() if hasattr(sex_new, "value_counts")
-      else np.unique(sex_new, return_counts=True))
+print(z_new.shape, dict(zip(*np.unique(np.asarray(sex_new), return_counts=True), strict=True)))
 print(smote.provenance_.head(4).to_string(index=False))
 
 # %%

@@ -474,7 +474,7 @@ def test_3d_train_embed_audit_explain_on_nifti_volumes(study, tmp_path, capsys):
                        "--output", tmp_path / "train", "-q", *TINY_VAE)
     assert code == EXIT_OK, err
     encoder = tmp_path / "train" / "encoder"
-    assert json.loads((encoder / "config.json").read_text())["spatial_dims"] == 3
+    assert json.loads((encoder / "config.json").read_text())["config"]["spatial_dims"] == 3
     code, _, err = run(capsys, "embed", *volumes, "--metadata", csv, "--encoder", encoder,
                        "--output", tmp_path / "embed", "-q")
     assert code == EXIT_OK, err

@@ -43,14 +43,14 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def planted_squares(n=96, size=32, spatial_dims=2, seed=0):
+def planted_squares(n=96, size=32, spatial_dims=2, seed=0, side=None):
     """Noise images; odd items carry a bright square at a random place (and its mask)."""
     rng = np.random.default_rng(seed)
     shape = (n, 1) + (size,) * spatial_dims
     images = rng.normal(0.0, 0.3, shape).astype(np.float32)
     masks = np.zeros(shape, dtype=bool)
     labels = np.arange(n) % 2
-    side = max(2, size // 5)
+    side = max(2, size // 5) if side is None else side
     for i in np.flatnonzero(labels == 1):
         corner = rng.integers(1, size - side - 1, spatial_dims)
         region = (i, 0) + tuple(slice(c, c + side) for c in corner)
@@ -306,8 +306,8 @@ def test_3d_classifier_learns_and_grad_cam_points_into_the_planted_cube():
     """3-D end to end: the classifier tells volumes with a planted bright cube from
     volumes without (held-out accuracy >= 0.9) and Grad-CAM's maximum falls inside the cube
     (within 1 voxel) in at least 80% of the held-out cube volumes."""
-    volumes, labels, masks = planted_squares(n=80, size=16, spatial_dims=3)
-    exp = Explainer(spatial_dims=3, max_steps=60, random_state=0, **TINY).fit(volumes, labels)
+    volumes, labels, masks = planted_squares(n=96, size=16, spatial_dims=3, side=5)
+    exp = Explainer(spatial_dims=3, max_steps=120, random_state=0, **TINY).fit(volumes, labels)
     assert exp.accuracy_ >= 0.9
     held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
     maps = exp.explain(volumes[held_out], target=1)
