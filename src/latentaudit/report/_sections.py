@@ -119,7 +119,8 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
     section.paragraphs.append(
         f"The embedding was clustered ({auditor.cluster_method_}{within}) into "
         f"{auditor.n_clusters_} clusters; every cluster was tested against every metadata "
-        f"column, the nuisance columns were probed, and the false discovery rate was "
+        f"column, every column that is not expected was probed, and the false discovery "
+        f"rate was "
         f"controlled over all {len(table)} tests. {len(significant)} pass q ≤ "
         f"{auditor.alpha:g}. Findings of expected columns ({expected}) are ranked last: "
         f"they are structure the embedding should show.")
@@ -128,7 +129,7 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
     section.tables.append(ReportTable(
         "All findings", table[["rank", "description", "column", "role", "kind", "cluster",
                                "test", "effect_size", "q_value", "n"]],
-        "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Cohen's κ "
+        "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Somers' D "
         "(probe_logistic) or R² (probe_ridge); q: Benjamini-Hochberg adjusted p-value.",
         max_rows=25))
     section.tables.append(ReportTable("Clusters", auditor.summary(),
@@ -253,10 +254,12 @@ def label_issues(section: ReportSection, ctx: AuditContext) -> None:
     section.paragraphs.append(
         "Each subject's label is estimated twice, from the labels of its neighbours in the "
         "embedding and by a probe's out-of-fold prediction, and the two estimates are "
-        "averaged; a subject is flagged when that average makes another label the most "
-        "likely one, as confidently as the subjects given that label are on average "
-        "(confident learning's rule; see ClusterAuditor.label_issues). A flagged subject "
-        "is a candidate for a wrong label, not a proven one.")
+        "averaged. Confident learning then estimates how many subjects given one label "
+        "belong to another and flags that many, those the average finds least likely to "
+        "carry their given label (never one whose given label is the most likely); labels "
+        "the embedding cannot tell apart are not flagged as each other's errors (see "
+        "ClusterAuditor.label_issues). A flagged subject is a candidate for a wrong "
+        "label, not a proven one.")
     section.data = data
 
 
