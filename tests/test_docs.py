@@ -85,7 +85,8 @@ def test_gallery_page_shows_its_figures_and_output(browser, example):
     figures = browser.execute_script(
         "return Array.from(document.querySelectorAll('img.sphx-glr-single-img, "
         "img.sphx-glr-multi-img')).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert figures, f"{example}: no figure on the page"
+    assert figures, (f"{example}: no figure on the page (the docs must be built with "
+                     f"LATENTAUDIT_GALLERY=1, as scripts/test.sh does, to run the examples)")
     assert all(done and w > 100 and h > 100 for done, w, h in figures), figures
     outputs = browser.execute_script(
         "return Array.from(document.querySelectorAll('.sphx-glr-script-out')).map("
