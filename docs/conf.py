@@ -65,7 +65,7 @@ numpydoc_attributes_as_param_list = True
 # failing example fails the build; tests/test_docs.py then checks the rendered pages in a
 # browser.  Without it the pages are rendered without running the examples (a quick build
 # of the rest of the docs; `-D plot_gallery=1` runs them too).
-plot_gallery = os.environ.get("LATENTAUDIT_GALLERY", "0") == "1"
+plot_gallery = "True" if os.environ.get("LATENTAUDIT_GALLERY") == "1" else "False"
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
