@@ -46,18 +46,18 @@ print(smote.provenance_.head(4).to_string(index=False))
 # Each synthetic image decodes from its embedding and the interpolation of its parents'
 # stochastic codes (``x_T``, from ``encoder.invert`` of the parents' images), so it looks
 # like a scan from the same site.  ``reject="radius"`` re-encodes every decoded image and
-# drops those that land off the group's manifold.
+# marks those that land off the group's manifold (``generated.kept`` is False for them).
 generated = smote.generate(encoder, steps=10, reject="radius")
 print(f"decoded {len(generated.images)} images, rejected {generated.n_rejected}")
 
 provenance = smote.provenance_
 fig, axes = plt.subplots(3, 6, figsize=(9.5, 5))
 for k in range(6):
-    a, b = provenance["parent_a"][k], provenance["parent_b"][k]
+    a, b = provenance["parent_a"].iloc[k], provenance["parent_b"].iloc[k]
     axes[0, k].imshow(cohort.images[rows[a], 0], cmap="gray", vmin=-1, vmax=1)
     axes[1, k].imshow(generated.images[k, 0], cmap="gray", vmin=-1, vmax=1)
     axes[2, k].imshow(cohort.images[rows[b], 0], cmap="gray", vmin=-1, vmax=1)
-    axes[1, k].set_title(f"w = {provenance['weight'][k]:.2f}", fontsize=8)
+    axes[1, k].set_title(f"w = {provenance['weight'].iloc[k]:.2f}", fontsize=8)
 for ax in axes.ravel():
     ax.set_axis_off()
 axes[0, 0].set_title("parent a", loc="left", fontsize=9)
