@@ -663,6 +663,10 @@ OPTIONS = OptionSchema([
          metavar="N", flags=[F(("--seed",), ("run",))]),
     _opt("device", "str", "cpu", "torch device, e.g. cpu or cuda",
          flags=[F(("--device",), ("run",))]),
+    _opt("nproc", "int", 1, "processes on this machine, launched with PyTorch's torchrun "
+         "(train: --batch-size is the global batch, each process takes a slice; embed: one "
+         "shard of the subjects each); under torchrun itself the launcher decides",
+         low=1, metavar="N", flags=[F(("--nproc",), ("train", "embed"))]),
     # -- data ----------------------------------------------------------------------------
     _opt("data.images", "path", None, "folder of NIfTI files (*.nii, *.nii.gz), one per "
          "subject", metavar="DIR", flags=[F(("--images",), ("data",))]),
