@@ -165,5 +165,78 @@ def test_a_strong_artefact_of_every_family_is_found_at_every_seed(small_cohort, 
     """Known regime, the group's column declared a nuisance: found at q < 0.001."""
     dataset, encoder = small_cohort
     result = la.sensitivity(encoder, dataset, artefact=FAMILIES[family], strengths=[1.0],
-                            repeats=3, audit=CHEAP, column_role="nuisance", random_state=5)
+                            repeats=3, audit=CHEAP, column_role="nuisance", regimes="known",
+                            random_state=5)
     assert result.runs["known_found"].all(), result.runs[["known_q", "probe_auc"]]
+
+
+# -- report section and command line ------------------------------------------------------
+def test_report_section_shows_limits_curves_and_runs(small_cohort):
+    dataset, encoder = small_cohort
+    result = la.sensitivity(encoder, dataset, artefact="gain", strengths=[0.0, 1.0],
+                            repeats=1, audit=CHEAP, random_state=0)
+    report = result.report()
+    assert [s.key for s in report.sections] == ["sensitivity", "provenance"]
+    section = report.section("sensitivity")
+    assert section.ok and len(section.figures) == 1
+    assert [t.title for t in section.tables] == ["Detection limits", "By strength",
+                                                 "Every run"]
+    assert any(item.startswith("known regime: detection limit") for item in section.items)
+    assert any(item.startswith("null (strength 0)") for item in section.items)
+    assert "Gain(" in section.paragraphs[0]
+    # from_fitted adds the section before the provenance when given a result
+    emb = result.embeddings
+    aud = la.ClusterAuditor(**CHEAP, random_state=0).fit(emb)
+    full = la.AuditReport.from_fitted(emb, aud, sensitivity=result)
+    assert [s.key for s in full.sections][-2:] == ["sensitivity", "provenance"]
+    plain = la.AuditReport.from_fitted(emb, aud, sections=["sensitivity"])
+    assert plain.section("sensitivity").status == "unavailable"
+
+
+def _write_nifti_study(folder, n=60, seed=0):
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    grid = np.stack(np.mgrid[:12, :12, :12], axis=-1).astype(np.float32)
+    rows = []
+    for i in range(n):
+        radius = rng.uniform(3.5, 5.0)
+        volume = (np.linalg.norm(grid - 6.0, axis=-1) < radius).astype(np.float32) * 100
+        volume += rng.normal(0, 5, volume.shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / f"sub-{i:02d}.nii.gz")
+        rows.append({"subject": f"sub-{i:02d}", "site": "AB"[i % 2], "age": 30.0 + i})
+    pd.DataFrame(rows).to_csv(folder.parent / "participants.csv", index=False)
+    return folder, folder.parent / "participants.csv"
+
+
+def test_command_line_writes_tables_and_report(tmp_path, capsys):
+    from latentaudit.cli import main
+
+    images, table = _write_nifti_study(tmp_path / "scans")
+    out = tmp_path / "out"
+    code = main(["sensitivity", "--images", str(images), "--metadata", str(table),
+                 "--size", "12", "--artefact", "gain", "--strengths", "0", "1",
+                 "--repeats", "1", "--fraction", "0.2", "--set", "audit.n_permutations=19",
+                 "--output", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "known: detection limit strength 1" in printed
+    runs = pd.read_csv(out / "sensitivity_runs.csv")
+    assert list(runs["strength"]) == [0.0, 1.0] and (runs["n_group"] == 12).all()
+    for name in ("sensitivity_curves.csv", "sensitivity_detection_limits.csv",
+                 "report.html", "report.json", "config.toml"):
+        assert (out / name).is_file(), name
+    assert "Sensitivity: how weak" in (out / "report.html").read_text()
+    assert "strengths = [0.0, 1.0]" in (out / "config.toml").read_text()
+
+
+def test_command_line_refuses_what_it_cannot_run(tmp_path, capsys):
+    from latentaudit.cli import main
+
+    assert main(["sensitivity", "--images", str(tmp_path), "--output",
+                 str(tmp_path / "o")]) != 0
+    assert "--artefact NAME" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sensitivity", "--artefact", "blur", "--strengths", "0", "1.5"])
+    assert "at most 1" in capsys.readouterr().err

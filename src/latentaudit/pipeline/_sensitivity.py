@@ -90,16 +90,20 @@ class SensitivityResult:
     settings : dict
         ``fraction``, ``repeats``, ``strengths``, ``known_q_threshold``, ``min_f1``, the
         audit's parameters and the encoder's class.
+    embeddings : Embeddings or None
+        The clean embedding of the data (nothing planted), the rows of :meth:`report`.
 
     Examples
     --------
     See :func:`sensitivity`.
     """
 
-    def __init__(self, runs: pd.DataFrame, artefact: Artefact, settings: dict) -> None:
+    def __init__(self, runs: pd.DataFrame, artefact: Artefact, settings: dict,
+                 embeddings=None) -> None:
         self.runs = runs
         self.artefact = artefact
         self.settings = settings
+        self.embeddings = embeddings
         self.curves = _curves(runs)
         self.detection_limits = _detection_limits(runs, settings)
 
@@ -119,6 +123,31 @@ class SensitivityResult:
 
         return plot_sensitivity(self, ax=ax)
 
+    def report(self, title: str = "latentaudit sensitivity", **options):
+        """The measurement as an :class:`~latentaudit.AuditReport` (its "sensitivity" and
+        "provenance" sections), ready for ``save`` or ``to_html``.
+
+        Parameters
+        ----------
+        title : str, default "latentaudit sensitivity"
+        **options
+            Passed to :meth:`AuditReport.from_fitted
+            <latentaudit.report.AuditReport.from_fitted>` (e.g. ``provenance``).
+
+        Returns
+        -------
+        AuditReport
+        """
+        from ..embeddings import Embeddings
+        from ..report import AuditReport
+
+        rows = self.embeddings
+        if rows is None:
+            rows = Embeddings(np.zeros((int(self.runs["n"].iloc[0]), 1), np.float32))
+        return AuditReport.from_fitted(rows, sensitivity=self,
+                                       sections=("sensitivity", "provenance"),
+                                       options={"report": {"title": title}}, **options)
+
     def __repr__(self) -> str:
         lines = [f"SensitivityResult: {self.artefact!r}",
                  f"  {self.settings['repeats']} repeat(s), hidden group "
@@ -135,6 +164,7 @@ def sensitivity(encoder, dataset, *, artefact, strengths: Sequence[float] = DEFA
                 fraction: float = 0.1, repeats: int = 3, audit=None,
                 known_q_threshold: float = KNOWN_Q, min_f1: float = UNFORESEEN_F1,
                 column: str = "hidden_group", column_role: str = "other",
+                regimes: Sequence[str] = ("known", "unforeseen"),
                 aggregate: str | None = None,
                 batch_size: int = 64, device=None, random_state=None,
                 verbose: bool = False) -> SensitivityResult:
@@ -181,6 +211,9 @@ def sensitivity(encoder, dataset, *, artefact, strengths: Sequence[float] = DEFA
         How the audit treats that column: as any other recorded column (what the audit's
         defaults do with a column nobody flagged), or declared a nuisance (added to the
         audit's ``nuisance`` list, as for a scanner the user suspects).
+    regimes : sequence of {"known", "unforeseen"}, default both
+        The regimes measured (one audit per regime, strength and repeat); the columns of
+        a regime left out are NaN (``False`` for its ``*_found``).
     aggregate : {None, "subject"}, default None
         Passed to :func:`latentaudit.embed` (one row per subject from several slices).
     batch_size : int, default 64
@@ -243,6 +276,12 @@ def sensitivity(encoder, dataset, *, artefact, strengths: Sequence[float] = DEFA
         raise ConfigError(f"repeats must be a positive integer, got {repeats!r}")
     template = _auditor(audit)
     check_option("column_role", column_role, ["other", "nuisance"])
+    if isinstance(regimes, str):
+        regimes = (regimes,)
+    regimes = tuple(dict.fromkeys(check_option("regimes", r, ["known", "unforeseen"])
+                                  for r in regimes))
+    if not regimes:
+        raise ConfigError("regimes must name 'known', 'unforeseen' or both, got none")
     dataset = _as_dataset(dataset)
     if aggregate not in (None, "subject"):
         raise ConfigError(f"aggregate must be None or 'subject', got {aggregate!r}")
@@ -283,10 +322,12 @@ def sensitivity(encoder, dataset, *, artefact, strengths: Sequence[float] = DEFA
                 z[_rows_of(part, row_ids, positions, aggregate)] = np.asarray(part.z)
             run = {"repeat": repeat, "strength": strength, "n": len(z),
                    "n_group": int(in_group.sum())}
-            run.update(_known_regime(z, metadata, in_group, column, column_role, template,
-                                     audit_seed, known_q_threshold))
-            run.update(_unforeseen_regime(z, metadata, in_group, template, audit_seed,
-                                          min_f1))
+            if "known" in regimes:
+                run.update(_known_regime(z, metadata, in_group, column, column_role,
+                                         template, audit_seed, known_q_threshold))
+            if "unforeseen" in regimes:
+                run.update(_unforeseen_regime(z, metadata, in_group, template, audit_seed,
+                                              min_f1))
             run["seconds"] = time.perf_counter() - started
             runs.append(run)
             if verbose:
@@ -294,11 +335,15 @@ def sensitivity(encoder, dataset, *, artefact, strengths: Sequence[float] = DEFA
                             "%.2f (%s)", repeat, strength, run["known_q"], run["probe_auc"],
                             run["unforeseen_f1"], run["unforeseen_output"])
     settings = {"fraction": fraction, "repeats": int(repeats), "strengths": strengths,
+                "regimes": regimes,
                 "known_q_threshold": known_q_threshold, "min_f1": min_f1, "column": column,
                 "column_role": column_role,
                 "audit": template.get_params(), "encoder": type(encoder).__name__,
                 "aggregate": aggregate}
-    return SensitivityResult(pd.DataFrame(runs, columns=RUN_COLUMNS), artefact, settings)
+    table = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    for name in ("known_significant", "known_found", "unforeseen_found"):
+        table[name] = table[name].fillna(False).astype(bool)
+    return SensitivityResult(table, artefact, settings, embeddings=clean)
 
 
 # -- the two regimes ----------------------------------------------------------------------------
@@ -400,7 +445,8 @@ def _curves(runs: pd.DataFrame) -> pd.DataFrame:
                         f"{stem}_high": high})
         for name in ("probe_auc", "unforeseen_f1"):
             values = part[name].to_numpy(dtype=np.float64)
-            low, high = mean_interval(values)
+            low, high = mean_interval(values) if np.isfinite(values).all() else (np.nan,
+                                                                                 np.nan)
             row.update({name: values.mean(), f"{name}_low": low, f"{name}_high": high})
         row["known_q_median"] = float(part["known_q"].median())
         rows.append(row)
@@ -413,6 +459,8 @@ def _detection_limits(runs: pd.DataFrame, settings: dict) -> pd.DataFrame:
                 "unforeseen": f"an audit output with F1 >= {settings['min_f1']:g}"}
     planted = runs[runs["strength"] > 0]
     for regime, criterion in criteria.items():
+        if regime not in settings.get("regimes", criteria):
+            continue
         limits = []
         for _, part in planted.groupby("repeat", sort=True):
             hits = part.loc[part[f"{regime}_found"].astype(bool), "strength"]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ._build import AuditContext, SectionSpec, Unavailable, map_coordinates
 from ._report import ReportFigure, ReportSection, ReportTable
+from ._sensitivity import sensitivity_section
 
 __all__ = ["SECTIONS"]
 
@@ -514,5 +515,7 @@ SECTIONS: list[SectionSpec] = [
                 counterfactuals),
     SectionSpec("oversampling", "Oversampling: synthetic subjects in latent space",
                 oversampling),
+    SectionSpec("sensitivity", "Sensitivity: how weak a planted artefact is still found",
+                sensitivity_section),
     SectionSpec("provenance", "Provenance", provenance),
 ]

@@ -1,12 +1,15 @@
-"""Figures of a spike-in sensitivity measurement (:func:`latentaudit.sensitivity`)."""
+"""A spike-in sensitivity measurement (:func:`latentaudit.sensitivity`) in a report: its
+figure and its section."""
 
 from __future__ import annotations
 
 import math
 
+from ._build import AuditContext, Unavailable
 from ._plots import OKABE_ITO
+from ._report import ReportFigure, ReportSection, ReportTable
 
-__all__ = ["plot_sensitivity"]
+__all__ = ["plot_sensitivity", "sensitivity_section"]
 
 
 def plot_sensitivity(result, ax=None):
@@ -54,6 +57,8 @@ def plot_sensitivity(result, ax=None):
     labels = {"known": f"known (q < {settings['known_q_threshold']:g})",
               "unforeseen": f"unforeseen (F1 >= {settings['min_f1']:g})"}
     for (regime, label), colour in zip(labels.items(), OKABE_ITO, strict=False):
+        if regime not in settings.get("regimes", labels):
+            continue
         ax.plot(x, curves[f"{regime}_rate"], "o-", color=colour, label=label)
         ax.fill_between(x, curves[f"{regime}_low"], curves[f"{regime}_high"], color=colour,
                         alpha=0.15, linewidth=0)
@@ -74,3 +79,55 @@ def plot_sensitivity(result, ax=None):
     ax.set_title(f"hidden group of {settings['fraction']:.0%}: detection by strength",
                  fontsize="medium")
     return ax
+
+
+def sensitivity_section(section: ReportSection, ctx: AuditContext) -> None:
+    """The report section of a :class:`~latentaudit.pipeline.SensitivityResult`: what was
+    planted, the detection limit of each regime, the curves and every run."""
+    from ._figures import figure_to_png
+
+    result = ctx.sensitivity
+    if result is None:
+        raise Unavailable("no sensitivity measurement was given (latentaudit.sensitivity, "
+                          "or the 'latentaudit sensitivity' command)")
+    settings = result.settings
+    strengths = ", ".join(f"{s:g}" for s in settings["strengths"])
+    section.paragraphs.append(
+        f"A hidden group of {settings['fraction']:.0%} of the subjects, drawn at random "
+        f"(independent of every metadata column), received {result.artefact!r} at the "
+        f"strengths {strengths} (0: nothing planted, the null); the images were embedded "
+        f"with the {settings['encoder']} and audited as configured, "
+        f"{settings['repeats']} time(s) with other groups and seeds. Known regime: the "
+        f"group is a metadata column ({settings['column']!r}, role "
+        f"{settings['column_role']!r}); found when a finding on it has q < "
+        f"{settings['known_q_threshold']:g}. Unforeseen regime: no column names it; found "
+        f"when a cluster, the unclustered rows or the top outliers match it with F1 >= "
+        f"{settings['min_f1']:g}. The audit saw the images and the metadata only.")
+    for row in result.detection_limits.itertuples():
+        limit = ("not found at any strength in most repeats" if not math.isfinite(row.limit)
+                 else f"strength {row.limit:g}")
+        section.items.append(f"{row.regime} regime: detection limit {limit} (found in "
+                             f"{row.found_in} of {row.repeats} repeats; {row.criterion})")
+    null = result.curves[result.curves["strength"] == 0]
+    if len(null):
+        rate = float(null["known_significant_rate"].iloc[0])
+        alpha = settings["audit"].get("alpha", 0.05)
+        section.items.append(f"null (strength 0): the group was reported at q <= {alpha:g} "
+                             f"in {rate:.0%} of the repeats (nominal false discovery rate "
+                             f"{alpha:g})")
+    figure = plot_sensitivity(result).figure
+    section.figures.append(ReportFigure(
+        "Share of repeats found, by strength", figure_to_png(figure, dpi=100),
+        "Lines: share of repeats in which each regime found the group, with Wilson 95% "
+        "intervals; dotted: detection limits; dashed (right axis): out-of-fold probe AUC "
+        "of membership."))
+    section.tables.append(ReportTable(
+        "Detection limits", result.detection_limits,
+        "limit: median over repeats of the lowest strength found (inf: not found in most "
+        "repeats); low/high: the smallest and largest per-repeat limit."))
+    section.tables.append(ReportTable("By strength", result.curves.round(4),
+                                      "Rates with Wilson 95% intervals; means with 95% "
+                                      "intervals."))
+    section.tables.append(ReportTable("Every run", result.runs.round(6), max_rows=30))
+    section.data = {"settings": settings, "detection_limits": result.detection_limits,
+                    "curves": result.curves, "runs": result.runs}
