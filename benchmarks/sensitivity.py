@@ -4,8 +4,9 @@ For every image source, encoder and artefact family, :func:`latentaudit.sensitiv
 plants one artefact in a random hidden group (10% of the rows) at a ladder of strengths
 (0 = the null) and runs the audit as configured for that source, in both regimes:
 
-- *known*: the group is a metadata column nobody flagged (role "other", the audit's
-  default); found when a finding on it has q < 0.001;
+- *known*: the group is a metadata column, nobody flagged (role "other", the audit's
+  default) or, with ``--column-role nuisance``, declared a nuisance (a scanner the user
+  suspects); found when a finding on it has q < 0.001;
 - *unforeseen*: no column names it; found when a cluster, the unclustered rows or the top
   outliers match it with F1 >= 0.5.
 
@@ -137,7 +138,9 @@ def run(args) -> dict:
     started = time.perf_counter()
     train, test = load_source(args.source, args.n, args.seed)
     audit = {**AUDITS[args.source], "n_permutations": args.permutations}
-    out = {"source": args.source, "n": len(test), "n_train": len(train),
+    out = {"source": args.source, "column_role": args.column_role,
+           "label": args.source if args.column_role == "other" else
+           f"{args.source} (declared)", "n": len(test), "n_train": len(train),
            "strengths": list(args.strengths), "repeats": args.repeats,
            "fraction": args.fraction, "audit": audit, "vae_steps": args.vae_steps,
            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
@@ -155,7 +158,8 @@ def run(args) -> dict:
             tick = time.perf_counter()
             result = la.sensitivity(encoder, test, artefact=la.artefacts.get_artefact(
                 name, **params), strengths=args.strengths, fraction=args.fraction,
-                repeats=args.repeats, audit=audit, random_state=args.seed)
+                repeats=args.repeats, audit=audit, column_role=args.column_role,
+                random_state=args.seed)
             limits = result.detection_limits.set_index("regime")
             curves = result.curves.set_index("strength")
             null = curves.loc[0.0] if 0.0 in curves.index else None
@@ -189,12 +193,13 @@ def _limit(value: float) -> str:
 
 def print_tables(runs: list[dict]) -> None:
     """The detection-limit table (family x encoder x source) and the Table 1 layout."""
-    rows = [{**row, "source": r["source"]} for r in runs for row in r["limits"]]
+    rows = [{**row, "source": r.get("label", r["source"])} for r in runs
+            for row in r["limits"]]
     if not rows:
         return
     frame = pd.DataFrame(rows)
     print("\nDetection limits (lowest strength found; known / unforeseen; - = not found)\n")
-    columns = [(r["source"], kind) for r in runs for kind in dict.fromkeys(
+    columns = [(r.get("label", r["source"]), kind) for r in runs for kind in dict.fromkeys(
         row["encoder"] for row in r["limits"])]
     print("| family (artefact) | " + " | ".join(f"{s} {k}" for s, k in columns) + " |")
     print("|---|" + "---:|" * len(columns))
@@ -213,6 +218,8 @@ def print_tables(runs: list[dict]) -> None:
     print("\nTable 1 layout: SVM probes of the clean embeddings (accuracy for categories, "
           "MAE for numbers; 95% CI)\n")
     for r in runs:
+        if r.get("column_role", "other") != "other":
+            continue  # the same clean embeddings as the run with the column undeclared
         names = list(next(iter(r["table1"].values())))
         print(f"| {r['source']} encoder | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
@@ -223,8 +230,9 @@ def print_tables(runs: list[dict]) -> None:
         chance = [f"{p['chance']:.3f}" for p in next(iter(r["table1"].values())).values()]
         print("| chance | " + " | ".join(chance) + " |\n")
     for r in runs:
-        print(f"{r['source']}: {r['n']} audited rows ({r['n_train']} for fitting the "
-              f"encoders), {r['repeats']} repeats, strengths {r['strengths']}, "
+        label = r.get("label", r["source"])
+        print(f"{label}: {r['n']} audited rows ({r['n_train']} for fitting the encoders),"
+              f" {r['repeats']} repeats, strengths {r['strengths']}, "
               f"{r['seconds']['total']:.0f} s; {r['machine']}; {r['date']}; "
               f"command: {r['command']}")
 
@@ -240,6 +248,9 @@ def main(argv=None):
     go.add_argument("--n", type=int, default=400, help="audited rows")
     go.add_argument("--repeats", type=int, default=2)
     go.add_argument("--fraction", type=float, default=0.1)
+    go.add_argument("--column-role", choices=("other", "nuisance"), default="other",
+                    help="the known regime's column: undeclared (the audit's default) or "
+                         "declared a nuisance")
     go.add_argument("--permutations", type=int, default=19)
     go.add_argument("--vae-steps", type=int, default=600)
     go.add_argument("--threads", type=int, default=2)

@@ -770,7 +770,8 @@ OPTIONS = OptionSchema([
          "method's)", low=1),
     # -- audit ---------------------------------------------------------------------------
     _opt("audit.clusterer", "str", "hdbscan", "clustering of the embedding",
-         choices=("hdbscan", "kmeans", "gmm"), flags=[F(("--clusterer",), ("analysis", "sensitivity"))]),
+         choices=("hdbscan", "kmeans", "gmm"),
+         flags=[F(("--clusterer",), ("analysis", "sensitivity"))]),
     _opt("audit.n_clusters", "int", None, "clusters of kmeans/gmm (default: chosen from "
          "the data)", low=2),
     _opt("audit.min_cluster_size", "int", None, "smallest HDBSCAN cluster (default: "
@@ -780,9 +781,11 @@ OPTIONS = OptionSchema([
          "last), e.g. sex age", metavar="COLUMN",
          flags=[F(("--expected",), ("analysis", "sensitivity"))]),
     _opt("audit.nuisance", "str_list", None, "columns that should not matter (also "
-         "probed), e.g. site", metavar="COLUMN", flags=[F(("--nuisance",), ("analysis", "sensitivity"))]),
+         "probed), e.g. site", metavar="COLUMN",
+         flags=[F(("--nuisance",), ("analysis", "sensitivity"))]),
     _opt("audit.within", "str", None, "cluster within each group of this categorical "
-         "column, e.g. sex", metavar="COLUMN", flags=[F(("--within",), ("analysis", "sensitivity"))]),
+         "column, e.g. sex", metavar="COLUMN",
+         flags=[F(("--within",), ("analysis", "sensitivity"))]),
     _opt("audit.n_permutations", "int", 199, "permutations of the association tests",
          low=0),
     _opt("audit.alpha", "float", 0.05, "false discovery rate of the findings", low=0.0,
