@@ -239,4 +239,23 @@ def test_command_line_refuses_what_it_cannot_run(tmp_path, capsys):
     assert "--artefact NAME" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sensitivity", "--artefact", "blur", "--strengths", "0", "1.5"])
-    assert "at most 1" in capsys.readouterr().err
+    assert "must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_the_benchmark_quick_mode_prints_both_tables(tmp_path, capsys):
+    """benchmarks/sensitivity.py run --quick: pixel PCA, one family, two strengths."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sensitivity.py"
+    spec = importlib.util.spec_from_file_location("bench_sensitivity", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["run", "--quick", "--source", "demo", "--json",
+                      str(tmp_path / "r.json")])
+    printed = capsys.readouterr().out
+    assert "| intensity (bias_field) | " in printed and "| pca | " in printed
+    assert out["limits"][0]["null_significant"] in (0.0, 1.0)
+    again = bench.main(["tables", str(tmp_path / "r.json")])
+    assert again == [json.loads((tmp_path / "r.json").read_text())]
