@@ -42,22 +42,25 @@ def small_cohort():
 
 def test_result_tables_and_determinism(small_cohort):
     dataset, encoder = small_cohort
-    kwargs = dict(artefact=la.artefacts.HeadRest(), strengths=[0.0, 0.5, 1.0], repeats=2,
+    kwargs = dict(artefact=la.artefacts.HeadRest(), strengths=[0.0, 1.0], repeats=2,
                   audit=CHEAP, random_state=3)
     result = la.sensitivity(encoder, dataset, **kwargs)
     assert isinstance(result, SensitivityResult)
     runs = result.runs
-    assert list(runs["strength"]) == [0.0, 0.5, 1.0] * 2
-    assert list(runs["repeat"]) == [0, 0, 0, 1, 1, 1]
+    assert list(runs["strength"]) == [0.0, 1.0] * 2
+    assert list(runs["repeat"]) == [0, 0, 1, 1]
     assert (runs["n"] == 300).all() and (runs["n_group"] == 30).all()
     assert runs["known_q"].between(0, 1).all() and runs["probe_auc"].between(0, 1).all()
-    assert set(result.curves["strength"]) == {0.0, 0.5, 1.0}
+    assert set(result.curves["strength"]) == {0.0, 1.0}
     assert list(result.detection_limits["regime"]) == ["known", "unforeseen"]
     again = la.sensitivity(encoder, dataset, **kwargs)
     pd.testing.assert_frame_equal(runs.drop(columns="seconds"),
                                   again.runs.drop(columns="seconds"))
-    other = la.sensitivity(encoder, dataset, **{**kwargs, "random_state": 4})
+    other = la.sensitivity(encoder, dataset, **{**kwargs, "random_state": 4,
+                                                "regimes": "known"})
     assert not np.allclose(other.runs["probe_auc"], runs["probe_auc"])
+    assert other.runs["unforeseen_f1"].isna().all() and not other.runs["unforeseen_found"].any()
+    assert list(other.detection_limits["regime"]) == ["known"]
     assert "detection limit" in repr(result)
     ax = result.plot()
     assert ax.get_xlabel() == "strength of HeadRest"
@@ -221,9 +224,10 @@ def test_command_line_writes_tables_and_report(tmp_path, capsys):
                  "--output", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "known: detection limit strength 1" in printed
+    assert "known: detection limit" in printed and "unforeseen: detection limit" in printed
     runs = pd.read_csv(out / "sensitivity_runs.csv")
     assert list(runs["strength"]) == [0.0, 1.0] and (runs["n_group"] == 12).all()
+    assert runs["probe_auc"].iloc[1] > 0.9       # a gain of this strength is plain to see
     for name in ("sensitivity_curves.csv", "sensitivity_detection_limits.csv",
                  "report.html", "report.json", "config.toml"):
         assert (out / name).is_file(), name

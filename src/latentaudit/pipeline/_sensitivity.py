@@ -342,7 +342,7 @@ def sensitivity(encoder, dataset, *, artefact, strengths: Sequence[float] = DEFA
                 "aggregate": aggregate}
     table = pd.DataFrame(runs, columns=RUN_COLUMNS)
     for name in ("known_significant", "known_found", "unforeseen_found"):
-        table[name] = table[name].fillna(False).astype(bool)
+        table[name] = table[name].fillna(0).astype(bool)  # regimes not run: False
     return SensitivityResult(table, artefact, settings, embeddings=clean)
 
 
