@@ -176,15 +176,22 @@ def run(args) -> dict:
                           for s in curves.index},
                    "seconds": round(time.perf_counter() - tick, 1)}
             out["limits"].append(row)
+            save(out, args.json)   # after every measurement: a killed run keeps its rows
             print(f"{args.source:8s} {kind:5s} {family:12s} known {_limit(row['known']):>5s} "
                   f"unforeseen {_limit(row['unforeseen']):>5s}  AUC {row['auc']}  "
                   f"({row['seconds']:.0f} s)", flush=True)
     out["seconds"]["total"] = round(time.perf_counter() - started, 1)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=1)
+    save(out, args.json)
     print_tables([out])
     return out
+
+
+def save(out: dict, path: str | None) -> None:
+    """Write the figures so far (atomically) to ``path``, if given."""
+    if path:
+        with open(f"{path}.partial", "w", encoding="utf-8") as handle:
+            json.dump(out, handle, indent=1)
+        os.replace(f"{path}.partial", path)
 
 
 def _limit(value: float) -> str:
@@ -233,7 +240,7 @@ def print_tables(runs: list[dict]) -> None:
         label = r.get("label", r["source"])
         print(f"{label}: {r['n']} audited rows ({r['n_train']} for fitting the encoders),"
               f" {r['repeats']} repeats, strengths {r['strengths']}, "
-              f"{r['seconds']['total']:.0f} s; {r['machine']}; {r['date']}; "
+              f"{r['seconds'].get('total', float('nan')):.0f} s; {r['machine']}; {r['date']}; "
               f"command: {r['command']}")
 
 
