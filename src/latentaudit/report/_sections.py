@@ -15,6 +15,7 @@ import pandas as pd
 from ._build import AuditContext, SectionSpec, Unavailable, map_coordinates
 from ._interactive import interactive_map
 from ._report import ReportFigure, ReportSection, ReportTable
+from ._sensitivity import sensitivity_section
 
 __all__ = ["SECTIONS"]
 
@@ -523,5 +524,7 @@ SECTIONS: list[SectionSpec] = [
                 counterfactuals),
     SectionSpec("oversampling", "Oversampling: synthetic subjects in latent space",
                 oversampling),
+    SectionSpec("sensitivity", "Sensitivity: how weak a planted artefact is still found",
+                sensitivity_section),
     SectionSpec("provenance", "Provenance", provenance),
 ]
