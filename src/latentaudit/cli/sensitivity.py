@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 
 from ..options import OPTIONS, Flag, Option
 from ..pipeline import DEFAULT_STRENGTHS, auditor_params, check_audit_options
+from ..utils import atomic_write
 from ._command import Command
 from ._encoders import PCA_LATENT_DIM, encoder_record, load_encoder
 from ._inputs import data_provenance, load_nifti
-from ._output import output_folder, save_config
+from ._output import check_output, open_output
 from ._results import audit_options, write_report
 from ._run import Run
 
@@ -53,7 +53,7 @@ def run_sensitivity(config: dict, run: Run) -> int:
     if not options["artefact"]:
         raise ConfigError(f"'latentaudit sensitivity' needs the artefact to plant: pass "
                           f"--artefact NAME, one of {', '.join(_artefact_names())}")
-    output_folder(config, "sensitivity", create=False)
+    check_output(run)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     opts = check_audit_options(audit_options(config), dataset.metadata)
@@ -81,14 +81,11 @@ def run_sensitivity(config: dict, run: Run) -> int:
             column_role=options["column_role"], aggregate=aggregate,
             batch_size=config["embed"]["batch_size"], device=config["device"],
             random_state=config["seed"], verbose=run.verbose)
-    output = output_folder(config, "sensitivity")
-    save_config(run)
+    output = open_output(run)
     for name, frame in (("runs", result.runs), ("curves", result.curves),
                         ("detection_limits", result.detection_limits)):
-        target = output / f"sensitivity_{name}.csv"
-        partial = target.with_name(f"{target.name}.partial")
-        frame.to_csv(partial, index=False)
-        os.replace(partial, target)
+        with atomic_write(output / f"sensitivity_{name}.csv", newline="") as handle:
+            frame.to_csv(handle, index=False)
     report = result.report(opts["report"]["title"].replace("audit report", "sensitivity"),
                            provenance={"data": data_provenance(config, dataset),
                                        "encoder": record})
@@ -108,6 +105,8 @@ def run_sensitivity(config: dict, run: Run) -> int:
 COMMAND = Command(
     name="sensitivity", order=50, run=run_sensitivity,
     scopes=("data", "sensitivity", "run"), titles={"sensitivity": "spike-in"},
+    outputs=("report.html", "report.json", "subjects.csv", "sensitivity_runs.csv",
+             "sensitivity_curves.csv", "sensitivity_detection_limits.csv"),
     help="plant an artefact in a hidden group at rising strengths: what does the audit find?",
     description="Positive control on your own data: a random hidden group (independent of "
                 "every metadata column) gets one artefact of latentaudit.artefacts at a "
