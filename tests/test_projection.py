@@ -83,7 +83,25 @@ def test_tsne_separates_clusters(blobs, fitted_tsne):
     assert adjusted_rand_score(y, labels) == pytest.approx(1.0)
     assert fitted_tsne.backend_ == "opentsne"
     assert fitted_tsne.pca_.n_components_ == 50
-    assert fitted_tsne.n_iter_ == 750
+    # early exaggeration (at most 250) and the rest (at most 500) both stop at a plateau
+    assert 100 <= fitted_tsne.n_iter_ < 750
+    assert set(fitted_tsne.timings_) == {"pca", "affinities", "early_exaggeration",
+                                         "optimisation"}
+    assert fitted_tsne.knn_recall_ == 1.0
+
+
+def test_max_iter_caps_the_iterations_after_early_exaggeration(blobs):
+    X, _ = blobs
+    proj = Projector(max_iter=50, random_state=0).fit(X)
+    assert proj.n_iter_ <= 250 + 50
+
+
+def test_other_metrics_use_opentsnes_neighbour_search(blobs):
+    X, y = blobs
+    proj = Projector(metric="cosine", max_iter=100, random_state=0).fit(X)
+    labels = KMeans(n_clusters=3, n_init=4, random_state=0).fit_predict(proj.embedding_)
+    assert adjusted_rand_score(y, labels) > 0.9
+    assert not hasattr(proj, "knn_recall_")
 
 
 def test_fit_transform_is_reproducible(blobs):

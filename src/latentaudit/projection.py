@@ -1,10 +1,11 @@
 """Two-dimensional maps of embeddings: t-SNE, UMAP and PCA behind one transformer.
 
-:class:`Projector` is a scikit-learn transformer.  t-SNE runs on openTSNE's
-FFT-accelerated implementation by default (scikit-learn's ``TSNE`` stays available as the
-reference); UMAP is an optional extra; embeddings are first reduced to 50 dimensions by
-PCA.  Backends that can place new points against a frozen map (openTSNE, UMAP, PCA) do so
-in :meth:`Projector.transform`, one point independently of the others.
+:class:`Projector` is a scikit-learn transformer.  t-SNE runs by default on openTSNE with
+latentaudit's own kNN graph, FFT repulsion and convergence-based stop
+(:mod:`latentaudit._tsne`); scikit-learn's ``TSNE`` stays available as the reference;
+UMAP is an optional extra; embeddings are first reduced to 50 dimensions by PCA.
+Backends that can place new points against a frozen map (openTSNE, UMAP, PCA) do so in
+:meth:`Projector.transform`, one point independently of the others.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import inspect
 import logging
 import numbers
+import time
 
 import numpy as np
 import pandas as pd
@@ -40,7 +42,17 @@ _BACKENDS = {
 }
 # t-SNE places new points by optimising them against the frozen reference map only
 _TRANSFORM_ITER = 250
+# t-SNE's schedule: early exaggeration (12) for at most 250 iterations, then at most
+# max_iter (default 500) plain iterations; each phase stops early once the KL divergence
+# falls by less than its tolerance (relative) over _CHECK_EVERY iterations
+_EARLY_EXAGGERATION = 12.0
 _EARLY_EXAGGERATION_ITER = 250
+_EARLY_EXAGGERATION_TOL = 0.01
+_MAX_ITER = 500
+_TOL = 0.02
+_CHECK_EVERY = 50
+# affinities from this many nearest neighbours per unit of perplexity
+_NEIGHBORS_PER_PERPLEXITY = 2
 
 
 class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -59,7 +71,9 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         for ``method="pca"``.
     perplexity : float, default 30.0
         t-SNE's effective number of neighbours; lowered to ``(n_samples - 1) / 3`` for
-        small inputs.
+        small inputs.  The affinities of the default backend come from the
+        ``2 * perplexity`` nearest neighbours (exact search up to 50,000 rows,
+        NN-descent above).
     n_neighbors : int, default 15
         UMAP's neighbourhood size.  (UMAP starts from a PCA initialisation, like
         t-SNE, so that a fixed ``random_state`` gives the same map.)
@@ -68,14 +82,16 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     metric : str, default "euclidean"
         Distance in the input space (t-SNE and UMAP).
     max_iter : int, optional
-        t-SNE iterations after the 250 of early exaggeration (default: 500 for openTSNE,
-        750 for scikit-learn, matching their defaults of 750 and 1000 in all); UMAP
-        epochs (default: UMAP's own).  Ignored for PCA.
+        t-SNE iterations after early exaggeration; UMAP epochs (default: UMAP's own).
+        Ignored for PCA.  The default t-SNE runs early exaggeration for at most 250
+        iterations and then at most 500 (``max_iter``), and ends each phase early once
+        the Kullback-Leibler divergence falls by less than 1% (early exaggeration) or 2%
+        over 50 iterations; scikit-learn's ``TSNE`` runs 250 + 750 (``max_iter``).
     random_state : int, numpy.random.RandomState or None, default None
         Seed of every random choice; an int makes maps reproducible.
     n_jobs : int, optional
-        Threads (``-1``: all cores).  Default: one thread for openTSNE, the backend's
-        default otherwise.
+        Threads (``-1``: all cores).  Default: every core this process may use for the
+        default t-SNE backend, the backend's own default otherwise.
     backend : {"auto", "opentsne", "sklearn", "umap"}, default "auto"
         Implementation: for ``"tsne"``, ``"opentsne"`` (default, FFT-accelerated, can
         :meth:`transform`) or ``"sklearn"`` (scikit-learn's ``TSNE``, the reference,
@@ -99,6 +115,13 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     n_iter_ : int
         Iterations run, early exaggeration included (t-SNE), or epochs (UMAP); not set
         for PCA.
+    knn_recall_ : float
+        Recall of the t-SNE kNN graph against exact search (1.0 when exact; default
+        backend with the Euclidean metric only).
+    timings_ : dict
+        Seconds ``fit`` spent in each stage: ``pca``, then ``affinities`` (kNN graph
+        and affinities), ``early_exaggeration`` and ``optimisation`` for the default
+        t-SNE, or ``map`` for the other backends.
     n_features_in_ : int
         Number of input features.
 
@@ -206,6 +229,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         seed = self._seed()
 
         self.__dict__.pop("n_iter_", None)
+        self.__dict__.pop("knn_recall_", None)
         self.pca_ = None
         self.model_ = None
         self.perplexity_ = None
@@ -218,19 +242,27 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
                     f"{n_features} feature(s)")
             from sklearn.decomposition import PCA
 
+            start = time.perf_counter()
             self.pca_ = PCA(n_components=n_components, random_state=seed).fit(X)
             self.embedding_ = self.pca_.transform(X).astype(np.float64)
+            self.timings_ = {"pca": time.perf_counter() - start}
             return X
 
+        start = time.perf_counter()
         reduced = self._fit_pca(X, seed)
+        self.timings_ = {"pca": time.perf_counter() - start}
         if method == "tsne":
             self.perplexity_ = self._effective_perplexity(n_samples)
             if backend == "opentsne":
                 self.embedding_ = self._fit_opentsne(reduced, seed, n_components)
             else:
+                start = time.perf_counter()
                 self.embedding_ = self._fit_sklearn_tsne(reduced, seed, n_components)
+                self.timings_["map"] = time.perf_counter() - start
         else:
+            start = time.perf_counter()
             self.embedding_ = self._fit_umap(reduced, seed, n_components)
+            self.timings_["map"] = time.perf_counter() - start
         return X
 
     def _check_n_components(self, method: str) -> int:
@@ -279,22 +311,50 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     def _fit_opentsne(self, X: np.ndarray, seed: int, n_components: int) -> np.ndarray:
         import openTSNE
 
-        options = {}
-        if self.max_iter is not None:
-            options["n_iter"] = _check_iter(self.max_iter)
-        if n_components > 2:
-            # openTSNE's FFT gradient handles at most 2 dimensions
-            options["negative_gradient_method"] = "bh"
-        tsne = openTSNE.TSNE(
-            n_components=n_components, perplexity=self.perplexity_, metric=self.metric,
-            n_jobs=1 if self.n_jobs is None else int(self.n_jobs), random_state=seed,
-            verbose=bool(self.verbose), early_exaggeration_iter=_EARLY_EXAGGERATION_ITER,
-            **options)
-        model = tsne.fit(np.ascontiguousarray(X, dtype=np.float64))
-        self.n_iter_ = int(tsne.early_exaggeration_iter + tsne.n_iter)
-        # openTSNE's transform centres the reference map in place; centring it now keeps
-        # embedding_ and later transforms in one frame
-        model -= (np.max(model, axis=0) + np.min(model, axis=0)) / 2
+        from ._tsne import GraphIndex, KLPlateau, kl_gradient, resolve_n_jobs
+
+        start = time.perf_counter()
+        n_jobs = resolve_n_jobs(self.n_jobs)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        max_iter = _MAX_ITER if self.max_iter is None else _check_iter(self.max_iter)
+        k = min(len(X) - 1, int(_NEIGHBORS_PER_PERPLEXITY * self.perplexity_))
+        if self.metric == "euclidean":
+            index = GraphIndex(X, k, n_jobs=n_jobs, random_state=seed)
+            affinities = openTSNE.affinity.PerplexityBasedNN(
+                knn_index=index, perplexity=self.perplexity_, n_jobs=n_jobs,
+                verbose=bool(self.verbose))
+            self.knn_recall_ = index.recall_
+        else:  # openTSNE's own approximate search knows the other metrics
+            affinities = openTSNE.affinity.PerplexityBasedNN(
+                X, perplexity=self.perplexity_, method="auto", metric=self.metric,
+                n_jobs=n_jobs, random_state=seed, k_neighbors=k,
+                verbose=bool(self.verbose))
+        init = openTSNE.initialization.pca(X, n_components, random_state=seed)
+        # FFT gradients for 1-D and 2-D maps (ours in 2-D), Barnes-Hut for 3-D ones
+        gradient = kl_gradient if n_components <= 2 else "bh"
+        model = openTSNE.TSNEEmbedding(init, affinities, negative_gradient_method=gradient,
+                                       n_jobs=n_jobs, random_state=seed,
+                                       verbose=bool(self.verbose))
+        self.timings_["affinities"] = time.perf_counter() - start
+        start = time.perf_counter()
+        stop = KLPlateau(_EARLY_EXAGGERATION_TOL)
+        model.optimize(_EARLY_EXAGGERATION_ITER, exaggeration=_EARLY_EXAGGERATION,
+                       inplace=True, callbacks=[stop], callbacks_every_iters=_CHECK_EVERY)
+        n_iter = stop.stopped_at_ or _EARLY_EXAGGERATION_ITER
+        self.timings_["early_exaggeration"] = time.perf_counter() - start
+        start = time.perf_counter()
+        stop = KLPlateau(_TOL)
+        model.optimize(max_iter, inplace=True, callbacks=[stop],
+                       callbacks_every_iters=_CHECK_EVERY)
+        self.timings_["optimisation"] = time.perf_counter() - start
+        self.n_iter_ = int(n_iter + (stop.stopped_at_ or max_iter))
+        # transform places new points against a grid of the frozen map; preparing it
+        # now (it centres the map in place) keeps embedding_ and every later transform
+        # in one frame
+        if n_components <= 2:
+            model.prepare_interpolation_grid()
+        else:
+            model -= (np.max(model, axis=0) + np.min(model, axis=0)) / 2
         self.model_ = model
         return np.array(model, dtype=np.float64)
 
