@@ -248,9 +248,11 @@ def run_speed(args) -> dict:
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
+    generator = torch.Generator().manual_seed(0)
+
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            loss = enc.loss(x)
+            loss = enc.loss(x, generator=generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

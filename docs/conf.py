@@ -23,19 +23,26 @@ html_theme = "pydata_sphinx_theme"
 html_title = "latentaudit"
 
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+# Inherited members are documented: a class written as several mixins (one module per job,
+# e.g. ClusterAuditor) shows every public method on its own page.
+autodoc_default_options = {"members": True, "inherited-members": True}
 
 
-def _skip_metadata_requests(app, what, name, obj, skip, options):
+def _skip_foreign_members(app, what, name, obj, skip, options):
     # scikit-learn generates set_*_request methods on every estimator; their docstrings
-    # point into scikit-learn's own glossary, so they are left out of our pages.
+    # point into scikit-learn's own glossary, so they are left out of our pages, as is
+    # everything inherited from outside latentaudit (scikit-learn, torch.nn.Module).
     if name.startswith("set_") and name.endswith("_request"):
+        return True
+    target = getattr(obj, "fget", obj)
+    module = getattr(target, "__module__", None) if callable(target) else None
+    if what == "class" and isinstance(module, str) and not module.startswith("latentaudit"):
         return True
     return None
 
 
 def setup(app):
-    app.connect("autodoc-skip-member", _skip_metadata_requests)
+    app.connect("autodoc-skip-member", _skip_foreign_members)
 
 
 autodoc_typehints = "none"

@@ -6,6 +6,9 @@ This is the command that produced ``src/latentaudit/encoders/dae/_weights/demo``
 
     .venv/bin/python scripts/train_demo_dae.py --threads 2
 
+It trains on the training part of :func:`latentaudit.datasets.demo_split` (80% of the
+subjects, stratified by site and sex) and records the split in ``split.json`` beside the
+weights, so every figure about the shipped weights is measured on the held-out 20%.
 It checkpoints every few minutes; after an interruption, run it again with ``--resume``
 and it continues exactly where it stopped.  The latent DDIM (for unconditional sampling)
 is trained afterwards on the normalised codes of the cohort, and the model is saved with
@@ -48,7 +51,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
 
     cohort = la.datasets.load_demo_cohort()
-    images = cohort.images
+    train_rows, held_out_rows = la.datasets.demo_split(cohort.metadata)
+    images = cohort.images[train_rows]
     print(f"demo cohort: {images.shape}; training cpu64 for {args.max_steps} steps of "
           f"{args.batch_size} ({args.precision})", flush=True)
     torch.manual_seed(args.seed)
@@ -75,6 +79,12 @@ def main(argv=None) -> None:
 
     out = Path(args.out)
     enc.save_pretrained(out)
+    subjects = cohort.metadata["subject"].astype(str)
+    split = {"name": la.datasets.DEMO_SPLIT_NAME,
+             "rule": "latentaudit.datasets.demo_split(held_out=0.2, random_state=0)",
+             "train_subjects": subjects.iloc[train_rows].tolist(),
+             "held_out_subjects": subjects.iloc[held_out_rows].tolist()}
+    (out / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     history.to_csv(Path(args.checkpoint_dir) / "history.csv", index=False)
     summary = {"steps": int(history["step"].iloc[-1]), "batch_size": args.batch_size,
                "lr": args.lr, "ema_decay": args.ema_decay, "precision": args.precision,

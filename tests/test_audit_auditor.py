@@ -1,16 +1,19 @@
 """Tests of ClusterAuditor on embeddings with planted ground truth."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 import latentaudit as la
 from latentaudit.audit import ClusterAuditor, delineate
-from latentaudit.audit._auditor import FINDING_COLUMNS
+from latentaudit.audit._association import FINDING_COLUMNS
 from latentaudit.errors import (
     ConfigError,
     DataError,
@@ -153,7 +156,7 @@ def test_label_issues_recover_flipped_categorical_labels():
     given[flipped] = np.where(sex[flipped] == "M", "F", "M")
     aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"sex": given}))
     issues = aud.label_issues("sex")
-    assert list(issues.columns[:4]) == ["index", "given", "suggested", "score"]
+    assert list(issues.columns[:5]) == ["index", "subject", "given", "suggested", "score"]
     assert len(issues) == n and issues["score"].is_monotonic_decreasing
     top = issues.head(20)
     assert np.isin(top["index"], flipped).mean() >= 0.8
@@ -162,7 +165,7 @@ def test_label_issues_recover_flipped_categorical_labels():
     np.testing.assert_array_equal(issues["given"], given[issues["index"]])
     assert issues["flagged"].sum() >= 15
     for method in ("knn", "probe"):
-        single = aud.label_issues("sex", method=method).head(20)
+        single = aud.label_issues("sex", evidence=method).head(20)
         assert np.isin(single["index"], flipped).mean() >= 0.7
 
 
@@ -204,13 +207,13 @@ def test_outliers_duplicates_and_nearest():
     first = found[found["rank"] == 0]
     assert first["index"].tolist() == [5, 10]
     np.testing.assert_allclose(first["distance"], 0.0, atol=1e-3)
-    assert (found["subject"] == found["index"]).all()  # metadata rows come along
+    assert (found["subject"] == found["index"].astype(str)).all()  # ids come along
     np.testing.assert_array_equal(aud.nearest(z[7], k=1)["index"], [7])
 
 
 def test_nearest_in_reduced_space():
     z, meta, _ = _cohort(n=200, dim=60)
-    aud = ClusterAuditor(random_state=0, n_components=8, knn_space="reduced").fit(z, meta)
+    aud = ClusterAuditor(random_state=0, analysis_components=8, knn_space="reduced").fit(z, meta)
     found = aud.nearest(z[:4], k=2)
     assert found[found["rank"] == 0]["index"].tolist() == [0, 1, 2, 3]
     with pytest.raises(InputShapeError, match="query_z must have 60 features"):
@@ -243,10 +246,10 @@ def test_within_groups_finds_site_hidden_inside_sex():
 @pytest.mark.parametrize("method", ["kmeans", "gmm"])
 def test_kmeans_and_mixture_choose_the_number_of_clusters(method):
     z, meta, blob = _cohort(n=300, shift=0.0, n_blobs=3)
-    aud = ClusterAuditor(method=method, random_state=0).fit(z, meta)
+    aud = ClusterAuditor(clusterer=method, random_state=0).fit(z, meta)
     assert aud.n_clusters_ == 3
     assert adjusted_rand_score(blob, aud.labels_) > 0.95
-    fixed = ClusterAuditor(method=method, n_clusters=4, random_state=0).fit(z)
+    fixed = ClusterAuditor(clusterer=method, n_clusters=4, random_state=0).fit(z)
     assert fixed.n_clusters_ == 4
 
 
@@ -290,7 +293,7 @@ def test_summary_members_and_reproducibility():
 def test_save_and_load_round_trip(tmp_path):
     z, meta, _ = _cohort(n=300)
     meta["smoker"] = np.where(np.arange(300) % 3 == 0, True, False)
-    aud = ClusterAuditor(random_state=0, n_components=8, nuisance=["site"]).fit(z, meta)
+    aud = ClusterAuditor(random_state=0, analysis_components=8, nuisance=["site"]).fit(z, meta)
     folder = aud.save(tmp_path / "audit")
     assert not list(folder.glob("*.pkl"))
     loaded = ClusterAuditor.load(folder)
@@ -326,14 +329,14 @@ def test_fit_without_metadata_and_sklearn_conventions():
 def test_input_errors():
     z, meta, _ = _cohort(n=60)
     with pytest.raises(ConfigError, match="did you mean 'kmeans'"):
-        ClusterAuditor(method="kmean").fit(z, meta)
+        ClusterAuditor(clusterer="kmean").fit(z, meta)
     with pytest.raises(ConfigError, match="did you mean 'site'"):
         ClusterAuditor(nuisance=["sight"]).fit(z, meta)
     with pytest.raises(DataError, match="one row per embedding row"):
         ClusterAuditor().fit(z, meta.iloc[:10])
     bad = z.copy()
     bad[3, 2] = np.nan
-    with pytest.raises(DataError, match="1 rows with NaN"):
+    with pytest.raises(DataError, match="NaN or inf values in 1 of 60 rows"):
         ClusterAuditor().fit(bad, meta)
     with pytest.raises(InputShapeError, match=r"shape \(n_samples, n_features\)"):
         ClusterAuditor().fit(z[0], meta)
@@ -389,3 +392,50 @@ def test_demo_cohort_flipped_sex_labels_are_recovered(demo_pixels):
     assert k > 0
     precision = np.isin(issues["index"].head(k), flipped).mean()
     assert precision >= 0.8
+
+
+# -- rows carry identity ------------------------------------------------------------------
+def test_fit_on_embeddings_equals_fit_on_the_array_and_tables_carry_ids(tmp_path):
+    z, meta, _ = _cohort(n=240, n_blobs=1, shift=8.0)
+    meta = meta.rename(columns={"subject": "patient"})
+    emb = la.Embeddings(z, metadata=meta, id_column="patient")
+    a = ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"]).fit(emb)
+    b = ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"],
+                       id_column="patient").fit(emb.z, emb.metadata)
+    pd.testing.assert_frame_equal(a.findings_, b.findings_)
+    assert "patient" not in a.column_types_  # the ids name rows; they are not tested
+    assert a.id_column_ == "patient" and a.ids_[3] == meta["patient"][3]
+    issues = a.label_issues("sex")
+    assert issues.columns[:3].tolist() == ["index", "patient", "given"]
+    assert (issues["patient"] == meta["patient"].to_numpy()[issues["index"]]).all()
+    assert a.outliers(top=2).columns.tolist() == ["index", "patient", "score", "distance"]
+    found = a.nearest(z[7], k=2)
+    assert found.loc[0, "patient"] == meta["patient"][7]
+    assert found.columns.tolist().count("patient") == 1
+    twin = z.copy()
+    twin[9] = twin[4]
+    pairs = ClusterAuditor(random_state=0).fit(la.Embeddings(twin, metadata=meta,
+                                                             id_column="patient")).duplicates()
+    assert pairs.columns.tolist() == ["index_a", "patient_a", "index_b", "patient_b",
+                                      "distance"]
+    assert pairs.loc[0, ["patient_a", "patient_b"]].tolist() == [meta["patient"][4],
+                                                                 meta["patient"][9]]
+    again = ClusterAuditor.load(a.save(tmp_path / "aud"))
+    pd.testing.assert_frame_equal(again.label_issues("sex"), issues)
+
+
+def test_nothing_to_test_is_said_not_silent():
+    z, meta, _ = _cohort(n=120)
+    with pytest.warns(UserWarning, match="without metadata"):
+        aud = ClusterAuditor(random_state=0).fit(z)
+    assert aud.findings_.empty and aud.ids_[:2].tolist() == ["0", "1"]
+    with pytest.warns(UserWarning, match="none of the metadata columns"):
+        ClusterAuditor(random_state=0).fit(la.Embeddings(z))  # only ids
+
+
+@parametrize_with_checks([ClusterAuditor(random_state=0)])
+def test_scikit_learn_checks(estimator, check):
+    # fit(X, y): X the embedding, y the metadata (an array becomes a column "y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nothing to test" on bare arrays
+        check(estimator)

@@ -32,7 +32,7 @@ def _data(n=240, seed=0):
 
 def test_linear_probes_match_sklearn_run_directly():
     z, meta = _data()
-    aud = ClusterAuditor(n_components=None, method="kmeans", n_clusters=2, random_state=0)
+    aud = ClusterAuditor(analysis_components=None, clusterer="kmeans", n_clusters=2, random_state=0)
     aud.fit(z, meta)
     folds = StratifiedKFold(5, shuffle=True, random_state=7)
     table = aud.probe(["site"], cv=folds, n_permutations=0)
@@ -83,7 +83,7 @@ def test_out_of_fold_probabilities_match_cross_val_predict():
 
 def test_permutation_p_values_separate_signal_from_noise():
     z, meta = _data()
-    aud = ClusterAuditor(n_components=None, method="kmeans", n_clusters=2, random_state=0)
+    aud = ClusterAuditor(analysis_components=None, clusterer="kmeans", n_clusters=2, random_state=0)
     aud.fit(z, meta)
     table = aud.probe(["site", "noise"], cv=3, n_permutations=19, permutation_max_samples=120)
     table = table.set_index("column")

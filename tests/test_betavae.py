@@ -22,6 +22,10 @@ def _vae(spatial_dims=2, seed=0, **kwargs):
     return BetaVAEEncoder(**options)
 
 
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
 def _images(n, shape, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, *shape)).astype("float32")
 
@@ -33,8 +37,10 @@ def test_forward_backward_shapes(spatial_dims):
     x = torch.from_numpy(_images(3, (2,) + (side,) * spatial_dims))
     reconstruction, mean, log_variance = vae(x)
     assert reconstruction.shape == x.shape
+    sampled = vae(x, generator=_g())[0]  # a posterior sample, not the mean
+    assert sampled.shape == x.shape and not torch.equal(sampled, reconstruction)
     assert mean.shape == log_variance.shape == (3, 6)
-    loss, logs = vae.loss({"image": x, "index": torch.arange(3)})
+    loss, logs = vae.loss({"image": x, "index": torch.arange(3)}, generator=_g())
     assert loss.ndim == 0 and {"recon_mse", "kl"} <= set(logs)
     loss.backward()
     for name, parameter in vae.named_parameters():
@@ -66,11 +72,11 @@ def test_encode_returns_the_posterior_mean():
 def test_loss_matches_its_formula():
     vae = _vae(beta=3.0)
     x = torch.from_numpy(_images(4, (1, 16, 16)))
-    torch.manual_seed(5)
-    loss, logs = vae.loss(x)
-    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    loss, logs = vae.loss(x, generator=_g(5))
+    assert torch.equal(before, torch.get_rng_state())  # the global generator is not used
     mean, log_variance = vae.posterior(x)
-    z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+    z = mean + torch.exp(0.5 * log_variance) * torch.randn(mean.shape, generator=_g(5))
     squared = ((vae.decode_latent(z) - x) ** 2).flatten(1).sum(1).mean()
     kl = 0.5 * (mean ** 2 + log_variance.exp() - 1 - log_variance).sum(1).mean()
     assert loss.item() == pytest.approx(((squared + 3.0 * kl) / 256).item(), rel=1e-5)
@@ -82,21 +88,21 @@ def test_hessian_penalty_enters_the_loss_with_warmup():
     vae = _vae(hessian_weight=2.0, hessian_warmup_steps=4)
     x = torch.from_numpy(_images(4, (1, 16, 16)))
     vae.set_training_step(0)
-    _, logs = vae.loss(x)
+    _, logs = vae.loss(x, generator=_g())
     assert logs["hessian_weight"] == pytest.approx(0.5)
     assert logs["hessian_penalty"].item() > 0
     vae.set_training_step(10)
-    assert vae.loss(x)[1]["hessian_weight"] == pytest.approx(2.0)
+    assert vae.loss(x, generator=_g())[1]["hessian_weight"] == pytest.approx(2.0)
     vae.eval()  # a regulariser of training only
-    assert "hessian_penalty" not in vae.loss(x)[1]
+    assert "hessian_penalty" not in vae.loss(x, generator=_g())[1]
     plain = _vae()
-    assert "hessian_penalty" not in plain.loss(x)[1]
+    assert "hessian_penalty" not in plain.loss(x, generator=_g())[1]
 
 
 def test_penalty_step_counts_itself_in_a_user_loop():
     vae = _vae(hessian_weight=1.0, hessian_warmup_steps=10)
     x = torch.from_numpy(_images(2, (1, 16, 16)))
-    weights = [vae.loss(x)[1]["hessian_weight"] for _ in range(3)]
+    weights = [vae.loss(x, generator=_g())[1]["hessian_weight"] for _ in range(3)]
     assert weights == pytest.approx([0.1, 0.2, 0.3])
 
 

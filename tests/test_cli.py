@@ -20,7 +20,7 @@ from latentaudit.errors import ConfigError, DataError
 TINY_VAE = ["--set", "encoder.channels=[4, 8]", "--set", "encoder.latent_dim=8"]
 TINY_EXPLAIN = ["--classifier-steps", "3", "--set", "explain.widths=[4, 8, 8, 8]",
                 "--set", "explain.images=2", "--set", "explain.counterfactual_images=2",
-                "--set", "explain.counterfactual_steps=2", "--set", "explain.batch_size=8"]
+                "--set", "explain.counterfactual_points=2", "--set", "explain.batch_size=8"]
 FAST_AUDIT = ["--projection", "pca", "--set", "audit.n_permutations=19", "-q"]
 
 
@@ -117,11 +117,11 @@ def test_python_dash_m_runs_the_same_cli():
 # --------------------------------------------------------------------------------------
 def test_config_file_then_flags_then_set(tmp_path):
     path = tmp_path / "audit.toml"
-    path.write_text('seed = 3\n[audit]\nmethod = "kmeans"\nnuisance = ["site"]\n'
+    path.write_text('seed = 3\n[audit]\nclusterer = "kmeans"\nnuisance = ["site"]\n'
                     '[train]\nsteps = 7\n', encoding="utf-8")
     config = load_config(path, overrides=[{"train": {"steps": 9}},
                                           cli._parse_assignment("audit.alpha=0.1")])
-    assert config["seed"] == 3 and config["audit"]["method"] == "kmeans"
+    assert config["seed"] == 3 and config["audit"]["clusterer"] == "kmeans"
     assert config["audit"]["nuisance"] == ["site"]
     assert config["train"]["steps"] == 9 and config["audit"]["alpha"] == 0.1
     assert config["projection"]["method"] == "tsne"  # untouched default
@@ -133,13 +133,13 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
     unknown = tmp_path / "unknown.toml"
-    unknown.write_text("[audit]\nmethd = 'kmeans'\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="did you mean 'method'"):
+    unknown.write_text("[audit]\nclusterr = 'kmeans'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'clusterer'"):
         load_config(unknown)
     with pytest.raises(DataError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
-        cli._parse_assignment("audit.method")
+        cli._parse_assignment("audit.clusterer")
 
 
 def test_set_reads_toml_values_else_text():
@@ -163,6 +163,81 @@ def test_the_example_config_is_valid():
     example = Path(__file__).resolve().parents[1] / "examples" / "audit.toml"
     config = load_config(example)
     assert config["audit"]["nuisance"] == ["site"]
+
+
+@pytest.mark.parametrize("toml, fragments", [
+    ('[train]\nsteps = "2"\n', ["train.steps must be an integer", "steps = 2"]),
+    ("[train]\nsteps = 2.9\n", ["train.steps must be an integer", "steps = 3"]),
+    ("[train]\nbatch_size = 8.5\n", ["train.batch_size must be an integer"]),
+    ("[encoder]\nlatent_dim = true\n", ["encoder.latent_dim must be an integer",
+                                        "true (a boolean)"]),
+    ('[data]\nsize = "sixteen"\n', ["data.size must be an integer", "'sixteen'"]),
+    ("output = 5\n", ["output must be a file or folder path", 'output = "']),
+    ("[train]\nstepz = 5\n", ["unknown option 'train.stepz'", "did you mean 'steps'"]),
+])
+def test_typed_toml_values_are_refused_before_any_work(toml, fragments, tmp_path, capsys):
+    config = tmp_path / "study.toml"
+    config.write_text(toml, encoding="utf-8")
+    code, _, err = run(capsys, "train", "--config", config, "--images", tmp_path / "none",
+                       "--output", tmp_path / "out")
+    assert_bad_input(code, err, "config file 'study.toml'", *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--steps", "2.9"], ["argument --train-steps/--steps", "must be an integer",
+                          "--steps 3"]),
+    (["--size", "sixteen"], ["argument --size", "must be an integer"]),
+    (["--batch-size", "0"], ["argument --batch-size", "at least 1, got 0"]),
+])
+def test_typed_flags_are_refused_by_the_parser(argv, fragments, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--images", "x", *argv])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_set_values_are_typed_too(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--images", tmp_path, "--output", tmp_path / "out",
+                       "--set", "encoder.channels=[4, 8.5]")
+    assert_bad_input(code, err, "--set: encoder.channels", "the element 8.5")
+
+
+def test_every_flag_of_the_schema_reaches_a_command():
+    from latentaudit.options import OPTIONS
+
+    parser_scopes = {scope for command in cli.commands().values() for scope in command.scopes}
+    for option in OPTIONS:
+        for flag in option.flags:
+            assert set(flag.scopes) & parser_scopes, (option.key, flag.names)
+
+
+def test_a_new_command_is_one_module(tmp_path, monkeypatch, capsys):
+    """A module in the package with a COMMAND is a command: flags, config and dispatch."""
+    import latentaudit.cli
+    from latentaudit.cli import _command
+
+    (tmp_path / "hello.py").write_text(
+        "from latentaudit.cli._command import Command\n"
+        "def run(config, run):\n"
+        "    print('hello', config['data']['size'], run.output.name)\n"
+        "    return 0\n"
+        "COMMAND = Command(name='hello', help='say hello', description='Hello.',\n"
+        "                  scopes=('data', 'run'), run=run)\n", encoding="utf-8")
+    monkeypatch.setattr(latentaudit.cli, "__path__", [*latentaudit.cli.__path__,
+                                                      str(tmp_path)])
+    _command.commands.cache_clear()
+    try:
+        code, out, _ = run(capsys, "hello", "--size", "16", "--output", tmp_path / "o")
+        assert code == EXIT_OK and out.strip() == "hello 16 o"
+        assert "hello" in cli.commands()
+    finally:
+        monkeypatch.undo()
+        _command.commands.cache_clear()
+        sys.modules.pop("latentaudit.cli.hello", None)
+    assert "hello" not in cli.commands()
 
 
 # --------------------------------------------------------------------------------------
@@ -200,7 +275,7 @@ def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
     top = report["sections"]["overview"]["data"]["top_findings"]
     assert [row["column"] for row in top[:3]] == ["site"] * 3
     subjects = pd.read_csv(demo_run / "subjects.csv")
-    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["id"]]
+    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["subject"]]
     # the explained clusters are made of the artefact sites B (shifted field of view)
     # and C (head-rest)
     explained = report["sections"]["clusters"]["data"]
@@ -210,7 +285,7 @@ def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
         share = truth["artefact"].to_numpy()[members.to_numpy()] != "none"
         assert share.mean() > 0.9
     flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
-    listed = {row["id"] for row in
+    listed = {row["subject"] for row in
               report["sections"]["label_issues"]["tables"]["sex: flagged subjects, most "
                                                            "suspicious first"]}
     assert len(flipped) >= 3
@@ -276,6 +351,16 @@ def test_demo_rejects_a_misspelt_column_before_any_work(tmp_path, capsys):
 # --------------------------------------------------------------------------------------
 # train, embed, audit, explain on NIfTI files
 # --------------------------------------------------------------------------------------
+def test_config_toml_records_exactly_the_values_that_ran(trained):
+    saved = tomllib.loads((trained / "train" / "config.toml").read_text(encoding="utf-8"))
+    assert saved["train"]["steps"] == 3 and type(saved["train"]["steps"]) is int
+    assert saved["encoder"]["channels"] == [4, 8] and saved["encoder"]["latent_dim"] == 8
+    assert saved["encoder"]["kind"] == "betavae" and saved["data"]["size"] == 16
+    # and it is a valid config that runs the same again
+    again = load_config(trained / "train" / "config.toml")
+    assert again["train"] == {**again["train"], **saved["train"]}
+
+
 def test_train_writes_a_loadable_encoder(trained):
     from latentaudit.encoders import load_pretrained
 
@@ -315,7 +400,7 @@ def test_audit_with_images_and_encoder(trained, study, tmp_path, capsys):
                          "--size", "16", "--n-slices", "3",
                          "--encoder", trained / "train" / "encoder",
                          "--nuisance", "site", "--output", tmp_path / "audit",
-                         "--cluster-method", "kmeans", "--set", "audit.n_clusters=2",
+                         "--clusterer", "kmeans", "--set", "audit.n_clusters=2",
                          *TINY_EXPLAIN, *FAST_AUDIT)
     assert code == EXIT_OK, err
     report = json.loads((tmp_path / "audit" / "report.json").read_text())
@@ -506,7 +591,7 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
     top = report["sections"]["overview"]["data"]["top_findings"]
     assert [row["column"] for row in top[:3]] == ["site"] * 3
     subjects = pd.read_csv(out / "subjects.csv")
-    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["id"]]
+    truth = load_demo_cohort().truth.set_index("subject").loc[subjects["subject"]]
     artefacts = set()
     for cluster in report["sections"]["clusters"]["data"]:
         members = (subjects["cluster"] == int(cluster)).to_numpy()
@@ -516,6 +601,6 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
         artefacts.add(values[np.argmax(counts)])
     assert artefacts == {"fov_shift", "head_rest"}
     flipped = set(truth.index[truth["sex_flipped"].to_numpy()])
-    flagged = set(subjects["id"][pd.Index(subjects.index).isin(
+    flagged = set(subjects["subject"][pd.Index(subjects.index).isin(
         [row["index"] for row in report["sections"]["label_issues"]["data"]["sex"]["flagged"]])])
     assert len(flipped & flagged) / len(flipped) >= 0.6

@@ -16,7 +16,6 @@ from latentaudit.encoders.dae import (
     beta_schedule,
     ddim_timesteps,
     preset,
-    slerp,
 )
 from latentaudit.errors import ConfigError, InputShapeError, NotFittedError
 
@@ -97,7 +96,8 @@ def test_shapes_2d_and_3d(name, shape):
     torch.manual_seed(0)
     enc = DAEEncoder.from_preset(name)
     x = torch.rand(shape) * 2 - 1
-    loss = enc.loss({"image": x, "index": torch.arange(len(x))})
+    loss = enc.loss({"image": x, "index": torch.arange(len(x))},
+                    generator=torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     # Both halves learn from the one loss.
@@ -105,8 +105,9 @@ def test_shapes_2d_and_3d(name, shape):
     assert enc.unet.out_conv.weight.grad.abs().sum() > 0
     z = enc.encode(x)
     assert z.shape == (len(x), enc.latent_dim)
-    x_T = enc.encode_stochastic(x, z, steps=3)
+    x_T = enc.invert(x, z, steps=3)
     assert x_T.shape == x.shape
+    torch.testing.assert_close(enc.invert(x, steps=3), x_T)  # z_sem computed when not given
     out = enc.decode(z, x_T, steps=3)
     assert out.shape == x.shape and out.abs().max() <= 1
     assert enc.decode(z, steps=3, generator=torch.Generator().manual_seed(0)).shape == x.shape
@@ -123,7 +124,20 @@ def test_wrong_inputs_raise():
     with pytest.raises(InputShapeError, match="x_T"):
         enc.decode(torch.zeros(2, 16), torch.zeros(3, 1, 16, 16))
     with pytest.raises(InputShapeError, match="one row per image"):
-        enc.encode_stochastic(torch.zeros(2, 1, 16, 16), torch.zeros(3, 16))
+        enc.invert(torch.zeros(2, 1, 16, 16), torch.zeros(3, 16))
+
+
+def test_decode_without_a_generator_leaves_the_global_random_state_alone():
+    enc = DAEEncoder.from_preset("tiny")
+    z = torch.zeros(2, enc.latent_dim)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    first = enc.decode(z, steps=2)
+    assert torch.equal(torch.get_rng_state(), before)
+    # None is a fresh default generator: the same images every time
+    assert torch.equal(enc.decode(z, steps=2), first)
+    same = enc.decode(z, steps=2, generator=torch.Generator())
+    assert torch.equal(same, first)
 
 
 # -- diffusion ------------------------------------------------------------------------
@@ -234,18 +248,6 @@ def test_interpolate_endpoints_are_the_reconstructions(fitted):
     assert (out[:, 1] - out[:, 0]).abs().mean() > 1e-3
     single = enc.interpolate(x_a[0], x_b[0], [0.0, 1.0], steps=10)
     assert single.shape == (2, 1, 16, 16)
-
-
-def test_slerp_endpoints_and_norm():
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 1, 8, 8, generator=g)
-    assert torch.equal(slerp(a, b, 0.0), a)
-    assert torch.equal(slerp(a, b, 1.0), b)
-    mid = slerp(a, b, 0.5)
-    # Between two Gaussian codes of equal norm, slerp keeps the norm; lerp shrinks it.
-    b_scaled = b * (a.flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).reshape(-1, 1, 1, 1)
-    mid = slerp(a, b_scaled, 0.5)
-    torch.testing.assert_close(mid.flatten(1).norm(dim=1), a.flatten(1).norm(dim=1))
 
 
 def test_save_load_round_trip(fitted, tmp_path):

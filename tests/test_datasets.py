@@ -131,9 +131,9 @@ def test_demo_loading_is_deterministic_and_fast(cohort, tmp_path):
     again = la.datasets.load_demo_cohort(path=copy)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     # CPU time (all threads) is the budget; wall time only catches gross slowness, since
-    # the test machine may be shared
+    # the test machine may be shared (a load of 20 on 2 cores made a 1 s load take 9 s)
     assert cpu < 2.0, f"loading the demo cohort took {cpu:.2f} s of CPU time"
-    assert elapsed < 8.0, f"loading the demo cohort took {elapsed:.2f} s"
+    assert elapsed < 30.0, f"loading the demo cohort took {elapsed:.2f} s"
     np.testing.assert_array_equal(again.images, cohort.images)
     np.testing.assert_array_equal(again.artefact_masks, cohort.artefact_masks)
     assert again.metadata.equals(cohort.metadata) and again.truth.equals(cohort.truth)
@@ -249,6 +249,42 @@ def test_make_demo_cohort_is_deterministic(tmp_path):
     np.testing.assert_array_equal(has_mask, (small.truth["artefact"] != "none").to_numpy())
 
 
+@needs_templates
+def test_demo_site_artefacts_are_the_artefact_librarys():
+    """Sites B and C are rendered by la.artefacts, and that reproduces the shipped file."""
+    pytest.importorskip("nilearn")
+    import io
+
+    from PIL import Image
+
+    from latentaudit.data import _demo
+
+    assert _demo.SITE_B_ARTEFACT == la.artefacts.FieldOfViewShift(
+        strength=0.78125, value_range=(0.0, 1.0))
+    assert _demo.SITE_B_ARTEFACT.shift_pixels(256) == 50.0
+    templates = _demo._load_templates(*_demo._template_paths())
+    population = _demo._draw_population(2000, 0, 0.03)
+    kinds = population["truth"]["artefact"]
+    with np.load(PACKAGED_FILE) as shipped:
+        blobs, offsets, bits = shipped["jpeg"], shipped["jpeg_offsets"], shipped["mask_bits"]
+    side = _demo._STORED_SIZE
+    # the first subjects of sites B and C, and row 1253 (site B), whose head reaches
+    # above the unshifted field of view (what comes into view is anatomy, not air)
+    for i in (int(np.flatnonzero(kinds == "fov_shift")[0]),
+              int(np.flatnonzero(kinds == "head_rest")[0]), 1253):
+        kind = kinds[i]
+        params = {key: value[i] for key, value in population["params"].items()}
+        image, mask = _demo._render_subject(templates, params, kind)
+        image = image.reshape(side, 2, side, 2).mean(axis=(1, 3))
+        mask = mask.reshape(side, 2, side, 2).any(axis=(1, 3))
+        buffer = io.BytesIO()
+        pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=_demo._JPEG_QUALITY,
+                                     optimize=True)
+        assert buffer.getvalue() == blobs[offsets[i]:offsets[i + 1]].tobytes(), i
+        np.testing.assert_array_equal(np.packbits(mask.ravel()), bits[i], err_msg=str(i))
+
+
 def test_make_demo_cohort_names_what_to_install(tmp_path):
     with pytest.raises(MissingDependencyError, match="mricron-data"):
         la.datasets.make_demo_cohort(tmp_path / "x.npz", n_subjects=8,
@@ -358,3 +394,25 @@ def test_fashion_mnist_bad_files(tmp_path):
         la.datasets.load_fashion_mnist(path=tmp_path / "gz")
     with pytest.raises(ConfigError, match="did you mean 'test'"):
         la.datasets.load_fashion_mnist("tset")
+
+
+def test_demo_split_is_fixed_stratified_and_complete():
+    cohort = la.datasets.load_demo_cohort()
+    train, test = la.datasets.demo_split(cohort.metadata)
+    again_train, again_test = la.datasets.demo_split()
+    np.testing.assert_array_equal(test, again_test)
+    np.testing.assert_array_equal(train, again_train)
+    assert len(np.intersect1d(train, test)) == 0
+    assert len(train) + len(test) == len(cohort)
+    # every site x sex stratum is held out at the same rate
+    strata = cohort.metadata.groupby(["site", "sex"]).size()
+    held = cohort.metadata.iloc[test].groupby(["site", "sex"]).size()
+    assert np.all(np.abs(held / strata - 0.2) < 0.02)
+    other_train, other_test = la.datasets.demo_split(random_state=1)
+    assert not np.array_equal(test, other_test)
+
+
+@pytest.mark.parametrize("held_out", [0, 1, 1.5, -0.1, True, "0.2"])
+def test_demo_split_rejects_bad_fraction(held_out):
+    with pytest.raises(la.errors.ConfigError, match="held_out"):
+        la.datasets.demo_split(held_out=held_out)

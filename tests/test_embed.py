@@ -166,7 +166,7 @@ def test_aggregate_mean_and_dropped_varying_columns():
     ds, images = _sliced_dataset()
     enc = TinyEncoder()
     per_item = _reference(enc, images, len(images))
-    emb = embed(enc, ds, aggregate="subject", aggregate_method="mean", verbose=False)
+    emb = embed(enc, ds, aggregate="subject", combine="mean", verbose=False)
     for row, subject in enumerate(emb.ids):
         expected = per_item[ds.ids == subject].mean(axis=0)
         np.testing.assert_allclose(emb.z[row], expected, rtol=1e-5, atol=1e-6)
@@ -184,7 +184,7 @@ def test_aggregate_concat_needs_equal_slice_counts():
     ds = la.ArrayDataset(images, ids=["a", "a", "a", "b", "b"])
     with pytest.raises(DataError, match="same number of slices"):
         embed(TinyEncoder(), ds, aggregate="subject", verbose=False)
-    emb = embed(TinyEncoder(), ds, aggregate="subject", aggregate_method="mean",
+    emb = embed(TinyEncoder(), ds, aggregate="subject", combine="mean",
                 verbose=False)
     assert emb.shape == (2, 6)
 
@@ -271,7 +271,7 @@ def test_interrupted_embed_leaves_no_partial_file(tmp_path):
     assert emb.shape == (6, 6)
 
 
-def test_aggregate_method_streams_and_arrays_convert(tmp_path):
+def test_combine_streams_and_arrays_convert(tmp_path):
     ds, images = _sliced_dataset()
     emb = embed(TinyEncoder(), ds, verbose=False)
     in_memory = emb.aggregate("concat")
@@ -376,3 +376,48 @@ def test_progress_bar_respects_verbose(capsys):
     assert "embed" not in capsys.readouterr().err
     embed(TinyEncoder(), _images(3), verbose=True)
     assert "embed" in capsys.readouterr().err
+
+
+# -- rows carry identity ----------------------------------------------------------------
+def test_embeddings_keep_the_id_column_and_lead_to_the_images(tmp_path):
+    images = _images(9)
+    ids = np.repeat(["p1", "p2", "p3"], 3)
+    table = pd.DataFrame({"patient": ["p1", "p2", "p3"], "site": ["A", "B", "A"]})
+    ds = la.ArrayDataset(images, table, ids=ids, id_column="patient",
+                         slice_index=[2, 0, 1] * 3)
+    rows = embed(TinyEncoder(), ds, verbose=False)
+    assert rows.id_column == "patient" and "subject" not in rows.metadata
+    np.testing.assert_array_equal(rows.images(["p2"]), images[[5]])  # slice 1 of p2
+    subjects = embed(TinyEncoder(), ds, aggregate="subject", verbose=False)
+    assert subjects.id_column == "patient" and subjects.metadata.columns[0] == "patient"
+    assert subjects.index_of("p3") == 2
+    np.testing.assert_array_equal(subjects.image("p3"), images[8])  # the middle slice
+    np.testing.assert_array_equal(subjects.images(["p1", "p3"]), images[[2, 8]])
+    with pytest.raises(DataError, match="did you mean 'p2'"):
+        subjects.image("p22")
+    # the same through Embeddings.aggregate
+    again = rows.aggregate("concat")
+    np.testing.assert_array_equal(again.z, subjects.z)
+    np.testing.assert_array_equal(again.image("p3"), images[8])
+    # saved embeddings keep the id column, not the images; attaching them again works
+    loaded = Embeddings.load(subjects.save(tmp_path / "e"))
+    assert loaded.id_column == "patient" and loaded.row_images is None
+    with pytest.raises(DataError, match="attach_images"):
+        loaded.image("p1")
+    np.testing.assert_array_equal(loaded.attach_images(ds).image("p3"), images[8])
+    np.testing.assert_array_equal(
+        Embeddings.load(tmp_path / "e", images=ds).image("p1"), images[2])
+
+
+def test_embeddings_ids_come_from_the_metadata_and_must_agree_with_it():
+    z = np.zeros((3, 2), dtype=np.float32)
+    table = pd.DataFrame({"subject": ["x", "y", "z"], "age": [1, 2, 3]})
+    assert Embeddings(z, metadata=table).ids.tolist() == ["x", "y", "z"]
+    with pytest.raises(DataError, match="disagrees with the ids"):
+        Embeddings(z, ids=["x", "z", "y"], metadata=table)
+    assert Embeddings(z, id_column="key").metadata.columns.tolist() == ["key"]
+    with pytest.raises(ConfigError):
+        Embeddings(z, id_column="")
+    with pytest.raises(DataError, match="ids are in different columns"):
+        Embeddings.concatenate([Embeddings(z, ids="abc"), Embeddings(z, ids="def",
+                                                                     id_column="key")])

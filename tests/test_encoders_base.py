@@ -11,14 +11,24 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import latentaudit as la
 from latentaudit.data import ArrayDataset
 from latentaudit.encoders import (
+    FAMILIES,
     BetaVAEEncoder,
     Encoder,
     GenerativeEncoder,
     ModelEncoder,
     TorchEncoder,
+    _registry,
+    build_encoder,
+    concat_codes,
+    encoder_class,
+    encoder_names,
+    interpolate_codes,
     load_pretrained,
+    register_encoder,
+    select_codes,
 )
 from latentaudit.errors import CheckpointError, ConfigError, InputShapeError, InputTypeError
 
@@ -266,20 +276,62 @@ def test_from_pretrained_checks_the_model_type(tmp_path):
     class OtherEncoder(BetaVAEEncoder):
         model_type = "other_test_encoder"
 
+    torch.manual_seed(0)
+    OtherEncoder(image_size=16, channels=(4, 8), latent_dim=6).save_pretrained(tmp_path)
+    # its own class loads it without any registration ...
+    assert type(OtherEncoder.from_pretrained(tmp_path)) is OtherEncoder
+    # ... load_pretrained needs the family registered
+    with pytest.raises(CheckpointError, match="register_encoder"):
+        load_pretrained(tmp_path)
     try:
-        torch.manual_seed(0)
-        OtherEncoder(image_size=16, channels=(4, 8), latent_dim=6).save_pretrained(tmp_path)
+        register_encoder("other_test_encoder", OtherEncoder, aliases=("other",))
         assert type(load_pretrained(tmp_path)) is OtherEncoder
+        assert encoder_class("other") is OtherEncoder
         _vae().save_pretrained(tmp_path / "vae")
         with pytest.raises(CheckpointError, match="not a OtherEncoder"):
             OtherEncoder.from_pretrained(tmp_path / "vae")
+        with pytest.raises(ConfigError, match="taken"):
+            register_encoder("third", OtherEncoder, aliases=("betavae",))
     finally:
-        ModelEncoder._registry.pop("other_test_encoder", None)
+        FAMILIES.pop("other_test_encoder", None)
+        _registry._CLASSES.pop("other_test_encoder", None)
 
 
-def test_map_location(tmp_path):
+def test_every_family_meets_the_generative_protocol():
+    for name in encoder_names(aliases=False):
+        enc = build_encoder(name, (1, 16, 16), preset="tiny", latent_dim=4).eval()
+        assert isinstance(enc, la.encoders.GenerativeEncoder)
+        x = torch.rand(2, 1, 16, 16) * 2 - 1
+        z = enc.encode(x)
+        codes = enc.invert(x, steps=2)
+        assert enc.decode(z, codes, steps=2).shape == x.shape
+        before = torch.get_rng_state()
+        first = enc.decode(z, steps=2)  # codes=None, generator=None: never the global RNG
+        assert torch.equal(torch.get_rng_state(), before)
+        again = enc.decode(z, steps=2, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(again, enc.decode(z, steps=2,
+                                             generator=torch.Generator().manual_seed(3)))
+        assert first.shape == x.shape
+
+
+def test_codes_helpers():
+    codes = {"noise": (torch.arange(4.0)[:, None], torch.ones(4, 2)), "w": torch.zeros(4, 3)}
+    part = select_codes(codes, [2, 0])
+    assert part["noise"][0].ravel().tolist() == [2.0, 0.0] and part["w"].shape == (2, 3)
+    joined = concat_codes([select_codes(codes, [0, 1]), select_codes(codes, [2, 3])])
+    assert torch.equal(joined["noise"][0], codes["noise"][0])
+    mixed = interpolate_codes(part, part, 0.5)
+    torch.testing.assert_close(mixed["w"], part["w"])
+    assert select_codes(None, [0]) is None and interpolate_codes(None, None, 0.3) is None
+    with pytest.raises(la.errors.InputTypeError):
+        concat_codes([torch.zeros(1), None])
+    with pytest.raises(la.errors.InputTypeError):
+        select_codes("x_T", [0])
+
+
+def test_from_pretrained_takes_a_device(tmp_path):
     _vae().save_pretrained(tmp_path)
-    loaded = BetaVAEEncoder.from_pretrained(tmp_path, map_location="cpu")
+    loaded = BetaVAEEncoder.from_pretrained(tmp_path, device="cpu")
     assert loaded.device.type == "cpu"
 
 

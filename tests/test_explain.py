@@ -82,7 +82,8 @@ def test_fit_learns_the_delineation_and_reports_held_out_accuracy(fitted, square
     split = np.concatenate([fitted.train_indices_, fitted.test_indices_])
     assert sorted(split.tolist()) == list(range(len(images)))
     assert np.bincount(labels[fitted.test_indices_]).tolist() == [10, 10]
-    assert list(fitted.held_out_.columns) == ["index", "label", "predicted", "probability"]
+    assert list(fitted.held_out_.columns) == ["index", "subject", "label", "predicted",
+                                              "probability"]
     assert len(fitted.history_) > 0 and "accuracy" in fitted.history_.columns
     assert isinstance(fitted.model_, ResNet)
     assert not fitted.model_.training
@@ -128,7 +129,7 @@ def test_fit_accepts_a_dataset(squares):
 
 @pytest.mark.parametrize("kwargs, labels, error, message", [
     ({"arch": "resnt10"}, None, ConfigError, "did you mean 'resnet10'"),
-    ({"method": "gradcm"}, None, ConfigError, "did you mean 'gradcam'"),
+    ({"cam": "gradcm"}, None, ConfigError, "did you mean 'gradcam'"),
     ({"test_size": 1.5}, None, ConfigError, "test_size"),
     ({}, np.zeros(96, int), DataError, "at least two classes"),
     ({}, np.r_[np.zeros(95, int), 1], DataError, "fewer than two items"),
@@ -162,9 +163,9 @@ def test_not_fitted_errors(squares):
 
 
 def test_scikit_learn_shape():
-    exp = Explainer(method="hirescam", max_steps=7, random_state=3)
+    exp = Explainer(cam="hirescam", max_steps=7, random_state=3)
     params = exp.get_params()
-    assert params["method"] == "hirescam" and params["max_steps"] == 7
+    assert params["cam"] == "hirescam" and params["max_steps"] == 7
     copy = clone(exp)
     assert copy.get_params() == params
     assert "hirescam" in repr(exp)
@@ -205,7 +206,7 @@ def test_explain_targets(fitted, squares):
 @pytest.mark.parametrize("method", cam_methods(2))
 def test_every_method_runs_in_2d(fitted, squares, method):
     images, _, _ = squares
-    maps = fitted.explain(images[:3], target=1, method=method)
+    maps = fitted.explain(images[:3], target=1, cam=method)
     assert maps.shape == (3, 32, 32)
     assert np.isfinite(maps).all()
     # hooks are released: the target layer has no forward hooks left
@@ -216,18 +217,18 @@ def test_every_method_runs_in_2d(fitted, squares, method):
 def test_method_names_and_aliases(fitted, squares):
     images, _, _ = squares
     assert "gradcam" in CAM_METHODS and "gradcam++" in CAM_METHODS
-    a = fitted.explain(images[:2], target=1, method="GradCAMPlusPlus")
-    b = fitted.explain(images[:2], target=1, method="gradcam++")
+    a = fitted.explain(images[:2], target=1, cam="GradCAMPlusPlus")
+    b = fitted.explain(images[:2], target=1, cam="gradcam++")
     assert np.allclose(a, b)
     with pytest.raises(ConfigError, match="did you mean"):
-        fitted.explain(images[:2], method="hirecam")
+        fitted.explain(images[:2], cam="hirecam")
 
 
 def test_randomcam_is_seeded_and_leaves_numpy_state(fitted, squares):
     images, _, _ = squares
     state = np.random.get_state()[1].copy()  # noqa: NPY002 - RandomCAM's global state
-    a = fitted.explain(images[:2], target=1, method="randomcam")
-    b = fitted.explain(images[:2], target=1, method="randomcam")
+    a = fitted.explain(images[:2], target=1, cam="randomcam")
+    b = fitted.explain(images[:2], target=1, cam="randomcam")
     assert np.allclose(a, b)
     assert np.array_equal(np.random.get_state()[1], state)  # noqa: NPY002
 
@@ -288,7 +289,7 @@ def fitted_3d():
 @pytest.mark.parametrize("method", cam_methods(3))
 def test_3d_maps_have_the_input_shape(fitted_3d, method):
     exp, volumes = fitted_3d
-    maps = exp.explain(volumes[:2], target=1, method=method)
+    maps = exp.explain(volumes[:2], target=1, cam=method)
     assert maps.shape == (2, 8, 8, 8)
     assert np.isfinite(maps).all()
 
@@ -297,9 +298,9 @@ def test_3d_maps_have_the_input_shape(fitted_3d, method):
 def test_3d_unsupported_methods_say_so(fitted_3d, method):
     exp, volumes = fitted_3d
     with pytest.raises(ConfigError, match="does not work on 3-D inputs"):
-        exp.explain(volumes[:2], method=method)
+        exp.explain(volumes[:2], cam=method)
     with pytest.raises(ConfigError, match="3-D"):
-        Explainer(spatial_dims=3, method=method).fit(volumes, np.arange(32) % 2)
+        Explainer(spatial_dims=3, cam=method).fit(volumes, np.arange(32) % 2)
 
 
 def test_3d_faithfulness_without_road(fitted_3d):
@@ -429,7 +430,11 @@ class HalvesEncoder:
         h = x.shape[-2] // 2
         return torch.stack([x[..., :h, :].mean((1, 2, 3)), x[..., h:, :].mean((1, 2, 3))], 1)
 
-    def decode(self, z):
+    def invert(self, x, **options):
+        return None
+
+    def decode(self, z, codes=None, *, generator=None, **options):
+        assert codes is None
         z = torch.as_tensor(z)
         top = z[:, 0, None, None, None].expand(-1, 1, 4, 8)
         bottom = z[:, 1, None, None, None].expand(-1, 1, 4, 8)
@@ -442,14 +447,14 @@ class StochasticHalvesEncoder(HalvesEncoder):
     def __init__(self):
         self.calls = []
 
-    def encode_stochastic(self, x, z_sem, steps=None):
-        self.calls.append(("encode_stochastic", steps))
+    def invert(self, x, steps=None):
+        self.calls.append(("invert", steps))
         return torch.as_tensor(x) * 0 + 0.25
 
-    def decode(self, z_sem, x_T=None, steps=None):
+    def decode(self, z_sem, codes=None, steps=None, *, generator=None):
         self.calls.append(("decode", steps))
-        assert x_T is not None
-        return super().decode(z_sem) + x_T
+        assert codes is not None
+        return super().decode(z_sem) + codes
 
 
 def halves(n=10):
@@ -468,7 +473,7 @@ def test_latent_direction():
     z = np.array([[0, 0], [0, 2], [4, 0], [4, 2], [9, 9]], np.float32)
     labels = np.array([0, 0, 1, 1, -1])
     assert latent_direction(z, labels, 0, 1).tolist() == [4.0, 0.0]
-    probe = latent_direction(z, labels, 0, 1, method="probe", random_state=0)
+    probe = latent_direction(z, labels, 0, 1, kind="probe", random_state=0)
     assert probe[0] == pytest.approx(4.0, rel=1e-3) and abs(probe[1]) < 1e-3
     with pytest.raises(DataError, match="target label 5"):
         latent_direction(z, labels, 0, 5)
@@ -478,7 +483,7 @@ def test_counterfactual_moves_toward_the_target():
     images, labels = halves()
     enc = HalvesEncoder()
     z = enc.encode(images).numpy()
-    cf = counterfactual(enc, images[:10], "up", "down", embeddings=z, labels=labels, steps=4)
+    cf = counterfactual(enc, images[:10], "up", "down", embeddings=z, labels=labels, n_points=4)
     assert cf.images.shape == (10, 4, 1, 8, 8)
     assert cf.latents.shape == (10, 4, 2)
     assert cf.alphas.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
@@ -487,18 +492,18 @@ def test_counterfactual_moves_toward_the_target():
     assert (np.diff(centres, axis=1) > 0).all()  # step by step toward the bottom
     assert np.allclose(cf.difference, cf.images[:, -1] - cf.images[:, 0])
     assert cf.direction.tolist() == [-1.0, 1.0]
-    half = counterfactual(enc, images[:2], direction=np.array([0, 1], np.float32), steps=2,
+    half = counterfactual(enc, images[:2], direction=np.array([0, 1], np.float32), n_points=2,
                           scale=0.5)
-    assert half.method == "given" and np.allclose(half.difference[:, 0, 4:], 0.5)
+    assert half.kind == "given" and np.allclose(half.difference[:, 0, 4:], 0.5)
 
 
 def test_counterfactual_keeps_a_diffusion_autoencoders_noise():
     images, labels = halves()
     enc = StochasticHalvesEncoder()
     z = enc.encode(images).numpy()
-    cf = counterfactual(enc, images[:3], "up", "down", embeddings=z, labels=labels, steps=3,
-                        diffusion_steps=7)
-    assert enc.calls[0] == ("encode_stochastic", 7)
+    cf = counterfactual(enc, images[:3], "up", "down", embeddings=z, labels=labels, n_points=3,
+                        steps=7)
+    assert enc.calls[0] == ("invert", 7)
     assert enc.calls.count(("decode", 7)) == 3
     assert np.allclose(cf.images[:, 0], images[:3] + 0.25)
 
@@ -512,12 +517,12 @@ def test_counterfactual_errors():
         def encode(self, x):
             return torch.zeros(len(x), 2)
 
-    with pytest.raises(InputTypeError, match="cannot decode"):
+    with pytest.raises(InputTypeError, match="GenerativeEncoder protocol"):
         counterfactual(EncodeOnly(), images, "up", "down", embeddings=np.zeros((20, 2)),
                        labels=labels)
     enc = HalvesEncoder()
-    with pytest.raises(ConfigError, match="steps"):
-        counterfactual(enc, images, direction=np.ones(2), steps=1)
+    with pytest.raises(ConfigError, match="n_points"):
+        counterfactual(enc, images, direction=np.ones(2), n_points=1)
     with pytest.raises(ConfigError, match="needs embeddings"):
         counterfactual(enc, images, "up", "down")
     with pytest.raises(InputShapeError, match="latent_dim"):
@@ -527,14 +532,41 @@ def test_counterfactual_errors():
 def test_explainer_counterfactual_encodes_the_fitted_images():
     images, labels = halves(16)
     exp = Explainer(max_steps=2, random_state=0, test_size=0.25, **TINY).fit(images, labels)
-    cf = exp.counterfactual(HalvesEncoder(), images[:2], "up", "down", steps=3)
+    cf = exp.counterfactual(HalvesEncoder(), images[:2], "up", "down", n_points=3)
     assert cf.direction.tolist() == [-1.0, 1.0]
     assert cf.images.shape == (2, 3, 1, 8, 8)
-    probe = exp.counterfactual(HalvesEncoder(), images[:2], "up", "down", steps=2,
+    probe = exp.counterfactual(HalvesEncoder(), images[:2], "up", "down", n_points=2,
                                direction="probe")
-    assert probe.method == "probe" and probe.direction[1] > 0 > probe.direction[0]
+    assert probe.kind == "probe" and probe.direction[1] > 0 > probe.direction[0]
     with pytest.raises(DataError, match="source label 'left'"):
         exp.counterfactual(HalvesEncoder(), images[:2], "left", "down")
+
+
+def test_explainer_on_embeddings_uses_their_images_ids_and_latents():
+    images, labels = halves(16)
+
+    class Counting(HalvesEncoder):
+        encoded = 0
+
+        def encode(self, x):
+            Counting.encoded += len(x)
+            return super().encode(x)
+
+    enc = Counting()
+    z = HalvesEncoder().encode(images).numpy()
+    ids = [f"s{i:02d}" for i in range(len(images))]
+    emb = la.Embeddings(z, ids=ids, id_column="patient", images=images)
+    exp = Explainer(max_steps=2, random_state=0, test_size=0.25, **TINY).fit(emb, labels)
+    assert exp.held_out_.columns[:2].tolist() == ["index", "patient"]
+    held = exp.held_out_
+    assert (held["patient"] == np.asarray(ids, dtype=object)[held["index"]]).all()
+    assert exp.embeddings_ is emb and exp.labels_.tolist() == labels.tolist()
+    assert exp.explain(emb).shape == (len(images), 8, 8)  # the Embeddings' images
+    cf = exp.counterfactual(enc, images[:2], "up", "down", n_points=3)
+    # the move comes from the embeddings fit was given: only the 2 moved images are encoded
+    assert Counting.encoded == 2 and cf.direction.tolist() == [-1.0, 1.0]
+    with pytest.raises(DataError, match="attach_images"):
+        Explainer(**TINY).fit(la.Embeddings(z), labels)
 
 
 def test_counterfactual_with_a_beta_vae_runs_end_to_end():
@@ -544,7 +576,7 @@ def test_counterfactual_with_a_beta_vae_runs_end_to_end():
     images = np.pad(images, ((0, 0), (0, 0), (4, 4), (4, 4)))
     enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=4)
     z = enc.encode(images).numpy()
-    cf = counterfactual(enc, images[:3], "up", "down", embeddings=z, labels=labels, steps=3)
+    cf = counterfactual(enc, images[:3], "up", "down", embeddings=z, labels=labels, n_points=3)
     assert cf.images.shape == (3, 3, 1, 16, 16)
     assert np.allclose(cf.latents[:, 2] - cf.latents[:, 0], cf.direction, atol=1e-5)
 
@@ -632,7 +664,7 @@ def test_counterfactual_from_the_shifted_site_moves_the_head_back(cohort):
     z = encoder.encode(images).numpy()
     shifted = np.flatnonzero(site == "B")[:24]
     cf = counterfactual(encoder, images[shifted], "B", "clean", embeddings=z, labels=group,
-                        steps=3)
+                        n_points=3)
     before, after = _row_centre(cf.images[:, 0]), _row_centre(cf.images[:, -1])
     clean = _row_centre(images[group == "clean"]).mean()
     assert before.mean() > clean + 2  # site B's heads sit lower in the image
@@ -647,7 +679,7 @@ def test_our_score_cam_matches_grad_cams_in_2d(fitted, squares):
 
     images, _, _ = squares
     x = torch.from_numpy(images[:3])
-    ours = fitted.explain(images[:3], target=1, method="scorecam")
+    ours = fitted.explain(images[:3], target=1, cam="scorecam")
     with pytorch_grad_cam.ScoreCAM(fitted.model_, [fitted._target_module]) as cam:
         theirs = cam(x, targets=[ClassifierOutputTarget(1)] * 3)
     assert np.allclose(ours, theirs, atol=1e-4)

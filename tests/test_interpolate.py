@@ -17,7 +17,8 @@ from sklearn.utils.estimator_checks import (
 
 import latentaudit as la
 from latentaudit import errors
-from latentaudit.interpolate import GenerationResult, Interpolator, slerp
+from latentaudit.interpolate import GenerationResult, Interpolator
+from latentaudit.nn import slerp
 
 torch.set_num_threads(1)
 
@@ -51,7 +52,8 @@ def test_synthetic_rows_lie_on_segments_between_recorded_parents(method):
     np.testing.assert_array_equal(X_res[:n], X)
     np.testing.assert_array_equal(y_res[:n], y)
     prov = res.provenance_
-    assert list(prov.columns) == ["parent_a", "parent_b", "weight", "group"]
+    assert list(prov.columns) == ["parent_a", "subject_a", "parent_b", "subject_b", "weight",
+                                  "group"]
     assert prov.index.tolist() == list(range(n, len(X_res)))
     a, b, w = (prov[c].to_numpy() for c in ("parent_a", "parent_b", "weight"))
     # exactly the formula of DESIGN.md
@@ -466,7 +468,10 @@ class LinearGenerator(torch.nn.Module):
         x = torch.as_tensor(x, dtype=torch.float64)
         return x.reshape(len(x), -1) @ torch.linalg.pinv(self.weight)
 
-    def decode(self, z):
+    def invert(self, x, **options):
+        return None
+
+    def decode(self, z, codes=None, *, generator=None, **options):
         z = torch.as_tensor(z, dtype=torch.float64)
         return (z @ self.weight).clamp(-1, 1).reshape(-1, 1, 4, 4)
 
@@ -524,7 +529,10 @@ class CircleGenerator(torch.nn.Module):
     def encode(self, x):
         return torch.as_tensor(x, dtype=torch.float64)[:, 0, 0, :2]
 
-    def decode(self, z):
+    def invert(self, x, **options):
+        return None
+
+    def decode(self, z, codes=None, *, generator=None, **options):
         z = torch.as_tensor(z, dtype=torch.float64)
         theta = torch.atan2(z[:, 1], z[:, 0])
         theta = torch.where((theta > 0.1) & (theta < 0.2), theta + torch.pi, theta)
@@ -563,8 +571,8 @@ def test_rejection_drops_images_that_decode_off_the_manifold(reject):
 
 
 class StochasticGenerator(torch.nn.Module):
-    """Meets the Diffusion Autoencoder's decoding API: ``encode_stochastic(x, z, steps)``
-    and ``decode(z, x_T=None, steps=20, generator=None)``."""
+    """Like the Diffusion Autoencoder: ``invert(x, steps)`` gives codes, and
+    ``decode(z, codes=None, steps=20, *, generator=None)`` draws them when not given."""
 
     latent_dim, spatial_dims = 2, 2
 
@@ -577,16 +585,16 @@ class StochasticGenerator(torch.nn.Module):
     def encode(self, x):
         return torch.as_tensor(x).reshape(len(x), -1)[:, :2]
 
-    def encode_stochastic(self, x, z_sem, steps=20):
+    def invert(self, x, steps=20):
         self.inverted.append(len(x))
         self.steps_seen.append(steps)
-        return torch.as_tensor(x) * 2 + z_sem.sum(dim=1).reshape(-1, 1, 1, 1)
+        return torch.as_tensor(x) * 2 + self.encode(x).sum(dim=1).reshape(-1, 1, 1, 1)
 
-    def decode(self, z, x_T=None, steps=20, generator=None):
+    def decode(self, z, codes=None, steps=20, *, generator=None):
         self.steps_seen.append(steps)
-        if x_T is None:
-            x_T = torch.randn(len(z), 1, 4, 4, generator=generator, device=z.device)
-        return self.scale * x_T
+        if codes is None:
+            codes = torch.randn(len(z), 1, 4, 4, generator=generator, device=z.device)
+        return self.scale * codes
 
 
 def test_generate_slerps_the_parents_stochastic_codes():
@@ -600,8 +608,8 @@ def test_generate_slerps_the_parents_stochastic_codes():
     out = res.generate(encoder, images, steps=5, batch_size=3, clip=None)
     prov = res.provenance_
     a, b, w = prov["parent_a"].to_numpy(), prov["parent_b"].to_numpy(), prov["weight"]
-    x_T = torch.as_tensor(images) * 2 + torch.as_tensor(z, dtype=torch.float32).sum(1).reshape(
-        -1, 1, 1, 1)
+    x = torch.as_tensor(images)
+    x_T = x * 2 + x.reshape(len(x), -1)[:, :2].sum(1).reshape(-1, 1, 1, 1)
     expected = 0.5 * slerp(x_T[a.copy()], x_T[b.copy()], w.to_numpy())
     np.testing.assert_allclose(out.images, expected.numpy(), rtol=1e-5, atol=1e-6)
     parents = np.unique(np.concatenate([a, b]))
@@ -613,6 +621,35 @@ def test_generate_slerps_the_parents_stochastic_codes():
     np.testing.assert_allclose(again.images, out.images, rtol=1e-6)
     with pytest.raises(errors.DataError, match="one image per row"):
         res.generate(StochasticGenerator(), images[:5])
+
+
+def test_embeddings_bring_ids_metadata_and_parent_images():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(20, 2)).astype(np.float32)
+    meta = pd.DataFrame({"patient": [f"p{i}" for i in range(20)],
+                         "sex": ["M"] * 14 + ["F"] * 6})
+    images = rng.uniform(-1, 1, (20, 1, 4, 4)).astype(np.float32)
+    emb = la.Embeddings(z, metadata=meta, id_column="patient", images=images)
+    res = Interpolator(k_neighbors=3, random_state=0)
+    z_res, sex = res.fit_resample(emb, "sex")  # a column of the Embeddings' metadata
+    plain = Interpolator(k_neighbors=3, random_state=0)
+    z_plain, _ = plain.fit_resample(z, meta["sex"])
+    np.testing.assert_array_equal(z_res, z_plain)
+    assert sex.name == "sex" and (sex[20:] == "F").all()
+    prov = res.provenance_
+    assert prov.columns[:4].tolist() == ["parent_a", "patient_a", "parent_b", "patient_b"]
+    assert (prov["patient_b"] == meta["patient"].to_numpy()[prov["parent_b"]]).all()
+    assert plain.provenance_["subject_a"].tolist() == [str(a) for a in
+                                                       plain.provenance_["parent_a"]]
+    # generate reads the parents' images through the Embeddings
+    out = res.generate(StochasticGenerator(), steps=5, clip=None)
+    given = plain.generate(StochasticGenerator(), images, steps=5, clip=None)
+    np.testing.assert_allclose(out.images, given.images, rtol=1e-6)
+    grouped = Interpolator(groups="sex", k_neighbors=3, random_state=0)
+    _, table = grouped.fit_resample(emb)  # the whole metadata table
+    assert len(table) == 28 and table["sex"].eq("F").sum() == 14
+    with pytest.raises(errors.ConfigError, match="did you mean 'sex'"):
+        Interpolator().fit_resample(emb, "sexx")
 
 
 def test_generate_without_parent_images_uses_a_seeded_generator():
@@ -644,14 +681,15 @@ def test_generate_errors():
             return x
 
     class DecodeOnly:
-        def decode(self, z):
+        latent_dim, spatial_dims = 2, 2
+
+        def decode(self, z, codes=None, *, generator=None, **options):
             return torch.zeros(len(z), 1, 4, 4)
 
-    with pytest.raises(errors.InputTypeError, match="decode"):
+    with pytest.raises(errors.InputTypeError, match="GenerativeEncoder protocol"):
         res.generate(EncodeOnly())
-    with pytest.raises(errors.InputTypeError, match="encode"):
-        res.generate(DecodeOnly(), reject="distance")
-    assert res.generate(DecodeOnly()).images.shape == (8, 1, 4, 4)
+    with pytest.raises(errors.InputTypeError, match="GenerativeEncoder protocol"):
+        res.generate(DecodeOnly())
     with pytest.raises(errors.ConfigError, match="did you mean 'radius'"):
         res.generate(LinearGenerator(), reject="radious")
     with pytest.raises(errors.ConfigError, match="batch_size"):
@@ -676,21 +714,3 @@ def test_generate_with_a_beta_vae():
     assert np.isfinite(out.distances).all() and np.isfinite(out.knn_distances).all()
     np.testing.assert_allclose(out.images, encoder.decode(res.z_synthetic_).numpy(),
                                atol=1e-6)
-
-
-# -- slerp ------------------------------------------------------------------------------------
-def test_slerp_endpoints_norm_and_parallel_fallback():
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(5, 3, 8, 8, generator=g), torch.randn(5, 3, 8, 8, generator=g)
-    torch.testing.assert_close(slerp(a, b, 0.0), a)
-    torch.testing.assert_close(slerp(a, b, 1.0), b)
-    unit_a = torch.tensor([[1.0, 0.0, 0.0]])
-    unit_b = torch.tensor([[0.0, 1.0, 0.0]])
-    mid = slerp(unit_a, unit_b, 0.5)
-    torch.testing.assert_close(mid.norm(), torch.tensor(1.0))  # a line would give 0.707
-    torch.testing.assert_close(slerp(unit_a, 3 * unit_a, 0.5), 2 * unit_a)
-    weights = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-    out = slerp(a.numpy(), b.numpy(), weights)
-    assert isinstance(out, np.ndarray) and out.shape == a.shape
-    with pytest.raises(errors.InputShapeError):
-        slerp(a, b[:2], 0.5)

@@ -1,5 +1,6 @@
 """Tests of latentaudit.nn: every factory serves 2-D and 3-D."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from latentaudit.nn import (
     group_count,
     norm,
     pool,
+    slerp,
     timestep_embedding,
 )
 
@@ -145,3 +147,27 @@ def test_timestep_embedding():
     torch.testing.assert_close(e[0, 8:], torch.zeros(8))  # sin(0)
     assert timestep_embedding(t, 7).shape == (3, 7)
     assert not torch.allclose(e[1], e[2])
+
+
+# -- slerp ------------------------------------------------------------------------------------
+def test_slerp_endpoints_norm_and_parallel_fallback():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 3, 8, 8, generator=g), torch.randn(5, 3, 8, 8, generator=g)
+    assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)
+    unit_a = torch.tensor([[1.0, 0.0, 0.0]])
+    unit_b = torch.tensor([[0.0, 1.0, 0.0]])
+    mid = slerp(unit_a, unit_b, 0.5)
+    torch.testing.assert_close(mid.norm(), torch.tensor(1.0))  # a line would give 0.707
+    torch.testing.assert_close(slerp(unit_a, 3 * unit_a, 0.5), 2 * unit_a)
+    # Between two Gaussian codes of equal norm, slerp keeps the norm; lerp shrinks it.
+    b_scaled = b * (a.flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(slerp(a, b_scaled, 0.5).flatten(1).norm(dim=1),
+                               a.flatten(1).norm(dim=1))
+    weights = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    out = slerp(a.numpy(), b.numpy(), weights)
+    assert isinstance(out, np.ndarray) and out.shape == a.shape
+    with pytest.raises(la.errors.InputShapeError):
+        slerp(a, b[:2], 0.5)
+    from latentaudit.interpolate import slerp as same
+
+    assert same is slerp  # one slerp

@@ -24,12 +24,25 @@ def wheel(tmp_path_factory):
     return path
 
 
+def _shipped_data_files() -> list[str]:
+    """Every data file git tracks inside the package that is not Python source: the demo
+    cohort and every shipped weight folder (config, safetensors, split)."""
+    tracked = subprocess.run(["git", "ls-files", "src/latentaudit"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.split()
+    return sorted(p.removeprefix("src/") for p in tracked
+                  if not p.endswith((".py", ".pyi")) and Path(ROOT, p).is_file())
+
+
 def test_wheel_contains_package_data(wheel):
-    names = zipfile.ZipFile(wheel).namelist()
+    names = set(zipfile.ZipFile(wheel).namelist())
     assert "latentaudit/py.typed" in names
     assert "latentaudit/__init__.py" in names
-    assert any(n.startswith("latentaudit/data/_files/") for n in names), \
-        "the demo cohort's data file must ship inside the wheel"
+    shipped = _shipped_data_files()
+    assert "latentaudit/data/_files/demo_cohort.npz" in shipped
+    weights = [p for p in shipped if "/_weights/" in p and p.endswith(".safetensors")]
+    assert weights, "the shipped demo weights are not tracked by git"
+    missing = [p for p in shipped if p not in names]
+    assert not missing, f"tracked package data missing from the wheel: {missing}"
 
 
 def test_wheel_installs_into_fresh_venv(wheel, tmp_path):
@@ -41,12 +54,23 @@ def test_wheel_installs_into_fresh_venv(wheel, tmp_path):
     site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # --ignore-installed: the development install is visible through deps.pth (and
+    # PYTHONPATH), and pip would otherwise call the wheel "already installed".
+    clean = {**os.environ, "PYTHONPATH": ""}
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True)
-    code = ("import latentaudit, os; from latentaudit import NiftiDataset; "
-            "print(os.path.dirname(latentaudit.__file__)); print(NiftiDataset.__name__)")
-    result = subprocess.run([str(python), "-c", code], check=True, capture_output=True,
-                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
-    location, name = result.stdout.split()
+                    "--ignore-installed", str(wheel)], check=True, capture_output=True,
+                   env=clean)
+    # The shipped demo cohort and DAE weights load from the installed wheel and embed.
+    code = ("import latentaudit as la, os; "
+            "from latentaudit.encoders.dae import DAEEncoder; "
+            "cohort = la.datasets.load_demo_cohort(); "
+            "z = DAEEncoder.from_pretrained('demo').encode(cohort.images[:2]); "
+            "print(os.path.dirname(la.__file__)); print(la.NiftiDataset.__name__); "
+            "print(tuple(z.shape))")
+    result = subprocess.run([str(python), "-c", code], capture_output=True,
+                            text=True, cwd=tmp_path, env=clean)
+    assert result.returncode == 0, result.stderr[-2000:]
+    location, name, shape = result.stdout.replace(", ", ",").split()
     assert Path(location).is_relative_to(env_dir), f"imported from {location}, not the wheel"
     assert name == "NiftiDataset"
+    assert shape == "(2,512)"

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from latentaudit.encoders import PixelPCAEncoder
 from latentaudit.errors import ConfigError, DataError
 from latentaudit.pipeline import (
-    _PixelPCA,
     check_audit_options,
     check_metadata,
     merge_options,
@@ -26,7 +26,7 @@ from latentaudit.report import AuditReport, ReportFigure, ReportSection, ReportT
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # the smallest classifier and explanation that still run every step
 TINY_EXPLAIN = {"classifier_steps": 4, "batch_size": 16, "widths": [4, 8, 8, 8], "images": 3,
-                "counterfactual_images": 2, "counterfactual_steps": 3, "clusters": 2}
+                "counterfactual_images": 2, "counterfactual_points": 3, "clusters": 2}
 
 
 def _cohort(n: int = 120, size: int = 32, seed: int = 0):
@@ -62,7 +62,7 @@ def embeddings(cohort):
     from latentaudit.embed import Embeddings
 
     images, metadata = cohort
-    encoder = _PixelPCA(8).fit(images, random_state=0)
+    encoder = PixelPCAEncoder(8).fit(images)
     z = encoder.encode(images).numpy()
     recorded = metadata.copy()
     flip = [5, 17, 42, 99]  # a few wrong sex labels, for the label-issue table
@@ -178,7 +178,7 @@ def test_run_audit_finds_the_planted_sites_and_fills_every_section(full_report, 
     assert len(report.section("gradcam").figures) == len(explained)
     assert len(report.section("counterfactuals").figures) >= 1
     assert report.section("probes").tables[0].frame["column"].tolist()[0] == "site"
-    assert list(report.subjects.columns[:4]) == ["id", "cluster", "map_x", "map_y"]
+    assert list(report.subjects.columns[:4]) == ["subject", "cluster", "map_x", "map_y"]
     prov = document["provenance"]
     assert prov["seed"] == 0 and "numpy" in prov["versions"]
     assert prov["timings_seconds"]["audit_total"] > 0
@@ -190,9 +190,9 @@ def test_label_issues_list_flipped_labels(cohort):
     flipped = rng.choice(len(metadata), size=6, replace=False)
     wrong = metadata.copy()
     wrong.loc[flipped, "sex"] = np.where(wrong.loc[flipped, "sex"] == "F", "M", "F")
-    encoder = _PixelPCA(8).fit(images, random_state=0)
+    encoder = PixelPCAEncoder(8).fit(images)
     z = encoder.encode(images).numpy()
-    report = run_audit((z, wrong), options={**AUDIT_OPTIONS,
+    report = run_audit((z, wrong), random_state=0, options={**AUDIT_OPTIONS,
                                             "explain": {"enabled": False}})
     issues = report.section("label_issues")
     flagged = issues.data["sex"]["flagged"]["index"].to_numpy()
@@ -202,7 +202,7 @@ def test_label_issues_list_flipped_labels(cohort):
 
 def test_sections_without_images_say_why(embeddings):
     emb, encoder = embeddings
-    report = run_audit(emb, encoder=encoder,
+    report = run_audit(emb, encoder=encoder, random_state=0,
                        options={**AUDIT_OPTIONS, "explain": TINY_EXPLAIN})
     for key in ("clusters", "gradcam", "counterfactuals"):
         section = report.section(key)
@@ -222,7 +222,8 @@ def test_a_failing_step_is_reported_not_faked(embeddings, monkeypatch):
 
     monkeypatch.setattr(ClusterAuditor, "probe", broken)
     emb, _ = embeddings
-    report = run_audit(emb, options={**AUDIT_OPTIONS, "explain": {"enabled": False}})
+    report = run_audit(emb, random_state=0,
+                       options={**AUDIT_OPTIONS, "explain": {"enabled": False}})
     probes = report.section("probes")
     assert probes.status == "failed" and "probe exploded" in probes.note
     assert probes.tables == []
@@ -258,8 +259,8 @@ def test_images_are_matched_to_rows_by_subject(cohort):
 def test_run_explain_compares_groups_with_the_largest(cohort):
     images, metadata = cohort
     labels = np.where(metadata["site"] == "C", 1, 0)
-    encoder = _PixelPCA(8).fit(images, random_state=0)
-    report = run_explain(images, labels, ids=metadata["subject"], encoder=encoder,
+    encoder = PixelPCAEncoder(8).fit(images)
+    report = run_explain(images, labels, ids=metadata["subject"], encoder=encoder, random_state=0,
                          options={"explain": TINY_EXPLAIN})
     assert [s.key for s in report.sections] == ["clusters", "gradcam", "counterfactuals",
                                                 "provenance"]
@@ -269,6 +270,70 @@ def test_run_explain_compares_groups_with_the_largest(cohort):
     assert report.section("clusters").data["1"]["max_abs_difference"] > 0.5
     with pytest.raises(DataError, match="at least two groups"):
         run_explain(images, np.zeros(len(images), dtype=int))
+
+
+# -- reports from fitted objects -------------------------------------------------------------
+def test_a_notebook_session_becomes_the_report_without_refitting(monkeypatch, tmp_path):
+    import latentaudit as la
+
+    cohort = la.datasets.load_demo_cohort()
+    rows = np.arange(0, len(cohort), 8)  # 250 subjects
+    images = np.asarray(cohort.images)[rows]
+    dataset = la.ArrayDataset(images, cohort.metadata.iloc[rows].reset_index(drop=True))
+    encoder = la.PixelPCAEncoder(16).fit(dataset)
+    emb = la.embed(encoder, dataset)
+    projector = la.Projector(method="pca").fit(emb)
+    auditor = la.ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"]).fit(emb)
+    explainer = la.Explainer(widths=(4, 8, 8, 8), max_steps=4, batch_size=16,
+                             random_state=0).fit(emb, auditor.labels_)
+    interpolator = la.Interpolator(k_neighbors=3, random_state=0)
+    interpolator.fit_resample(emb, "site")
+    fits = []
+    for cls, names in ((la.Projector, ("fit", "fit_transform")), (la.ClusterAuditor, ("fit",)),
+                       (la.Explainer, ("fit",)), (la.Interpolator, ("fit", "fit_resample")),
+                       (la.PixelPCAEncoder, ("fit",))):
+        for name in names:
+            def counted(self, *args, _name=f"{cls.__name__}.{name}", **kwargs):
+                fits.append(_name)
+                raise AssertionError(f"{_name} was called")
+            monkeypatch.setattr(cls, name, counted)
+
+    report = la.AuditReport.from_fitted(emb, auditor, projector=projector,
+                                        explainer=explainer, interpolator=interpolator,
+                                        encoder=encoder, options={"explain": TINY_EXPLAIN},
+                                        random_state=0)
+    assert fits == []  # nothing was fitted again
+    statuses = {s.key: (s.status, s.note) for s in report.sections}
+    assert [k for k in statuses] == ["overview", "findings", "projection", "clusters",
+                                     "probes", "label_issues", "gradcam", "counterfactuals",
+                                     "oversampling", "provenance"]
+    assert all(status == "ok" for status, _ in statuses.values()), statuses
+    oversampling = report.section("oversampling")
+    assert oversampling.data["n_synthetic"] == len(interpolator.provenance_)
+    assert oversampling.figures  # decoded synthetic subjects between their parents
+    assert report.provenance["fitted"]["auditor"]["params"]["nuisance"] == ["site"]
+    assert (tmp_path / "r").exists() is False and report.save(tmp_path / "r").exists()
+    # the top label issue leads, by its subject id, to its image
+    top = auditor.label_issues("sex").iloc[0]
+    np.testing.assert_array_equal(emb.image(top["subject"]), images[int(top["index"])])
+    assert report.subjects["subject"].tolist() == list(emb.ids)
+
+
+def test_from_fitted_refuses_objects_of_other_rows(embeddings):
+    import latentaudit as la
+
+    emb, _ = embeddings
+    auditor = la.ClusterAuditor(random_state=0).fit(emb)
+    other = la.Embeddings(np.asarray(emb.z)[:50], metadata=emb.metadata.iloc[:50])
+    with pytest.raises(DataError, match="fitted on 120 rows"):
+        la.AuditReport.from_fitted(other, auditor)
+    projector = la.Projector(method="pca").fit(other)
+    report = la.AuditReport.from_fitted(emb, auditor, projector=projector)
+    assert report.section("projection").status == "unavailable"
+    assert "one point per row" in report.section("projection").note
+    clash = emb.metadata.assign(cluster=1)
+    with pytest.raises(DataError, match="column named 'cluster'"):
+        la.AuditReport.from_fitted(la.Embeddings(emb.z, metadata=clash), auditor)
 
 
 # -- the browser -----------------------------------------------------------------------------

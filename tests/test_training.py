@@ -389,3 +389,32 @@ def test_compile_matches_eager():
     train(b, _dataset(), max_steps=3, batch_size=4, compile=True, verbose=False)
     for va, vb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.allclose(va, vb, atol=1e-5)
+
+
+def test_the_dataset_learns_each_epoch_before_its_batches(tmp_path):
+    class Augmented(ArrayDataset):
+        """Its items depend on the epoch (as random crops do)."""
+
+        calls: list = []
+
+        def set_epoch(self, epoch):
+            self.calls.append(epoch)
+            self.epoch = epoch
+
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            return {**item, "image": item["image"] + 0.1 * self.epoch}
+
+    images = np.random.default_rng(0).uniform(-1, 1, (10, 1, 4, 4)).astype("float32")
+    data = Augmented(images)
+    train(_net(0, PlainNet), data, max_steps=5, batch_size=4, verbose=False)
+    assert data.calls == [0, 1, 2]  # 2 batches per epoch
+    reference = _net(0, PlainNet)
+    train(reference, data, max_steps=5, batch_size=4, verbose=False)
+    cut = _net(0, PlainNet)
+    train(cut, data, max_steps=3, batch_size=4, checkpoint_dir=tmp_path, verbose=False)
+    data.calls.clear()
+    train(cut, data, max_steps=5, batch_size=4, checkpoint_dir=tmp_path, resume=True,
+          verbose=False)
+    assert data.calls == [1, 2]  # step 3 is the second batch of epoch 1
+    assert _same_weights(reference, cut)

@@ -35,13 +35,17 @@ _LAZY = {
     "TorchEncoder": ".encoders",
     "BetaVAEEncoder": ".encoders",
     "DAEEncoder": ".encoders.dae",
+    "PixelPCAEncoder": ".encoders",
     "embed": ".embed",
-    "Embeddings": ".embed",
+    "Embeddings": ".embeddings",
     "Projector": ".projection",
     "plot_projection": ".report",
     "ClusterAuditor": ".audit",
+    "delineate": ".audit",
+    "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
+    "artefacts": ".artefacts",
     "datasets": ".datasets",
     "nn": ".nn",
     "data": ".data",
@@ -57,6 +61,18 @@ def __getattr__(name: str):
     try:
         module_name = _LAZY[name]
     except KeyError:
+        if name.endswith("Encoder") and not name.startswith("_"):
+            # Every encoder family of the registry is public under its class name, so a new
+            # family needs no line here.
+            from . import encoders
+
+            try:
+                value = getattr(encoders, name)
+            except AttributeError:
+                pass
+            else:
+                globals()[name] = value
+                return value
         raise AttributeError(f"module 'latentaudit' has no attribute {name!r}") from None
     module = importlib.import_module(module_name, __name__)
     is_module = module.__name__.endswith("." + name) and name not in _SHADOWED_MODULES
@@ -83,18 +99,25 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from . import data, datasets, errors, nn  # noqa: F401
-    from .audit import ClusterAuditor  # noqa: F401
+    from . import artefacts, data, datasets, errors, nn  # noqa: F401
+    from .audit import ClusterAuditor, delineate  # noqa: F401
     from .data import (  # noqa: F401
         ArrayDataset,
         DicomDataset,
         ImageFolderDataset,
         NiftiDataset,
     )
-    from .embed import Embeddings, embed  # noqa: F401
-    from .encoders import BetaVAEEncoder, Encoder, GenerativeEncoder, TorchEncoder  # noqa: F401
+    from .embed import embed  # noqa: F401
+    from .embeddings import Embeddings  # noqa: F401
+    from .encoders import (  # noqa: F401
+        BetaVAEEncoder,
+        Encoder,
+        GenerativeEncoder,
+        PixelPCAEncoder,
+        TorchEncoder,
+    )
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401
     from .interpolate import Interpolator  # noqa: F401
     from .projection import Projector  # noqa: F401
-    from .report import plot_projection  # noqa: F401
+    from .report import AuditReport, plot_projection  # noqa: F401

@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import validate_embedding
 from .errors import ConfigError, InputShapeError
 from .errors import NotFittedError as _NotFittedError
 from .utils import check_option, check_random_state, optional_import
@@ -223,8 +224,9 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         check_option(f"backend (for method={method!r})", backend, ["auto", *_BACKENDS[method]])
         n_components = self._check_n_components(method)
         min_samples = max(n_components + 1, 4) if method != "pca" else 2
-        X = _validate_data(self, X, dtype=[np.float64, np.float32],
-                           ensure_min_samples=min_samples, reset=True)
+        # NaN and constant (uninformative) input get latentaudit's errors (t-SNE of constant
+        # data is all NaN)
+        X = validate_embedding(self, X, ensure_min_samples=min_samples, reset=True)
         n_samples, n_features = X.shape
         seed = self._seed()
 

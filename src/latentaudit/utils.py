@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import itertools
 import logging
 import os
 import random
@@ -19,6 +20,7 @@ __all__ = [
     "check_random_state",
     "check_spatial_dims",
     "optional_import",
+    "resolve_device",
     "seed_everything",
 ]
 
@@ -182,3 +184,101 @@ def check_spatial_dims(spatial_dims: int) -> int:
     if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
     return int(spatial_dims)
+
+
+def resolve_device(device=None, module=None):
+    """The :class:`torch.device` to run on: the one asked for, checked, or where a module
+    lives.
+
+    The one place latentaudit turns a ``device=`` option into a device (training,
+    embedding, decoding).
+
+    Parameters
+    ----------
+    device : str, torch.device or None, default None
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ...; None means "where ``module``
+        is".
+    module : object, optional
+        A :class:`torch.nn.Module` (the device of its first parameter or buffer; the CPU
+        when it has none) or another object with a ``device`` attribute (else the CPU).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ConfigError
+        For a string that names no device, or a CUDA/MPS device this machine lacks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentaudit.utils import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device(None, torch.nn.Linear(2, 2))
+    device(type='cpu')
+    """
+    import torch
+
+    if device is None:
+        if isinstance(module, torch.nn.Module):
+            for tensor in itertools.chain(module.parameters(), module.buffers()):
+                return tensor.device
+            return torch.device("cpu")
+        own = getattr(module, "device", None)
+        if isinstance(own, (str, torch.device)):
+            return resolve_device(own)
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device must be e.g. 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+                          ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={str(device)!r} was asked for but PyTorch sees no CUDA "
+                          f"GPU here; use device='cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' was asked for but MPS is not available here")
+    return device
+
+
+def config_hash(encoder) -> str | None:
+    """The hash that identifies an encoder's configuration in provenance records.
+
+    The encoder's own ``config_hash`` (a property or a method, as latentaudit's encoders
+    have), else a SHA-256 of its ``config`` dataclass; None when it has neither.  The one
+    place the hash is computed, so ``embed`` and the command line record the same one.
+
+    Parameters
+    ----------
+    encoder : object
+        Any encoder.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> from latentaudit.utils import config_hash
+    >>> class Enc:
+    ...     config_hash = "abc"
+    >>> config_hash(Enc()), config_hash(object())
+    ('abc', None)
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    value = getattr(encoder, "config_hash", None)
+    if callable(value):
+        value = value()
+    if value is not None:
+        return str(value)
+    config = getattr(encoder, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return None

@@ -7,12 +7,16 @@ does not import torch.
   probe nuisance columns, rank the findings; label issues, outliers, near-duplicates and
   nearest-neighbour look-ups from one kNN graph.
 - :func:`delineate`: turn polygons drawn on a 2-D map into cluster labels.
+- :class:`Delineation`: groups drawn on a report's map, read from the exported JSON file,
+  checked against the map and embeddings they were drawn on.
 - :func:`points_in_polygon`: the point-in-polygon test behind it.
 - :func:`benjamini_hochberg`: the false discovery rate correction used for findings.
 """
 
 from ._auditor import ClusterAuditor
 from ._delineate import delineate, points_in_polygon
+from ._delineation import Delineation
 from ._stats import benjamini_hochberg
 
-__all__ = ["ClusterAuditor", "benjamini_hochberg", "delineate", "points_in_polygon"]
+__all__ = ["ClusterAuditor", "Delineation", "benjamini_hochberg", "delineate",
+           "points_in_polygon"]

@@ -1,5 +1,6 @@
 """The data layer: datasets of NIfTI volumes, DICOM series, image files and arrays;
-slicing, resampling, pad/crop and intensity scaling; metadata aligned by id."""
+slicing, resampling, pad/crop and intensity scaling; metadata aligned by id; one image per
+row (:class:`RowImages`)."""
 
 from ._array import ArrayDataset
 from ._base import ImageDataset
@@ -7,6 +8,7 @@ from ._dicom import DicomDataset
 from ._folder import ImageFolderDataset
 from ._nifti import NiftiDataset
 from ._roi import ROI
+from ._rows import RowImages, item_image
 from ._transforms import (
     center_slices,
     pad_or_crop,
@@ -24,7 +26,9 @@ __all__ = [
     "ImageDataset",
     "ImageFolderDataset",
     "NiftiDataset",
+    "RowImages",
     "center_slices",
+    "item_image",
     "pad_or_crop",
     "resample",
     "resize",

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from .._identity import DEFAULT_ID_COLUMN
 from ..errors import DataError, InputShapeError
 from ..utils import check_spatial_dims
 
@@ -36,7 +37,7 @@ class ImageDataset(Dataset):
     """
 
     spatial_dims: int = 2
-    id_column: str = "subject"
+    id_column: str = DEFAULT_ID_COLUMN
 
     def __init__(self) -> None:
         self._ids: np.ndarray = np.array([], dtype=object)

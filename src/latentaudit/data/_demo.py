@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artefacts import FieldOfViewShift, HeadRest, moved_region
 from ..errors import DataError, InputShapeError, MissingDependencyError
 from ..utils import check_option
 from ._array import ArrayDataset
@@ -61,8 +62,10 @@ _HEAD_CENTRE = np.array([0.0, -15.0, 15.0])  # centre of scaling and rotation
 _VENTRICLE_CENTRE = np.array([0.0, -12.0, 18.0])  # centre of age-related enlargement
 _BRAIN_CENTRE = np.array([0.0, -18.0, 15.0])  # centre and (y, z) semi-axes of the brain,
 _BRAIN_RADII = (88.0, 72.0)  # for age-related shrinkage
-# Site B: the field of view moves superiorly by 50 of 256 pixels (Graf et al.: 50 voxels).
-_SHIFT_FRACTION = 50 / 256
+# Site B: the field of view moves superiorly by 50 of 256 pixels (Graf et al.: 50 voxels),
+# i.e. 0.78125 of FieldOfViewShift's largest shift (a quarter of the field of view).
+SITE_B_ARTEFACT = FieldOfViewShift(strength=0.78125, axis=-2, direction=-1,
+                                   value_range=(0.0, 1.0))
 _SLAB_HALF_WIDTH = 12  # mm either side of the midline kept from the volumes
 _SLAB_Y = (-175.0, 120.0)
 _SLAB_Z = (-160.0, 160.0)
@@ -618,7 +621,12 @@ def _sample(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
 
 def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray, np.ndarray]:
     """Render one noise-free slice in [0, 1] at the render size, and its artefact mask."""
-    shift_mm = _SHIFT_FRACTION * _FOV_MM if artefact == "fov_shift" else 0.0
+    # Site B's field of view moves up by SITE_B_ARTEFACT's shift, in world coordinates, so
+    # what comes into view is the subject's anatomy (an image-space shift can only fill in
+    # background; the head of row 1253 reaches above the unshifted field of view).
+    shift_mm = 0.0
+    if artefact == "fov_shift":
+        shift_mm = SITE_B_ARTEFACT.shift_pixels(_RENDER_SIZE) * (_FOV_MM / _RENDER_SIZE)
     coordinates = _template_coordinates(p, shift_mm)
     image = _sample(templates["ch2"], coordinates) \
         + (1 - p["blend"]) * _sample(templates["brain_delta"], coordinates)
@@ -637,34 +645,25 @@ def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray
     _, zz = _output_plane(shift_mm)
     image = image * np.exp(-np.clip(-50.0 - zz, 0, None) ** 2 / (2 * 25.0**2))
     mask = np.zeros(image.shape, dtype=bool)
+    # The site artefacts are latentaudit.artefacts' own: the shifted field of view's mask is
+    # the head's region that moved in or out of view; the head-rest is the cushion moulded
+    # to the head, with the subject's draws.
     if artefact == "fov_shift":
         unshifted = _sample(templates["head"], _template_coordinates(p)) > 0.5
-        # the head's region that moved in or out of view
-        mask = head ^ unshifted
+        mask = moved_region(unshifted, head)
     elif artefact == "head_rest":
-        alpha, value = _head_rest(head, p)
-        image = image * (1 - alpha) + value * alpha
-        mask = alpha > 0.5
+        step = _FOV_MM / _RENDER_SIZE
+        rest = HeadRest(strength=1.0, intensity=p["rest_intensity"],
+                        thickness=p["rest_thickness"], gap=p["rest_gap"],
+                        arc=(p["rest_from"], p["rest_to"]), taper=6.0, jitter=False,
+                        spacing=step, centre=_head_centre_pixel(), value_range=(0.0, 1.0))
+        image, mask = rest(image[None], support=head)
+        image, mask = image[0], mask[0]
     return np.clip(image, 0, 1).astype(np.float32), mask
 
 
-def _head_rest(head: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """A cushion moulded to the back of the head: opacity and brightness per pixel."""
-    from scipy import ndimage
-
+def _head_centre_pixel() -> tuple[float, float]:
+    """(row, column) of the head's centre of scaling in the rendered (unshifted) image."""
     step = _FOV_MM / _RENDER_SIZE
-    distance = ndimage.distance_transform_edt(~head) * step  # mm from the scalp
-    rows, cols = np.indices(head.shape, dtype=np.float64)
-    centre_row = (_FOV_TOP_Z - _HEAD_CENTRE[2]) / step - 0.5
-    centre_col = (_FOV_LEFT_Y - _HEAD_CENTRE[1]) / step - 0.5
-    # 0 degrees points posterior (to the right), positive angles superior
-    angle = np.degrees(np.arctan2(centre_row - rows, cols - centre_col))
-    taper = 6.0
-    angular = np.clip((angle - p["rest_from"]) / taper, 0, 1) \
-        * np.clip((p["rest_to"] - angle) / taper, 0, 1)
-    inner, outer = p["rest_gap"], p["rest_gap"] + p["rest_thickness"]
-    radial = np.clip((distance - inner) / step, 0, 1) * np.clip((outer - distance) / step, 0, 1)
-    alpha = angular * radial
-    depth = np.clip((distance - inner) / p["rest_thickness"], 0, 1)
-    value = p["rest_intensity"] * (1 - 0.3 * depth)  # brighter where it touches the head
-    return alpha, value
+    return ((_FOV_TOP_Z - _HEAD_CENTRE[2]) / step - 0.5,
+            (_FOV_LEFT_Y - _HEAD_CENTRE[1]) / step - 0.5)

@@ -18,14 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data._rows import item_image
 from ..errors import CheckpointError, ConfigError, InputShapeError, InputTypeError
+from ..utils import resolve_device
 
 __all__ = ["BaseEncoder", "ModelEncoder", "load_pretrained"]
 
 logger = logging.getLogger(__name__)
-
-#: Where each model type is defined, so that loading does not need it imported first.
-_MODEL_MODULES = {"beta_vae": "._betavae", "dae": ".dae"}
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -42,24 +41,6 @@ def eval_mode(module: nn.Module):
         module.train(was_training)
 
 
-def images_from_batch(batch) -> Any:
-    """The image tensor of a batch: a tensor, a ``{"image": ...}`` dict (latentaudit's
-    datasets) or the first element of a tuple (``TensorDataset``)."""
-    if isinstance(batch, (torch.Tensor, np.ndarray)):
-        return batch
-    if isinstance(batch, Mapping):
-        if "image" not in batch:
-            raise InputTypeError(
-                f"batches given as dicts must hold the images under 'image'; got keys "
-                f"{sorted(map(str, batch))}")
-        return batch["image"]
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch[0]
-    raise InputTypeError(
-        f"expected a batch of images (a tensor, a dict with 'image', or a tuple whose first "
-        f"element is the images), got {type(batch).__name__}")
-
-
 class BaseEncoder(nn.Module):
     """Base class of latentaudit's encoders: the ``encode`` machinery.
 
@@ -73,11 +54,7 @@ class BaseEncoder(nn.Module):
     @property
     def device(self) -> torch.device:
         """Device of the encoder's first parameter or buffer (CPU if it has none)."""
-        for tensor in self.parameters():
-            return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
-        return torch.device("cpu")
+        return resolve_device(None, self)
 
     def _expected_spatial_shape(self) -> tuple[int, ...] | None:
         """The spatial shape the encoder needs, or None when any size works."""
@@ -140,11 +117,11 @@ class BaseEncoder(nn.Module):
             return iter(x.split(batch_size)), len(x), True
         if isinstance(x, DataLoader):
             total = len(x.dataset) if hasattr(x.dataset, "__len__") else None
-            return (images_from_batch(b) for b in x), total, False
+            return (item_image(b) for b in x), total, False
         if hasattr(x, "__getitem__") and hasattr(x, "__len__") and not isinstance(
                 x, (str, bytes, list, tuple, dict)):
             loader = DataLoader(x, batch_size=batch_size, shuffle=False)
-            return (images_from_batch(b) for b in loader), len(x), False
+            return (item_image(b) for b in loader), len(x), False
         raise InputTypeError(
             f"{type(self).__name__}.encode expects a tensor or NumPy array of images, a "
             f"dataset or a DataLoader, got {type(x).__name__}")
@@ -228,11 +205,40 @@ def _tuples(value):
     return value
 
 
-class ModelEncoder(BaseEncoder):
+class _BuiltFromPresets(type(nn.Module)):
+    """Lets every family be built as ``Family(preset="tiny", latent_dim=8)``: with
+    ``preset`` the call is :meth:`ModelEncoder.from_preset`, the other parameters
+    overriding the preset's."""
+
+    def __call__(cls, *args, preset: str | None = None, **kwargs):
+        if preset is None:
+            return super().__call__(*args, **kwargs)
+        if args:
+            raise ConfigError(f"{cls.__name__}(preset={preset!r}, ...) takes the other "
+                              f"parameters by name only")
+        return cls.from_preset(preset, **kwargs)
+
+    @property
+    def __signature__(cls):
+        # What help() and the docs show: __init__'s parameters plus preset=.
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        params = list(sig.parameters.values())[1:]
+        if "preset" not in sig.parameters and not any(
+                p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            params.append(inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY,
+                                            default=None))
+        return sig.replace(parameters=params)
+
+
+class ModelEncoder(BaseEncoder, metaclass=_BuiltFromPresets):
     """Base class of latentaudit's own, trainable encoders.
 
     Each subclass is built from one config dataclass (``config_class``), names itself by
-    ``model_type``, and implements ``loss(batch)``.  This class adds
+    ``model_type``, and implements ``loss(batch, *, generator)``.  Every subclass can be
+    built from a named configuration, ``Family(preset="tiny", latent_dim=8)`` (the same as
+    :meth:`from_preset`).  This class adds
 
     - ``save_pretrained`` / ``from_pretrained``: a JSON config plus safetensors weights,
       no pickled code;
@@ -249,12 +255,10 @@ class ModelEncoder(BaseEncoder):
     model_type: ClassVar[str] = ""
     config_class: ClassVar[type] = type(None)
     default_training: ClassVar[dict[str, Any]] = {}
-    _registry: ClassVar[dict[str, type[ModelEncoder]]] = {}
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("model_type"):
-            ModelEncoder._registry[cls.model_type] = cls
+    #: Named configurations: preset name -> config fields (the rest keep their defaults).
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: The preset :meth:`for_images` starts from when none is named.
+    default_preset: ClassVar[str | None] = None
 
     def __init__(self, config) -> None:
         super().__init__()
@@ -302,6 +306,105 @@ class ModelEncoder(BaseEncoder):
                                  f"{cls.config_class.__name__} or a dict, got "
                                  f"{type(config).__name__}")
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+
+    @classmethod
+    def _check_option_names(cls, options: Mapping[str, Any], what: str = "option") -> None:
+        """Refuse names that are not fields of the config, with the closest one."""
+        names = sorted(f.name for f in dataclasses.fields(cls.config_class))
+        for key in options:
+            if key not in names:
+                import difflib
+
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{cls.__name__} has no {what} {key!r}{hint} (its options: "
+                                  f"{', '.join(names)})")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides):
+        """Build the model from one of its named configurations (``presets``).
+
+        Parameters
+        ----------
+        name : str
+            A key of the class's ``presets``.
+        **overrides
+            Fields to change, e.g. ``latent_dim=8``.
+
+        Returns
+        -------
+        ModelEncoder
+
+        Raises
+        ------
+        ConfigError
+            For an unknown preset or field (with the closest known name).
+
+        Examples
+        --------
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> BetaVAEEncoder.from_preset("tiny", latent_dim=4).latent_dim
+        4
+        """
+        from ..utils import check_option
+
+        if not cls.presets:
+            raise ConfigError(f"{cls.__name__} has no presets; build it with its "
+                              f"parameters instead")
+        check_option("preset", name, tuple(cls.presets))
+        cls._check_option_names(overrides, "field")
+        return cls.from_config(cls.config_class(**{**cls.presets[name], **overrides}))
+
+    @classmethod
+    def for_images(cls, image_shape, *, preset: str | None = None, **overrides):
+        """Build the model for images of a given shape, from a preset.
+
+        What the command line and :func:`~latentaudit.encoders.build_encoder` call to make
+        a new encoder of any family: ``spatial_dims``, ``in_channels`` and ``image_size``
+        come from ``image_shape``, the rest from the preset and ``overrides``.
+
+        Parameters
+        ----------
+        image_shape : tuple of int
+            ``(C, *spatial)`` of one image (2 or 3 spatial axes).
+        preset : str, optional
+            A key of ``presets``; default ``default_preset`` (or the constructor's
+            defaults for a family without presets).
+        **overrides
+            Fields to change.
+
+        Returns
+        -------
+        ModelEncoder
+
+        Raises
+        ------
+        ConfigError
+            For an unknown preset or field, or an image shape that is not ``(C, H, W)``
+            or ``(C, D, H, W)``.
+
+        Examples
+        --------
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder.for_images((1, 32, 32), preset="tiny")
+        >>> enc.config.image_size, enc.spatial_dims
+        (32, 2)
+        """
+        shape = tuple(image_shape)
+        if len(shape) not in (3, 4) or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+                for s in shape):
+            raise ConfigError(f"image_shape must be (C, H, W) or (C, D, H, W) with positive "
+                              f"integer sizes, got {image_shape!r}")
+        sizes = tuple(int(s) for s in shape[1:])
+        geometry = {"spatial_dims": len(sizes), "in_channels": int(shape[0]),
+                    "image_size": sizes[0] if len(set(sizes)) == 1 else sizes}
+        fields = {**geometry, **overrides}
+        preset = preset if preset is not None else cls.default_preset
+        if preset is None:
+            cls._check_option_names(fields)
+            return cls(**fields)
+        return cls.from_preset(preset, **fields)
 
     @classmethod
     def _config_from_dict(cls, data: dict, source: str):
@@ -393,15 +496,15 @@ class ModelEncoder(BaseEncoder):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None):
+    def from_pretrained(cls, directory: str | os.PathLike, device=None):
         """Load a model written by :meth:`save_pretrained`.
 
         Parameters
         ----------
         directory : str or os.PathLike
             The folder holding ``config.json`` and ``model.safetensors``.
-        map_location : str or torch.device, optional
-            Device to put the model on (default: CPU).
+        device : str or torch.device, optional
+            Device to put the model on (default: CPU), as everywhere in latentaudit.
 
         Returns
         -------
@@ -420,7 +523,7 @@ class ModelEncoder(BaseEncoder):
         >>> from latentaudit.encoders import BetaVAEEncoder
         >>> enc = BetaVAEEncoder.from_pretrained("my_vae")  # doctest: +SKIP
         """
-        return load_pretrained(directory, map_location=map_location, expected=cls)
+        return load_pretrained(directory, device=device, expected=cls)
 
     # -- latents --------------------------------------------------------------------------
     def _check_latents(self, z) -> torch.Tensor:
@@ -479,14 +582,14 @@ class ModelEncoder(BaseEncoder):
             self._check_images(dataset, "training images")
             return ArrayDataset(dataset)
         if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and len(dataset):
-            first = images_from_batch(dataset[0])
+            first = item_image(dataset[0])
             first = torch.as_tensor(first)
             self._check_images(first[None], "training images")
         return dataset
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 32, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options):
+            verbose: bool = False, **options):
         """Train the model with :func:`latentaudit.training.train`.
 
         Parameters
@@ -504,7 +607,7 @@ class ModelEncoder(BaseEncoder):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
@@ -555,7 +658,7 @@ def _read_json(path: Path) -> dict:
     return document
 
 
-def load_pretrained(directory: str | os.PathLike, map_location=None,
+def load_pretrained(directory: str | os.PathLike, device=None,
                     expected: type | None = None) -> ModelEncoder:
     """Load any latentaudit encoder saved with ``save_pretrained``.
 
@@ -563,8 +666,8 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     ----------
     directory : str or os.PathLike
         The folder holding ``config.json`` and ``model.safetensors``.
-    map_location : str or torch.device, optional
-        Device to put the model on (default: CPU).
+    device : str or torch.device, optional
+        Device to put the model on (default: CPU), as everywhere in latentaudit.
     expected : type, optional
         Require the saved model to be of this class (or a subclass).
 
@@ -592,17 +695,19 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     config_path = directory / CONFIG_NAME
     document = _read_json(config_path)
     model_type = document["model_type"]
-    if model_type not in ModelEncoder._registry and model_type in _MODEL_MODULES:
-        # Model classes register themselves on import; import the one asked for.
-        import importlib
+    if expected is not None and getattr(expected, "model_type", None) == model_type:
+        cls = expected  # a class of the caller's own, registered or not
+    else:
+        from ._registry import FAMILIES, encoder_class, encoder_names
 
-        importlib.import_module(_MODEL_MODULES[model_type], __package__)
-    cls = ModelEncoder._registry.get(model_type)
-    if cls is None:
-        raise CheckpointError(
-            f"the config file {str(config_path)!r} names model_type {model_type!r}, which "
-            f"this latentaudit does not know (known: "
-            f"{sorted(set(ModelEncoder._registry) | set(_MODEL_MODULES))})")
+        if model_type not in FAMILIES:
+            hint = ("; load it with its class's from_pretrained, or make the family known "
+                    "with latentaudit.encoders.register_encoder")
+            raise CheckpointError(
+                f"the config file {str(config_path)!r} names model_type {model_type!r}, "
+                f"which this latentaudit does not know (known: "
+                f"{', '.join(encoder_names(aliases=False))}){hint}")
+        cls = encoder_class(model_type)
     if expected is not None and expected is not ModelEncoder and not issubclass(cls, expected):
         raise CheckpointError(
             f"{str(config_path)!r} describes a {cls.__name__} (model_type {model_type!r}), "
@@ -626,7 +731,7 @@ def load_pretrained(directory: str | os.PathLike, map_location=None,
     except RuntimeError as err:
         raise CheckpointError(f"the weights in {str(weights_path)!r} do not fit the config in "
                               f"{str(config_path)!r}: {err}") from err
-    if map_location is not None:
-        model.to(map_location)
+    if device is not None:
+        model.to(resolve_device(device))
     model.eval()
     return model

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..data._rows import item_image
+from ..errors import ConfigError, InputTypeError
 from ..nn import Upsample, conv
 from ..nn import norm as norm_layer
 from ..utils import check_option, check_spatial_dims
-from ._base import ModelEncoder, images_from_batch
+from ._base import ModelEncoder
 from ._hessian import hessian_penalty
 
 __all__ = ["BetaVAEConfig", "BetaVAEEncoder"]
@@ -22,6 +23,7 @@ __all__ = ["BetaVAEConfig", "BetaVAEEncoder"]
 # Batch norm is left out on purpose: an image's embedding must not depend on the other
 # images of its batch, and the Hessian penalty evaluates the decoder on a mixed batch.
 _NORMS = ("group", "layer", "instance", "none")
+_CHANNEL_LADDER = (16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -40,7 +42,7 @@ class BetaVAEConfig:
     in_channels: int = 1
     image_size: int | tuple[int, ...] = 64
     latent_dim: int = 512
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    channels: tuple[int, ...] | None = None
     blocks_per_level: int = 0
     norm: str = "group"
     beta: float = 4.0
@@ -54,6 +56,15 @@ class BetaVAEConfig:
 def _block(spatial_dims: int, cin: int, cout: int, norm_kind: str, stride: int = 1):
     return nn.Sequential(conv(spatial_dims, cin, cout, 3, stride=stride),
                          norm_layer(norm_kind, spatial_dims, cout), nn.SiLU())
+
+
+def _default_channels(sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """As many levels of (16, 32, 64, 128, 256) as halve every size evenly down to 2."""
+    levels = 0
+    while levels < len(_CHANNEL_LADDER) and all(
+            s % 2 ** (levels + 1) == 0 and s // 2 ** (levels + 1) >= 2 for s in sizes):
+        levels += 1
+    return _CHANNEL_LADDER[:max(levels, 1)]
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -95,10 +106,12 @@ class BetaVAEEncoder(ModelEncoder):
         divisible by ``2 ** len(channels)``.
     latent_dim : int, default 512
         Length of the embedding (512, as in the paper).
-    channels : tuple of int, default (16, 32, 64, 128, 256)
-        Channels at each resolution; one halving of the size per entry (the default takes
-        64x64 images to 2x2, in the spirit of the β-VAE papers' small convolutional
-        networks, and trains at about 50 images/s on one CPU core).
+    channels : tuple of int, optional
+        Channels at each resolution; one halving of the size per entry.  Default: as many
+        levels of (16, 32, 64, 128, 256) as the image size allows, down to 2 pixels a
+        side (64x64 images to 2x2 with all five, in the spirit of the β-VAE papers'
+        small convolutional networks, at about 50 images/s on one CPU core; 16x16
+        images with three).
     blocks_per_level : int, default 0
         Extra 3x3 convolutions at each resolution.
     norm : {"group", "layer", "instance", "none"}, default "group"
@@ -140,18 +153,21 @@ class BetaVAEEncoder(ModelEncoder):
     model_type = "beta_vae"
     config_class = BetaVAEConfig
     default_training = {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 100}
+    presets = {
+        # For tests: two halvings, 8 latent dimensions.
+        "tiny": {"channels": (4, 8), "latent_dim": 8, "beta": 1.0},
+        # The command line's β-VAE for a CPU: four halvings, 64 latent dimensions.
+        "cpu64": {"channels": (16, 32, 64, 128), "latent_dim": 64, "beta": 1.0},
+    }
+    default_preset = "cpu64"
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
                  image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,
-                 channels: tuple[int, ...] = (16, 32, 64, 128, 256), blocks_per_level: int = 0,
+                 channels: tuple[int, ...] | None = None, blocks_per_level: int = 0,
                  norm: str = "group", beta: float = 4.0, hessian_weight: float = 0.0,
                  hessian_warmup_steps: int = 1000, hessian_k: int = 2,
                  hessian_epsilon: float = 0.1, hessian_reduction: str = "max") -> None:
         spatial_dims = check_spatial_dims(spatial_dims)
-        if isinstance(channels, (int, np.integer)) or not len(channels):
-            raise ConfigError(f"channels must be a non-empty tuple of positive integers, got "
-                              f"{channels!r}")
-        channels = tuple(_positive_int("channels entries", c) for c in channels)
         if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
             image_size = int(image_size)
             sizes = (image_size,) * spatial_dims
@@ -161,6 +177,12 @@ class BetaVAEEncoder(ModelEncoder):
                 raise ConfigError(f"image_size must be an int or {spatial_dims} sizes for "
                                   f"spatial_dims={spatial_dims}, got {image_size!r}")
             image_size = sizes
+        if channels is None:
+            channels = _default_channels(sizes)
+        if isinstance(channels, (int, np.integer)) or not len(channels):
+            raise ConfigError(f"channels must be a non-empty tuple of positive integers, got "
+                              f"{channels!r}")
+        channels = tuple(_positive_int("channels entries", c) for c in channels)
         factor = 2 ** len(channels)
         if any(s < factor or s % factor for s in sizes):
             raise ConfigError(
@@ -252,29 +274,39 @@ class BetaVAEEncoder(ModelEncoder):
         """
         return self.decoder(self.from_latent(z).reshape(len(z), *self._bottom))
 
-    def forward(self, images: torch.Tensor):
-        """Reconstruct images: a posterior sample in training mode, the mean otherwise.
+    def forward(self, images: torch.Tensor, *, generator: torch.Generator | None = None):
+        """Reconstruct images: from a posterior sample drawn from ``generator``, or from
+        the posterior mean without one.
 
         Parameters
         ----------
         images : torch.Tensor
             ``(N, C, *spatial)``.
+        generator : torch.Generator, optional
+            Source of the posterior sample (per image, see
+            :func:`~latentaudit.training.batch_randn`); None decodes the mean.
 
         Returns
         -------
         reconstruction, mean, log_variance : torch.Tensor
         """
         mean, log_variance = self.posterior(images)
-        z = mean
-        if self.training:
-            z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+        z = mean if generator is None else self._sample(mean, log_variance, generator)
         return self.decode_latent(z), mean, log_variance
+
+    @staticmethod
+    def _sample(mean, log_variance, generator):
+        from ..training import batch_randn
+
+        eps = batch_randn(mean.shape, generator=generator, device=mean.device,
+                          dtype=mean.dtype)
+        return mean + torch.exp(0.5 * log_variance) * eps
 
     def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         return self.posterior(images)[0]
 
     # -- training -------------------------------------------------------------------------
-    def loss(self, batch):
+    def loss(self, batch, *, generator: torch.Generator):
         """Training loss of one batch (see the class description).
 
         Parameters
@@ -282,6 +314,9 @@ class BetaVAEEncoder(ModelEncoder):
         batch : dict, tuple or torch.Tensor
             A batch from a latentaudit dataset (``{"image": (N, C, *spatial), ...}``), a
             tuple whose first element is the images, or the images.
+        generator : torch.Generator
+            Source of the posterior samples and of the Hessian penalty's directions
+            (:func:`latentaudit.training.train` passes the run's).
 
         Returns
         -------
@@ -296,15 +331,16 @@ class BetaVAEEncoder(ModelEncoder):
         >>> import torch
         >>> from latentaudit.encoders import BetaVAEEncoder
         >>> enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=8)
-        >>> loss, logs = enc.loss({"image": torch.zeros(2, 1, 16, 16)})
+        >>> loss, logs = enc.loss({"image": torch.zeros(2, 1, 16, 16)},
+        ...                       generator=torch.Generator().manual_seed(0))
         >>> loss.backward()
         """
         cfg = self.config
-        x = self._check_images(images_from_batch(batch), "training images")
+        x = self._check_images(item_image(batch), "training images")
         x = x.to(self.device)
         step = self._current_step()
         mean, log_variance = self.posterior(x)
-        z = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+        z = self._sample(mean, log_variance, generator)
         reconstruction = self.decode_latent(z)
         pixels = x[0].numel()
         squared = (reconstruction.float() - x).pow(2).flatten(1).sum(1).mean()
@@ -317,20 +353,56 @@ class BetaVAEEncoder(ModelEncoder):
             ramp = 1.0 if warm == 0 else min(1.0, (step + 1) / warm)
             penalty = hessian_penalty(self.decode_latent, z.detach(), k=cfg.hessian_k,
                                       epsilon=cfg.hessian_epsilon,
-                                      reduction=cfg.hessian_reduction)
+                                      reduction=cfg.hessian_reduction, generator=generator)
             total = total + cfg.hessian_weight * ramp * penalty
             logs["hessian_penalty"] = penalty.detach()
             logs["hessian_weight"] = cfg.hessian_weight * ramp
         return total, logs
 
     # -- generation -----------------------------------------------------------------------
-    def decode(self, z, *, batch_size: int = 64) -> torch.Tensor:
-        """Decode latents into images in [-1, 1].
+    def invert(self, x, *, steps: int | None = None, batch_size: int = 64) -> None:
+        """The codes of images for :meth:`decode` (the generative protocol's ``invert``):
+        None, since a β-VAE decodes from the embedding alone.
+
+        Parameters
+        ----------
+        x : torch.Tensor, numpy.ndarray, Dataset or DataLoader
+            Images, as for :meth:`encode` (checked, not used).
+        steps : int, optional
+            Accepted for the protocol and ignored (decoding is one pass).
+        batch_size : int, default 64
+            Accepted for the protocol and ignored.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder.from_preset("tiny", image_size=16)
+        >>> enc.invert(torch.zeros(1, 1, 16, 16)) is None
+        True
+        """
+        if isinstance(x, (torch.Tensor, np.ndarray)):
+            self._check_images(x)
+        return None
+
+    def decode(self, z, codes=None, *, generator: torch.Generator | None = None,
+               steps: int | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Decode latents into images in [-1, 1] (the generative protocol's ``decode``).
 
         Parameters
         ----------
         z : torch.Tensor or numpy.ndarray
             ``(N, latent_dim)`` latents, e.g. from :meth:`encode`.
+        codes : None
+            What :meth:`invert` returns for a β-VAE; anything else is refused.
+        generator : torch.Generator, optional
+            Accepted for the protocol; decoding is deterministic and draws nothing.
+        steps : int, optional
+            Accepted for the protocol and ignored (decoding is one pass).
         batch_size : int, default 64
             Latents per forward pass.
 
@@ -344,7 +416,21 @@ class BetaVAEEncoder(ModelEncoder):
         ------
         InputShapeError
             If ``z`` is not ``(N, latent_dim)``.
+        InputTypeError
+            If ``codes`` is not None.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit.encoders import BetaVAEEncoder
+        >>> enc = BetaVAEEncoder.from_preset("tiny", image_size=16)
+        >>> enc.decode(torch.zeros(3, 8)).shape
+        torch.Size([3, 1, 16, 16])
         """
+        if codes is not None:
+            raise InputTypeError(f"a BetaVAEEncoder decodes from the embedding alone: codes "
+                                 f"must be None (what invert returns), got "
+                                 f"{type(codes).__name__}")
         return self._map_latents(z, lambda chunk: self.decode_latent(chunk).clamp(-1.0, 1.0),
                                  batch_size, (self.in_channels, *self._sizes))
 
@@ -373,15 +459,18 @@ class BetaVAEEncoder(ModelEncoder):
         n : int
             Number of images.
         generator : torch.Generator, optional
-            Source of the latents (a CPU generator).
+            Source of the latents; None uses a fresh ``torch.Generator()``, never the
+            global random state.
 
         Returns
         -------
         torch.Tensor
             ``(n, C, *spatial)`` images in [-1, 1], on the CPU.
         """
-        z = torch.randn(int(n), self.latent_dim, generator=generator)
-        return self.decode(z)
+        if generator is None:  # never the global random state
+            generator = torch.Generator()
+        z = torch.randn(int(n), self.latent_dim, generator=generator, device=generator.device)
+        return self.decode(z.cpu())
 
     def extra_repr(self) -> str:
         cfg = self.config

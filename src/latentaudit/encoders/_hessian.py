@@ -66,7 +66,9 @@ def hessian_penalty(G: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, 
     G_z : torch.Tensor, optional
         ``G(z)`` if it is already computed; it must carry the gradients wanted.
     generator : torch.Generator, optional
-        Source of the random directions (on ``z``'s device).
+        Source of the random directions, per sample
+        (:func:`~latentaudit.training.batch_randint`); without one, PyTorch's global
+        generator (for standalone use; latentaudit's losses always pass one).
 
     Returns
     -------
@@ -110,7 +112,13 @@ def hessian_penalty(G: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, 
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ConfigError(f"k must be an integer >= 2 (a variance needs two directions), "
                               f"got {k!r}")
-        directions = torch.randint(0, 2, (k, *z.shape), generator=generator, device=z.device)
+        if generator is None:
+            directions = torch.randint(0, 2, (k, *z.shape), device=z.device)
+        else:  # per sample, so a distributed run draws what one process would
+            from ..training import batch_randint
+
+            directions = batch_randint(0, 2, (k, *z.shape), generator=generator,
+                                       device=z.device, batch_dim=1)
         directions = directions.to(z.dtype).mul_(2).sub_(1)
     else:
         if directions.ndim != z.ndim + 1 or tuple(directions.shape[1:]) != tuple(z.shape):

@@ -9,9 +9,10 @@ import logging
 import numpy as np
 import torch
 
+from ..encoders import GenerativeEncoder
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
-from ..utils import check_option
-from ._inputs import ImageSource, as_labels, kept_mask
+from ..utils import check_option, check_random_state
+from ._inputs import as_labels, image_rows, kept_mask
 
 __all__ = ["Counterfactual", "counterfactual", "latent_direction"]
 
@@ -27,21 +28,21 @@ class Counterfactual:
     Attributes
     ----------
     images : numpy.ndarray
-        float32 ``(N, steps, C, *spatial)``: for every input image, its decoding at each
+        float32 ``(N, n_points, C, *spatial)``: for every input image, its decoding at each
         step; step 0 is the unmoved embedding (the reconstruction).
     alphas : numpy.ndarray
-        ``(steps,)``: how far along ``direction`` each step went (0 to ``scale``).
+        ``(n_points,)``: how far along ``direction`` each point went (0 to ``scale``).
     difference : numpy.ndarray
         float32 ``(N, C, *spatial)``: last step minus first, i.e. what the move changed
         (the reconstruction error cancels out).
     latents : numpy.ndarray
-        float32 ``(N, steps, latent_dim)``: the decoded embeddings.
+        float32 ``(N, n_points, latent_dim)``: the decoded embeddings.
     direction : numpy.ndarray
         float32 ``(latent_dim,)``: the move of one full step (``alpha=1``).
     source, target : object
         The clusters the move goes from and to (None when a direction was given).
-    method : str
-        ``"centroid"``, ``"probe"`` or ``"given"``.
+    kind : str
+        How the direction was found: ``"centroid"``, ``"probe"`` or ``"given"``.
     """
 
     images: np.ndarray
@@ -51,11 +52,11 @@ class Counterfactual:
     direction: np.ndarray
     source: object
     target: object
-    method: str
+    kind: str
 
     def __repr__(self) -> str:
         return (f"Counterfactual(source={self.source!r}, target={self.target!r}, "
-                f"method={self.method!r}, images={self.images.shape}, "
+                f"kind={self.kind!r}, images={self.images.shape}, "
                 f"alphas={np.round(self.alphas, 3).tolist()})")
 
 
@@ -65,7 +66,7 @@ def _to_numpy(z) -> np.ndarray:
     return np.asarray(z, dtype=np.float32)
 
 
-def latent_direction(embeddings, labels, source, target, *, method: str = "centroid",
+def latent_direction(embeddings, labels, source, target, *, kind: str = "centroid",
                      random_state=None) -> np.ndarray:
     """The latent move from one cluster to another.
 
@@ -77,7 +78,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
         One cluster label per row; -1 (noise) is left out.
     source, target : object
         The labels to move from and to.
-    method : {"centroid", "probe"}, default "centroid"
+    kind : {"centroid", "probe"}, default "centroid"
         ``"centroid"``: the difference of the two clusters' mean embeddings.
         ``"probe"``: the normal of a linear probe (logistic regression, classes weighted
         equally) separating the clusters, scaled so that it covers the centroids' gap
@@ -95,7 +96,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
     ------
     ValueError
         (as :class:`latentaudit.errors.DataError` or ``ConfigError``) for a label that
-        no row has, or an invalid method.
+        no row has, or an invalid kind.
 
     Examples
     --------
@@ -105,7 +106,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
     >>> latent_direction(z, [0, 0, 1, 1], source=0, target=1).tolist()
     [4.0, 0.0]
     """
-    check_option("method", method, _DIRECTIONS)
+    check_option("kind", kind, _DIRECTIONS)
     z = _to_numpy(embeddings)
     if z.ndim != 2:
         raise InputShapeError(f"embeddings must be (N, latent_dim), got shape {z.shape}")
@@ -118,7 +119,7 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
                             f"{sorted(set(labels[keep].tolist()), key=str)}")
     gap = z[in_target].astype(np.float64).mean(axis=0) - z[in_source].astype(
         np.float64).mean(axis=0)
-    if method == "centroid":
+    if kind == "centroid":
         return gap.astype(np.float32)
     from sklearn.linear_model import LogisticRegression
 
@@ -135,24 +136,27 @@ def latent_direction(embeddings, labels, source, target, *, method: str = "centr
 
 
 def counterfactual(encoder, images, source=None, target=None, *, embeddings=None,
-                   labels=None, direction="centroid", steps: int = 5, scale: float = 1.0,
-                   diffusion_steps: int | None = None, batch_size: int = 32,
+                   labels=None, direction="centroid", n_points: int = 5, scale: float = 1.0,
+                   steps: int | None = None, batch_size: int = 32,
                    random_state=None, verbose: bool = False) -> Counterfactual:
     """Move images' embeddings from cluster ``source`` toward ``target`` and decode them.
 
-    Every image is encoded, moved along a latent direction in ``steps`` even steps from
+    Every image is encoded, moved along a latent direction in ``n_points`` even steps from
     0 to ``scale`` times the direction, and decoded.  The direction is the difference of
     the clusters' mean embeddings (``"centroid"``), a linear probe's normal (``"probe"``),
     both computed from ``embeddings`` and ``labels``, or a vector you give.
 
-    A Diffusion Autoencoder (an encoder with ``encode_stochastic``) decodes from each
-    image's own stochastic code ``x_T``, so what is not in the semantic embedding (the
-    identity's fine detail) stays; other generative encoders decode the moved embedding.
+    Decoding goes through the generative protocol
+    (:class:`~latentaudit.encoders.GenerativeEncoder`): every image's codes come from
+    ``encoder.invert`` (a Diffusion Autoencoder's stochastic code ``x_T``, a GAN's noise,
+    None for a β-VAE) and every step is ``encoder.decode(moved, codes)``, so what is not
+    in the embedding (the identity's fine detail) stays; what the codes leave open is
+    drawn from one generator, the same for every step.
 
     Parameters
     ----------
-    encoder : generative encoder
-        An encoder with ``encode(x)`` and ``decode(z)`` (``DAEEncoder``,
+    encoder : GenerativeEncoder
+        An encoder with ``encode``, ``invert`` and ``decode`` (``DAEEncoder``,
         ``BetaVAEEncoder``, ``StyleGAN2Encoder`` or your own).
     images : array-like, torch.Tensor or Dataset
         ``(N, C, *spatial)`` images to move (typically images of ``source``).
@@ -165,16 +169,19 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
         One cluster label per row of ``embeddings``.
     direction : {"centroid", "probe"} or array-like, default "centroid"
         How to move (see :func:`latent_direction`), or the ``(latent_dim,)`` move itself.
-    steps : int, default 5
-        Number of decoded images per input, including the unmoved one; at least 2.
+    n_points : int, default 5
+        Number of decoded images per input (points along the move), including the
+        unmoved one; at least 2.
     scale : float, default 1.0
         How far to go: 1 moves by the full centroid gap, 2 twice as far.
-    diffusion_steps : int, optional
-        Sampling steps of a Diffusion Autoencoder's encode/decode; default the encoder's.
+    steps : int, optional
+        Passed to ``invert`` and ``decode``: the steps of an iterative decoder (a
+        Diffusion Autoencoder's DDIM steps); default the encoder's.  One-pass decoders
+        ignore it.
     batch_size : int, default 32
         Images per encode/decode call.
     random_state : int, RandomState or None, default None
-        Seed of the probe.
+        Seed of the probe and of the generator ``decode`` draws from.
     verbose : bool, default False
         Show a progress bar.
 
@@ -199,18 +206,19 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
     >>> from latentaudit.explain import counterfactual
     >>> enc = BetaVAEEncoder(image_size=16, channels=(4, 8), latent_dim=8)
     >>> images = np.zeros((2, 1, 16, 16), dtype="float32")
-    >>> cf = counterfactual(enc, images, direction=np.ones(8, dtype="float32"), steps=3)
+    >>> cf = counterfactual(enc, images, direction=np.ones(8, dtype="float32"), n_points=3)
     >>> cf.images.shape, cf.difference.shape
     ((2, 3, 1, 16, 16), (2, 1, 16, 16))
     """
-    if not (callable(getattr(encoder, "encode", None))
-            and callable(getattr(encoder, "decode", None))):
+    if not isinstance(encoder, GenerativeEncoder):
         raise InputTypeError(
-            f"counterfactuals need a generative encoder with encode() and decode() (e.g. "
-            f"DAEEncoder or BetaVAEEncoder); {type(encoder).__name__} cannot decode")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise ConfigError(f"steps must be an integer >= 2 (the unmoved image and at least "
-                          f"one move), got {steps!r}")
+            f"counterfactuals need a generative encoder (latent_dim, spatial_dims, encode, "
+            f"invert and decode: the GenerativeEncoder protocol, e.g. DAEEncoder or "
+            f"BetaVAEEncoder); {type(encoder).__name__} does not meet it")
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or \
+            n_points < 2:
+        raise ConfigError(f"n_points must be an integer >= 2 (the unmoved image and at "
+                          f"least one move), got {n_points!r}")
     if not np.isfinite(scale):
         raise ConfigError(f"scale must be a finite number, got {scale!r}")
     if isinstance(direction, str):
@@ -220,20 +228,20 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
             raise ConfigError(f"direction={direction!r} needs embeddings and labels to "
                               f"compute the move from (or use Explainer.counterfactual, "
                               f"which encodes the images it was fitted on)")
-        method = check_option("direction", direction, _DIRECTIONS)
-        move = latent_direction(embeddings, labels, source, target, method=method,
+        kind = check_option("direction", direction, _DIRECTIONS)
+        move = latent_direction(embeddings, labels, source, target, kind=kind,
                                 random_state=random_state)
     else:
-        method = "given"
+        kind = "given"
         move = _to_numpy(direction).ravel()
     latent_dim = getattr(encoder, "latent_dim", None)
     if latent_dim is not None and move.shape != (int(latent_dim),):
         raise InputShapeError(f"the direction has {move.size} entries but the encoder's "
                               f"latent_dim is {latent_dim}")
-    data = ImageSource(images, "images")
-    alphas = np.linspace(0.0, float(scale), int(steps)).astype(np.float32)
-    stochastic = callable(getattr(encoder, "encode_stochastic", None))
-    options = {} if diffusion_steps is None else {"steps": int(diffusion_steps)}
+    data = image_rows(images, "images")
+    alphas = np.linspace(0.0, float(scale), int(n_points)).astype(np.float32)
+    options = {} if steps is None else {"steps": int(steps)}
+    decode_seed = int(check_random_state(random_state).randint(2**31 - 1))
     move_t = torch.from_numpy(move)
     decoded_all, latents_all = [], []
     from tqdm.auto import tqdm
@@ -246,14 +254,13 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
             if z.ndim != 2 or z.shape[1] != move.size:
                 raise InputShapeError(f"the encoder gave embeddings of shape "
                                       f"{tuple(z.shape)}, expected (n, {move.size})")
-            x_t = encoder.encode_stochastic(x, z, **options) if stochastic else None
+            codes = encoder.invert(x, **options)
             per_step, latents = [], []
             for alpha in alphas:
                 moved = z + float(alpha) * move_t
-                if stochastic:
-                    out = encoder.decode(moved, x_T=x_t, **options)
-                else:
-                    out = encoder.decode(moved)
+                # The same draw at every step, so the steps differ by the move alone.
+                generator = torch.Generator().manual_seed(decode_seed)
+                out = encoder.decode(moved, codes, generator=generator, **options)
                 per_step.append(_to_numpy(out))
                 latents.append(moved.numpy())
                 bar.update(len(batch))
@@ -267,4 +274,4 @@ def counterfactual(encoder, images, source=None, target=None, *, embeddings=None
                           difference=(decoded[:, -1] - decoded[:, 0]).astype(np.float32),
                           latents=np.concatenate(latents_all).astype(np.float32),
                           direction=move.astype(np.float32), source=source, target=target,
-                          method=method)
+                          kind=kind)

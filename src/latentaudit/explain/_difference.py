@@ -12,7 +12,7 @@ import numpy as np
 from ..audit._stats import benjamini_hochberg
 from ..errors import ConfigError, DataError
 from ..utils import check_option, check_random_state
-from ._inputs import ImageSource, as_labels, kept_mask
+from ._inputs import as_labels, image_rows, kept_mask
 
 __all__ = ["DifferenceMap", "difference_map", "mean_images"]
 
@@ -109,7 +109,7 @@ class _Moments:
 
 
 def _groups(images, labels, what: str):
-    source = ImageSource(images, what)
+    source = image_rows(images, what)
     labels = as_labels(labels, len(source))
     return source, labels
 

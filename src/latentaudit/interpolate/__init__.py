@@ -17,7 +17,8 @@ __all__ = ["BaseResampler", "GenerationResult", "Interpolator", "slerp"]
 
 def __getattr__(name: str):
     # The decoding half needs torch; importing it lazily keeps the resampling NumPy-only.
-    if name in ("GenerationResult", "slerp"):
-        module = importlib.import_module("._generate", __name__)
-        return getattr(module, name)
+    if name == "GenerationResult":
+        return importlib.import_module("._generate", __name__).GenerationResult
+    if name == "slerp":  # defined once, in latentaudit.nn
+        return importlib.import_module("..nn", __name__).slerp
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

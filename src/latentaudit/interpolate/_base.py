@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin
 from sklearn.utils.multiclass import type_of_target
 
+from .._identity import rows_of
 from ..errors import ConfigError, DataError, InputTypeError
 
 __all__ = ["BaseResampler"]
@@ -258,6 +259,12 @@ class BaseResampler(OneToOneFeatureMixin, BaseEstimator):
         Number of columns of ``X``.
     feature_names_in_ : numpy.ndarray
         Column names of ``X`` when it was a DataFrame with string column names.
+    ids_ : numpy.ndarray of str
+        The id of every input row (an Embeddings' ids, else the row positions).
+    id_column_ : str
+        The name of the ids' column.
+    embeddings_ : Embeddings or None
+        The :class:`~latentaudit.Embeddings` given as ``X``, if one was.
     """
 
     def __init__(self, sampling_strategy="auto", groups=None) -> None:
@@ -265,7 +272,7 @@ class BaseResampler(OneToOneFeatureMixin, BaseEstimator):
         self.groups = groups
 
     # -- the verb --------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Check ``X`` and ``y`` and work out how many rows each group needs.
 
         :meth:`fit_resample` is what you usually want; ``fit`` exists for scikit-learn's
@@ -273,11 +280,13 @@ class BaseResampler(OneToOneFeatureMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
+        X : Embeddings, array-like or DataFrame of shape (n_samples, n_features)
             The embeddings.
-        y : array-like, Series or DataFrame
+        y : array-like, Series, DataFrame, str or list of str, optional
             Class or group labels, a one-vs-all indicator matrix, or a DataFrame of
-            metadata (see ``groups``).
+            metadata (see ``groups``); with an :class:`~latentaudit.Embeddings`, also the
+            name(s) of its metadata columns, or nothing to take its whole metadata table
+            (with ``groups``).
 
         Returns
         -------
@@ -285,26 +294,32 @@ class BaseResampler(OneToOneFeatureMixin, BaseEstimator):
             The fitted resampler.
         """
         self._check_params()
+        X, y = self._unpack(X, y)
         X_array, _ = self._check_X(X)
         target = self._check_y(y, len(X_array))
         self._fit_target(target)
         return self
 
-    def fit_resample(self, X, y):
+    def fit_resample(self, X, y=None):
         """Over-sample: return the real rows followed by the synthetic ones.
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-            The embeddings.
-        y : array-like, Series or DataFrame
+        X : Embeddings, array-like or DataFrame of shape (n_samples, n_features)
+            The embeddings; an :class:`~latentaudit.Embeddings` brings its ids (in
+            :attr:`provenance_`), its metadata (see ``y``) and its images (for
+            :meth:`generate`).
+        y : array-like, Series, DataFrame, str or list of str, optional
             Class or group labels (1-D), a one-vs-all indicator matrix, or a DataFrame of
-            metadata whose groups are set by ``groups``.
+            metadata whose groups are set by ``groups``; with an Embeddings, also the
+            name(s) of its metadata columns, or nothing to take its whole metadata table
+            (with ``groups``).
 
         Returns
         -------
         X_resampled : array-like or DataFrame of shape (n_samples + n_new, n_features)
-            ``X`` followed by the synthetic rows, in the container ``X`` came in.
+            ``X`` followed by the synthetic rows, in the container ``X`` came in (a NumPy
+            array for an Embeddings).
         y_resampled : array-like, Series or DataFrame
             ``y`` followed by the synthetic rows' labels (or metadata rows, for a
             DataFrame ``y``), in the container ``y`` came in.
@@ -318,6 +333,7 @@ class BaseResampler(OneToOneFeatureMixin, BaseEstimator):
             parameter that is not allowed.
         """
         self._check_params()
+        X, y = self._unpack(X, y)
         X_array, x_info = self._check_X(X)
         target = self._check_y(y, len(X_array))
         self._fit_target(target)
@@ -339,6 +355,27 @@ class BaseResampler(OneToOneFeatureMixin, BaseEstimator):
         raise NotImplementedError
 
     # -- checks ----------------------------------------------------------------------
+    def _unpack(self, X, y):
+        """The array and the target of an Embeddings (its metadata columns); the ids."""
+        rows = rows_of(X)
+        self.embeddings_ = rows.embeddings
+        self.ids_, self.id_column_ = rows.ids, rows.id_column
+        if rows.embeddings is None:
+            return X, y
+        table = rows.metadata
+        if y is None and self.groups is not None:
+            y = table
+        elif isinstance(y, str) or (isinstance(y, list) and y and all(
+                isinstance(c, str) for c in y)):
+            names = [y] if isinstance(y, str) else y
+            for name in names:
+                if name not in table.columns:
+                    raise ConfigError(
+                        f"y names column {name!r}, which the Embeddings' metadata does not "
+                        f"have; columns: {list(table.columns)}{_close_hint(name, table.columns)}")
+            y = table[y]
+        return np.asarray(rows.z), y
+
     def _check_params(self) -> None:
         groups = self.groups
         if groups is None or isinstance(groups, (str, Mapping)):

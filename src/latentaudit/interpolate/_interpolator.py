@@ -124,8 +124,9 @@ class Interpolator(BaseResampler):
     provenance_ : pandas.DataFrame
         One row per synthetic row, in output order, indexed by the synthetic row's
         position in the resampled output (index name ``"row"``), with columns
-        ``parent_a`` and ``parent_b`` (row positions in the input), ``weight`` and
-        ``group`` (the group over-sampled).
+        ``parent_a`` and ``parent_b`` (row positions in the input), their ids
+        (``<id column>_a`` and ``<id column>_b``, e.g. ``subject_a``; the positions when
+        ``X`` has no ids), ``weight`` and ``group`` (the group over-sampled).
     z_synthetic_ : numpy.ndarray of shape (n_synthetic, n_features)
         The synthetic rows (the tail of the resampled ``X``), ready for
         :meth:`generate` or an encoder's ``decode``.
@@ -336,7 +337,8 @@ class Interpolator(BaseResampler):
         keys = np.empty(len(target.keys), dtype=object)
         keys[:] = target.keys
         self.provenance_ = pd.DataFrame(
-            {"parent_a": a, "parent_b": b, "weight": w_x.astype(np.float64),
+            {"parent_a": a, f"{self.id_column_}_a": self.ids_[a], "parent_b": b,
+             f"{self.id_column_}_b": self.ids_[b], "weight": w_x.astype(np.float64),
              "group": keys[codes_new]},
             index=pd.RangeIndex(n, n + len(a), name="row"))
         self.z_synthetic_ = X_new
@@ -465,12 +467,14 @@ class Interpolator(BaseResampler):
                  device=None, generator=None, verbose=False):
         """Decode the synthetic rows into images, optionally rejecting off-manifold ones.
 
-        Every synthetic row of the last :meth:`fit_resample` is decoded with
-        ``encoder.decode``.  For an encoder that also has ``encode_stochastic(x, z, steps)``
-        (the Diffusion Autoencoder), when ``X_parent_images`` is given, each parent's
-        stochastic code ``x_T`` is found by inversion and the synthetic row is decoded
-        from the spherical interpolation (:func:`slerp`) of its parents' codes with the
-        row's weight; without parent images it decodes from random noise.
+        Every synthetic row of the last :meth:`fit_resample` is decoded through the
+        generative protocol (:class:`~latentaudit.encoders.GenerativeEncoder`).  When
+        ``X_parent_images`` is given, each parent's codes come from ``encoder.invert``
+        (a Diffusion Autoencoder's stochastic code ``x_T``, a GAN's noise; None for a
+        β-VAE) and the synthetic row is decoded from the spherical interpolation
+        (:func:`~latentaudit.encoders.interpolate_codes`) of its parents' codes with the
+        row's weight; without parent images, what the embedding leaves open is drawn
+        from ``generator``.
 
         With ``reject``, each decoded image is encoded again and dropped when its
         embedding lands off the manifold:
@@ -486,14 +490,15 @@ class Interpolator(BaseResampler):
 
         Parameters
         ----------
-        encoder : object
-            A generative encoder: ``decode(z)`` returning images ``(N, C, *spatial)``,
-            and ``encode(x)`` when ``reject`` is set.  Moved to ``device`` when given, and
+        encoder : GenerativeEncoder
+            A generative encoder (``encode``, ``invert`` and ``decode``, the latter
+            returning images ``(N, C, *spatial)``).  Moved to ``device`` when given, and
             put in eval mode while generating (its previous mode is restored).
         X_parent_images : array-like, torch.Tensor or Dataset, optional
             The images of the rows given to :meth:`fit_resample`, one per row, in the same
-            order (an array ``(n_samples, C, *spatial)`` or a latentaudit dataset).  Only
-            the parents are read.  Used by encoders with ``encode_stochastic``.
+            order (an array ``(n_samples, C, *spatial)`` or a latentaudit dataset); by
+            default the images of the :class:`~latentaudit.Embeddings` ``fit_resample``
+            was given.  Only the parents are read, and inverted with ``encoder.invert``.
         reject : {None, "distance", "radius", "both"}, default None
             Which re-encoding test to apply (see above); ``None`` keeps every image.
         max_distance : float, optional
@@ -501,8 +506,8 @@ class Interpolator(BaseResampler):
         radius_factor : float, default 1.0
             Multiplier of the group's kNN radius for ``"radius"``.
         steps : int, optional
-            Sampling / inversion steps, passed to ``decode`` and ``encode_stochastic``
-            when they accept ``steps`` (default: the encoder's own).
+            Passed as ``steps`` to ``invert`` and ``decode`` (the steps of an iterative
+            decoder; default the encoder's own; one-pass decoders ignore it).
         clip : tuple of float or None, default (-1.0, 1.0)
             Range the decoded images are clipped to (latentaudit's images live in
             [-1, 1]); ``None`` keeps the decoder's output as it is.
@@ -512,9 +517,9 @@ class Interpolator(BaseResampler):
             Where to run the encoder.  Default: where its parameters are (CPU for an
             object without parameters).
         generator : torch.Generator, optional
-            Passed to ``decode`` when it accepts ``generator`` (random ``x_T`` of the
-            Diffusion Autoencoder).  Default: one on ``device`` seeded from
-            ``random_state``.
+            Passed to ``decode``, which draws what the codes leave open from it (a
+            Diffusion Autoencoder's random ``x_T`` without parent images).  Default: one
+            on ``device`` seeded from ``random_state``.
         verbose : bool, default False
             Show progress bars.
 
@@ -530,8 +535,8 @@ class Interpolator(BaseResampler):
         NotFittedError
             Before :meth:`fit_resample`.
         TypeError
-            (as :class:`~latentaudit.errors.InputTypeError`) when ``encoder`` has no
-            ``decode`` (or no ``encode`` while ``reject`` is set).
+            (as :class:`~latentaudit.errors.InputTypeError`) when ``encoder`` does not
+            meet the generative protocol.
         ValueError
             (as :class:`~latentaudit.errors.DataError` or ``ConfigError``) for parent
             images that do not match the input rows, or options that are not allowed.
@@ -547,7 +552,9 @@ class Interpolator(BaseResampler):
         ...         self.w = torch.nn.Parameter(torch.randn(2, 16) / 8)
         ...     def encode(self, x):
         ...         return x.reshape(len(x), -1) @ torch.linalg.pinv(self.w)
-        ...     def decode(self, z):
+        ...     def invert(self, x, **options):
+        ...         return None  # the embedding is all decode needs
+        ...     def decode(self, z, codes=None, *, generator=None, **options):
         ...         return (z @ self.w).reshape(-1, 1, 4, 4)
         >>> z = np.random.default_rng(0).normal(size=(12, 2))
         >>> res = la.Interpolator(k_neighbors=2, random_state=0)
@@ -559,7 +566,13 @@ class Interpolator(BaseResampler):
         from ._generate import generate
 
         self._check_resampled()
-        return generate(self, encoder, X_parent_images, reject=reject,
+        if X_parent_images is None and self.embeddings_ is not None:
+            X_parent_images = self.embeddings_.row_images  # None when they carry no images
+        index_of = {key: code for code, key in enumerate(self._fit_keys)}
+        return generate(self, encoder, X_parent_images, n_real=len(self._fit_X),
+                        to_geometry=self._to_geometry,
+                        group_radius=lambda group: self._group_radius(index_of[group]),
+                        reject=reject,
                         max_distance=max_distance, radius_factor=radius_factor, steps=steps,
                         clip=clip, batch_size=batch_size, device=device, generator=generator,
                         verbose=verbose)

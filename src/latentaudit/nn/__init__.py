@@ -11,6 +11,7 @@ from ._factories import (
     pool,
     timestep_embedding,
 )
+from ._functional import slerp
 from ._resnet import RESNET_LAYERS, BasicBlock, ResNet, resnet10, resnet18, resnet34
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "resnet10",
     "resnet18",
     "resnet34",
+    "slerp",
     "timestep_embedding",
 ]

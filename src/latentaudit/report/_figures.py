@@ -67,6 +67,16 @@ def display_slice(image) -> np.ndarray:
     return image
 
 
+def grey_levels(planes, *, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """8-bit grey levels of a stack of 2-D planes ``(N, H, W)``, each scaled from ``vmin``
+    (black) to ``vmax`` (white), by default its own range: how thumbnails show images."""
+    planes = np.asarray(planes, dtype=np.float32)
+    low = np.nanmin(planes, axis=(1, 2), keepdims=True) if vmin is None else np.float32(vmin)
+    high = np.nanmax(planes, axis=(1, 2), keepdims=True) if vmax is None else np.float32(vmax)
+    scaled = np.clip((planes - low) / np.maximum(high - low, 1e-8), 0.0, 1.0)
+    return (np.nan_to_num(scaled) * 255).round().astype(np.uint8)
+
+
 def thumbnail_png(image, *, size: int = 64, vmin: float | None = None,
                   vmax: float | None = None) -> bytes:
     """A small grey-scale PNG of one image, without axes, at its own pixel resolution
@@ -88,11 +98,7 @@ def thumbnail_png(image, *, size: int = 64, vmin: float | None = None,
     """
     from PIL import Image
 
-    plane = display_slice(image)
-    low = float(np.nanmin(plane)) if vmin is None else float(vmin)
-    high = float(np.nanmax(plane)) if vmax is None else float(vmax)
-    scaled = np.clip((plane - low) / max(high - low, 1e-8), 0.0, 1.0)
-    pixels = (np.nan_to_num(scaled) * 255).round().astype(np.uint8)
+    pixels = grey_levels(display_slice(image)[None], vmin=vmin, vmax=vmax)[0]
     factor = max(1, int(np.ceil(size / max(1, min(pixels.shape)))))
     picture = Image.fromarray(pixels, mode="L")
     if factor > 1:

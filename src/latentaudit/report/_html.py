@@ -1,8 +1,9 @@
 """Render an :class:`~latentaudit.report.AuditReport` as one self-contained HTML page.
 
-Everything the page needs is inside it: the CSS in a ``<style>`` element and every image as
-a base64 PNG ``data:`` URI.  It holds no script and loads nothing from anywhere, so it can
-be mailed, archived or opened offline.
+Everything the page needs is inside it: the CSS in a ``<style>`` element, every image as
+a base64 PNG ``data:`` URI and, when a section has interactive views, their data and the one
+script that draws them.  It loads nothing from anywhere, so it can be mailed, archived or
+opened offline; without JavaScript the static figures remain.
 """
 
 from __future__ import annotations
@@ -227,6 +228,8 @@ def _section_html(section: ReportSection) -> str:
             f"<li>{html.escape(item)}</li>" for item in section.items) + "</ol>")
     for paragraph in section.remarks:
         parts.append(f"<p>{html.escape(paragraph)}</p>")
+    for k, view in enumerate(section.views):
+        parts.append(view.to_html(f"{section.key}-view-{k + 1}"))
     for figure in section.figures:
         parts.append(_figure_html(figure))
     for table in section.tables:
@@ -248,7 +251,8 @@ def render_html(report: AuditReport) -> str:
     Returns
     -------
     str
-        The page: inline CSS, images as base64 PNG, no script, no external resource.
+        The page: inline CSS, images as base64 PNG, the views' script (if any view), no
+        external resource.
 
     Raises
     ------
@@ -270,6 +274,11 @@ def render_html(report: AuditReport) -> str:
         f"{html.escape(s.title)}</a>" for s in report.sections)
     body = "\n".join(_section_html(s) for s in report.sections)
     version = report.provenance.get("versions", {}).get("latentaudit", "")
+    assets = ""
+    if any(s.views for s in report.sections):
+        from ._views import views_assets
+
+        assets = views_assets()
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -291,6 +300,7 @@ def render_html(report: AuditReport) -> str:
 <footer class="wrap"><p>Written by latentaudit {html.escape(str(version))} on
 {html.escape(report.created)}. Every number shown here is also in report.json beside this
 file.</p></footer>
+{assets}
 </body>
 </html>
 """

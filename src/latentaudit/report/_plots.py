@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
-from ..utils import check_option
+from ..utils import check_option, check_random_state
 
 __all__ = ["MISSING_COLOR", "OKABE_ITO", "plot_projection"]
 
@@ -34,7 +34,7 @@ def plot_projection(xy, metadata=None, columns=None, *, images=None, thumbnails=
                     ncols: int = 3, panel_size: float = 4.0, point_size: float | None = None,
                     alpha: float = 0.8, max_categories: int = 20, cmap: str = "viridis",
                     thumbnail_size: float = 40.0, title: str | None = None,
-                    random_state: int = 0, dpi: int = 150):
+                    random_state=None, dpi: int = 150):
     """Draw a 2-D map of embeddings once per metadata column (small multiples).
 
     Categorical columns get a legend (with counts) and the colour-blind-safe Okabe-Ito
@@ -87,7 +87,7 @@ def plot_projection(xy, metadata=None, columns=None, *, images=None, thumbnails=
         Size of a thumbnail's longer side in points.
     title : str, optional
         Title of the figure.
-    random_state : int, default 0
+    random_state : int, RandomState or None, default None
         Seed of the drawing order and of the choice of thumbnails.
     dpi : int, default 150
         Resolution of a saved PNG.
@@ -128,7 +128,8 @@ def plot_projection(xy, metadata=None, columns=None, *, images=None, thumbnails=
     nrows = int(np.ceil(max(1, len(columns)) / ncols))
     if point_size is None:
         point_size = float(np.clip(8000.0 / max(n, 1), 0.5, 30.0))
-    rng = np.random.default_rng(random_state)
+    seed = int(check_random_state(random_state).randint(2**31 - 1))
+    rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     order = order[np.isfinite(xy[order]).all(axis=1)]
     rasterized = n > 5000
@@ -153,7 +154,7 @@ def plot_projection(xy, metadata=None, columns=None, *, images=None, thumbnails=
     if thumbnails is not None:
         if images is None:
             raise ConfigError("thumbnails= needs images= (the images of the points)")
-        _draw_thumbnails(axes[0], xy, images, thumbnails, thumbnail_size, random_state)
+        _draw_thumbnails(axes[0], xy, images, thumbnails, thumbnail_size, seed)
     if title:
         fig.suptitle(title)
     if path is not None:

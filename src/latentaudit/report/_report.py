@@ -93,6 +93,10 @@ class ReportSection:
         Text shown after the list.
     tables : list of ReportTable
     figures : list of ReportFigure
+    views : list
+        Interactive views (:class:`~latentaudit.report.MapView`,
+        :class:`~latentaudit.report.CurveView`), drawn by the page's script before the
+        static figures, which remain for readers without JavaScript.
     data : dict
         Numbers of the section for the JSON file (JSON-serialisable).
     seconds : float or None
@@ -108,6 +112,7 @@ class ReportSection:
     remarks: list = dataclasses.field(default_factory=list)
     tables: list = dataclasses.field(default_factory=list)
     figures: list = dataclasses.field(default_factory=list)
+    views: list = dataclasses.field(default_factory=list)
     data: dict = dataclasses.field(default_factory=dict)
     seconds: float | None = None
 
@@ -125,15 +130,16 @@ class ReportSection:
         self.status = status
         self.note = note
         if status != "ok":
-            self.tables, self.figures, self.items = [], [], []
+            self.tables, self.figures, self.items, self.views = [], [], [], []
         return self
 
 
 class AuditReport:
     """The result of an audit: ordered sections, a table of subjects and provenance.
 
-    Made by :func:`latentaudit.pipeline.run_audit`; write it with :meth:`save` (HTML and
-    JSON) or read the numbers with :meth:`to_dict`.
+    Made from fitted objects by :meth:`from_fitted` (which
+    :func:`latentaudit.pipeline.run_audit` calls after fitting them); write it with
+    :meth:`save` (HTML and JSON) or read the numbers with :meth:`to_dict`.
 
     Parameters
     ----------
@@ -177,6 +183,96 @@ class AuditReport:
         parts = ", ".join(f"{s.key}: {s.status}" for s in self.sections)
         return f"AuditReport({self.title!r}, sections: {parts})"
 
+    @classmethod
+    def from_fitted(cls, embeddings, auditor=None, *, projector=None, explainer=None,
+                    interpolator=None, encoder=None, labels=None, images=None,
+                    options=None, sections=None, reference=None, random_state=None,
+                    provenance=None,
+                    verbose: bool = False, strict: bool = False) -> AuditReport:
+        """Make the report of objects already fitted, e.g. in a notebook; nothing is refit.
+
+        Everything is read through public attributes: the embeddings' ids, metadata and
+        images; the auditor's findings, clusters, probes and label issues; the
+        projector's map; the explainer's classifier (Grad-CAM); the interpolator's
+        synthetic rows and their provenance; and, with a generative encoder, decoded
+        counterfactuals and synthetic subjects.  A section whose object was not given
+        says so.
+
+        Parameters
+        ----------
+        embeddings : Embeddings or None
+            The rows: ids, metadata and (for the image sections) images.  None only to
+            explain a delineation from its ``images`` (or a fitted Explainer's).
+        auditor : ClusterAuditor, optional
+            Fitted on ``embeddings``; without it (or with ``labels``), the report explains
+            a delineation's groups.
+        projector : Projector, optional
+            Fitted on ``embeddings`` (its map, ``embedding_``, has one point per row).
+        explainer : Explainer, optional
+            Fitted on the cluster (or group) labels.
+        interpolator : Interpolator, optional
+            After ``fit_resample``: adds the "oversampling" section.
+        encoder : GenerativeEncoder, optional
+            The encoder that made the embeddings, for decoded images.
+        labels : array-like of int, optional
+            A delineation (one group per row, -1 for none, e.g. from
+            :func:`latentaudit.audit.delineate`) to explain instead of the auditor's
+            clusters; default the auditor's :attr:`labels_`, else the explainer's.
+        images : array-like, Dataset or RowImages, optional
+            One image per row (matched by id to the embeddings' rows), instead of the
+            embeddings' own; without embeddings, the images of a delineation's rows.
+        options : mapping, optional
+            Options by section (``probes``, ``label_issues``, ``explain``, ``report``;
+            see :func:`latentaudit.pipeline.run_audit`).
+        sections : sequence of str, optional
+            The sections, by key; default every section of an audit (of a delineation
+            without ``auditor``), "oversampling" when an interpolator is given.
+        reference : int, optional
+            For a delineation: the group the others are compared with and moved from
+            (default the largest).
+        random_state : int, RandomState or None, default None
+            Seed of the subjects shown.
+        provenance : mapping, optional
+            What to record about the data and the encoder.
+        verbose : bool, default False
+            Show progress bars.
+        strict : bool, default False
+            Raise a section's error instead of reporting the section as failed.
+
+        Returns
+        -------
+        AuditReport
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.DataError`) for objects fitted on other rows,
+            labels that are not one integer per row, or metadata columns named like the
+            audit's own (``cluster``, ``map_x``, ``map_y``).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> import latentaudit as la
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 60)
+        >>> z = (rng.normal(size=(120, 8)) + 5.0 * (site == "B")[:, None]).astype("float32")
+        >>> emb = la.Embeddings(z, metadata=pd.DataFrame({"site": site}))
+        >>> aud = la.ClusterAuditor(random_state=0).fit(emb)
+        >>> proj = la.Projector(method="pca").fit(emb)
+        >>> report = la.AuditReport.from_fitted(emb, aud, projector=proj)
+        >>> report.section("findings").ok, report.section("gradcam").status
+        (True, 'unavailable')
+        """
+        from ._build import build_report
+
+        return build_report(embeddings, auditor, projector=projector, explainer=explainer,
+                            interpolator=interpolator, encoder=encoder, labels=labels,
+                            images=images, options=options,
+                            sections=sections, reference=reference,
+                            random_state=random_state, provenance=provenance,
+                            verbose=verbose, strict=strict)
+
     def add(self, section: ReportSection) -> ReportSection:
         """Append a section (replacing one with the same key) and return it."""
         self.sections = [s for s in self.sections if s.key != section.key]
@@ -219,6 +315,7 @@ class AuditReport:
                 "data": s.data,
                 "tables": {t.title: frame_records(t.frame) for t in s.tables},
                 "figures": [f.title for f in s.figures],
+                "views": [v.title for v in s.views],
                 "seconds": s.seconds,
             }
         return jsonable({
@@ -252,7 +349,7 @@ class AuditReport:
 
     def to_html(self, path: str | os.PathLike | None = None) -> str:
         """The report as one self-contained HTML page (inline CSS, images as base64 PNG,
-        no script, no external resource).
+        the script of its interactive views inline, no external resource).
 
         Parameters
         ----------

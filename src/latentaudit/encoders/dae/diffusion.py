@@ -52,8 +52,8 @@ def beta_schedule(name: str, timesteps: int = 1000) -> np.ndarray:
     Examples
     --------
     >>> from latentaudit.encoders.dae.diffusion import beta_schedule
-    >>> beta_schedule("linear", 1000)[[0, -1]]
-    array([1.e-04, 2.e-02])
+    >>> beta_schedule("linear", 1000)[[0, -1]].tolist()
+    [0.0001, 0.02]
     """
     check_option("beta_schedule", name, BETA_SCHEDULES)
     if int(timesteps) != timesteps or timesteps < 1:
@@ -144,8 +144,7 @@ class GaussianDiffusion:
         shape = (-1,) + (1,) * (ndim - 1)
         return (a.sqrt().to(dtype).reshape(shape), (1.0 - a).sqrt().to(dtype).reshape(shape))
 
-    def q_sample(self, x0: torch.Tensor, t: torch.Tensor,
-                 noise: torch.Tensor | None = None) -> torch.Tensor:
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Draw ``x_t ~ q(x_t | x_0)``.
 
         Parameters
@@ -154,16 +153,14 @@ class GaussianDiffusion:
             ``(N, C, *spatial)`` clean images.
         t : torch.Tensor
             ``(N,)`` integer timesteps in ``[0, T)``.
-        noise : torch.Tensor, optional
-            The noise; drawn with ``torch.randn_like`` when None.
+        noise : torch.Tensor
+            The noise, shaped like ``x0``.
 
         Returns
         -------
         torch.Tensor
             ``x_t``, same shape as ``x0``.
         """
-        if noise is None:
-            noise = torch.randn_like(x0)
         sa, s1a = self._coef(t, x0.ndim, x0.dtype, x0.device)
         return sa * x0 + s1a * noise
 
@@ -201,13 +198,8 @@ class GaussianDiffusion:
             eps = s1a * x_t + sa * out
         return x0, eps
 
-    def sample_timesteps(self, n: int, device=None,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` timesteps drawn uniformly from ``0 .. T - 1``."""
-        return torch.randint(0, self.timesteps, (n,), device=device, generator=generator)
-
-    def loss(self, model: ModelFn, x0: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss(self, model: ModelFn, x0: torch.Tensor, *,
+             generator: torch.Generator) -> torch.Tensor:
         """The training loss: mean squared error of the noise (or velocity) prediction at a
         uniformly drawn timestep.
 
@@ -217,16 +209,20 @@ class GaussianDiffusion:
             ``model(x_t, t) -> prediction``.
         x0 : torch.Tensor
             ``(N, C, *spatial)`` clean images.
-        generator : torch.Generator, optional
-            For the timesteps and the noise.
+        generator : torch.Generator
+            For the timesteps and the noise, drawn per sample
+            (:func:`~latentaudit.training.batch_randint`, ``batch_randn``).
 
         Returns
         -------
         torch.Tensor
             Scalar loss.
         """
-        t = self.sample_timesteps(x0.shape[0], x0.device, generator)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        from ...training import batch_randint, batch_randn
+
+        t = batch_randint(0, self.timesteps, (x0.shape[0],), generator=generator,
+                          device=x0.device)
+        noise = batch_randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.q_sample(x0, t, noise)
         out = model(x_t.contiguous(memory_format=_memory_format(x0)), t)
         return torch.nn.functional.mse_loss(out.float(), self.target(x0, t, noise).float())

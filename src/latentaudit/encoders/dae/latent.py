@@ -65,7 +65,7 @@ class LatentDenoiser(nn.Module):
     >>> import torch
     >>> from latentaudit.encoders.dae.latent import LatentDenoiser
     >>> net = LatentDenoiser(8, hidden_dim=16, num_layers=3)
-    >>> loss = net.loss([torch.randn(4, 8)])
+    >>> loss = net.loss([torch.randn(4, 8)], generator=torch.Generator().manual_seed(0))
     >>> net.sample(2, steps=5, generator=torch.Generator().manual_seed(0)).shape
     torch.Size([2, 8])
     """
@@ -97,13 +97,15 @@ class LatentDenoiser(nn.Module):
             h = layer(h, cond)
         return self.out(torch.cat([h, z], dim=1))
 
-    def loss(self, batch) -> torch.Tensor:
+    def loss(self, batch, *, generator: torch.Generator) -> torch.Tensor:
         """v-prediction MSE on a batch of normalised latents.
 
         Parameters
         ----------
         batch : torch.Tensor, or a list/tuple whose first element is the latents
             ``(N, latent_dim)``.
+        generator : torch.Generator
+            Source of the timesteps and the noise.
 
         Returns
         -------
@@ -112,7 +114,7 @@ class LatentDenoiser(nn.Module):
         """
         z = batch[0] if isinstance(batch, (list, tuple)) else batch
         z = z.to(next(self.parameters()).device).float()
-        return self.diffusion.loss(self, z)
+        return self.diffusion.loss(self, z, generator=generator)
 
     @torch.no_grad()
     def sample(self, n: int, steps: int = 50,
@@ -126,7 +128,8 @@ class LatentDenoiser(nn.Module):
         steps : int, default 50
             DDIM steps.
         generator : torch.Generator, optional
-            Source of the starting noise (drawn on the generator's device).
+            Source of the starting noise (drawn on the generator's device); None uses a
+            fresh ``torch.Generator()``, never the global random state.
 
         Returns
         -------
@@ -134,7 +137,8 @@ class LatentDenoiser(nn.Module):
             ``(n, latent_dim)`` on the model's device.
         """
         device = next(self.parameters()).device
-        noise_device = generator.device if generator is not None else torch.device("cpu")
+        if generator is None:  # never the global random state
+            generator = torch.Generator()
         noise = torch.randn(int(n), self.latent_dim, generator=generator,
-                            device=noise_device).to(device)
+                            device=generator.device).to(device)
         return self.diffusion.ddim_sample(self, noise, steps, clip_denoised=False)

@@ -11,60 +11,23 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from ...data._rows import item_image
 from ...errors import ConfigError, InputShapeError, InputTypeError, NotFittedError
+from ...nn import slerp
 from ...utils import check_option, check_spatial_dims
-from .._base import ModelEncoder, eval_mode, images_from_batch
-from .config import DAEConfig, preset
+from .._base import ModelEncoder, eval_mode
+from .config import PRESETS, DAEConfig
 from .diffusion import BETA_SCHEDULES, PREDICTIONS, GaussianDiffusion, ddim_timesteps
 from .latent import LatentDenoiser
 from .semantic_encoder import SemanticEncoder
 from .unet import ConditionalUNet
 
-__all__ = ["DAEEncoder", "slerp"]
+__all__ = ["DAEEncoder"]
 
 logger = logging.getLogger(__name__)
 
 #: Where the shipped demo model lives inside the package.
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "_weights" / "demo"
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, alpha) -> torch.Tensor:
-    """Spherical interpolation between two batches of tensors, per sample.
-
-    Parameters
-    ----------
-    a, b : torch.Tensor
-        ``(N, ...)`` tensors of the same shape (e.g. stochastic codes ``x_T``).
-    alpha : float or torch.Tensor
-        Interpolation weight(s): a scalar, or ``(N,)``.  0 gives ``a`` and 1 gives ``b``
-        exactly.
-
-    Returns
-    -------
-    torch.Tensor
-        Same shape as ``a``.  Where ``a`` and ``b`` are (nearly) parallel, linear
-        interpolation is used.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from latentaudit.encoders.dae import slerp
-    >>> a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
-    >>> slerp(a, b, 0.5)
-    tensor([[0.7071, 0.7071]])
-    """
-    flat_a, flat_b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()
-    alpha = torch.as_tensor(alpha, dtype=torch.float64, device=a.device)
-    alpha = alpha.expand(len(a)) if alpha.ndim == 0 else alpha.reshape(len(a))
-    cos = (flat_a * flat_b).sum(1) / (flat_a.norm(dim=1) * flat_b.norm(dim=1)).clamp_min(1e-30)
-    theta = torch.arccos(cos.clamp(-1.0, 1.0))
-    sin = torch.sin(theta)
-    parallel = sin < 1e-6
-    safe = torch.where(parallel, torch.ones_like(sin), sin)
-    wa = torch.where(parallel, 1.0 - alpha, torch.sin((1.0 - alpha) * theta) / safe)
-    wb = torch.where(parallel, alpha, torch.sin(alpha * theta) / safe)
-    out = wa[:, None] * flat_a + wb[:, None] * flat_b
-    return out.to(a.dtype).reshape(a.shape)
 
 
 def _positive_int(name, value, minimum=1):
@@ -192,7 +155,7 @@ class DAEEncoder(ModelEncoder):
     >>> z = enc.encode(images[:2])
     >>> z.shape
     torch.Size([2, 16])
-    >>> x_T = enc.encode_stochastic(images[:2], z, steps=5)
+    >>> x_T = enc.invert(images[:2], z, steps=5)
     >>> enc.decode(z, x_T, steps=5).shape
     torch.Size([2, 1, 16, 16])
     """
@@ -200,6 +163,8 @@ class DAEEncoder(ModelEncoder):
     model_type = "dae"
     config_class = DAEConfig
     default_training = {"lr": 1e-4, "ema_decay": 0.999, "weight_decay": 0.0}
+    presets = PRESETS
+    default_preset = "cpu64"
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
                  image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,
@@ -324,10 +289,10 @@ class DAEEncoder(ModelEncoder):
         >>> DAEEncoder.from_preset("tiny").latent_dim
         16
         """
-        return cls.from_config(preset(name, **overrides))
+        return super().from_preset(name, **overrides)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location=None) -> DAEEncoder:
+    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> DAEEncoder:
         """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
 
         Parameters
@@ -336,7 +301,7 @@ class DAEEncoder(ModelEncoder):
             The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
             for the ``cpu64`` model trained on the bundled demo cohort
             (:func:`latentaudit.datasets.load_demo_cohort`) by ``scripts/train_demo_dae.py``.
-        map_location : str or torch.device, optional
+        device : str or torch.device, optional
             Device to put the model on (default: CPU).
 
         Returns
@@ -356,7 +321,7 @@ class DAEEncoder(ModelEncoder):
         """
         if str(directory) == "demo" and not Path(directory).exists():
             directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, map_location=map_location)
+        return super().from_pretrained(directory, device=device)
 
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes
@@ -410,18 +375,18 @@ class DAEEncoder(ModelEncoder):
         return self.semantic_encoder(images.contiguous(memory_format=self._memory_format()))
 
     # -- training ----------------------------------------------------------------------
-    def loss(self, batch) -> torch.Tensor:
+    def loss(self, batch, *, generator: torch.Generator) -> torch.Tensor:
         """The training loss of one batch: the decoder's noise-prediction MSE (or velocity
         MSE) at a uniformly drawn timestep, conditioned on the batch's own ``z_sem``.
-
-        Randomness (timesteps, noise) comes from PyTorch's global generator, which
-        :func:`latentaudit.training.train` seeds and checkpoints.
 
         Parameters
         ----------
         batch : dict, tuple or torch.Tensor
             A batch from a latentaudit dataset (``{"image": (N, C, *spatial), ...}``), a
             tuple whose first element is the images, or the images.
+        generator : torch.Generator
+            Source of the timesteps and the noise, drawn per image
+            (:func:`latentaudit.training.train` passes the run's generator).
 
         Returns
         -------
@@ -433,15 +398,16 @@ class DAEEncoder(ModelEncoder):
         >>> import torch
         >>> from latentaudit import DAEEncoder
         >>> enc = DAEEncoder.from_preset("tiny")
-        >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}).backward()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> enc.loss({"image": torch.zeros(2, 1, 16, 16)}, generator=g).backward()
         """
-        x = self._check_images(images_from_batch(batch), "training images").to(self.device)
+        x = self._check_images(item_image(batch), "training images").to(self.device)
         z_sem = self.semantic_encoder(x)
-        return self.diffusion.loss(self._denoiser(z_sem), x)
+        return self.diffusion.loss(self._denoiser(z_sem), x, generator=generator)
 
     def fit(self, dataset, *, max_steps: int, batch_size: int = 16, device=None,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-            verbose: bool = True, **options) -> DAEEncoder:
+            verbose: bool = False, **options) -> DAEEncoder:
         """Train the semantic encoder and the decoder jointly, then store the statistics
         of ``z_sem`` over ``dataset``.
 
@@ -463,7 +429,7 @@ class DAEEncoder(ModelEncoder):
             Folder for atomic checkpoints, from which ``resume=True`` continues.
         resume : bool, default False
             Continue the run saved in ``checkpoint_dir``.
-        verbose : bool, default True
+        verbose : bool, default False
             Show progress bars.
         **options
             Any other option of :func:`latentaudit.training.train` (``lr``,
@@ -560,11 +526,12 @@ class DAEEncoder(ModelEncoder):
         return z * self.latent_std.to(z.device) + self.latent_mean.to(z.device)
 
     # -- the stochastic code and decoding ----------------------------------------------
-    def encode_stochastic(self, x, z_sem=None, steps: int | None = None, *,
-                          batch_size: int = 64, clip_denoised: bool = True,
-                          verbose: bool = False) -> torch.Tensor:
-        """The stochastic code ``x_T`` of images: deterministic DDIM inversion conditioned
-        on ``z_sem``.
+    def invert(self, x, z_sem=None, steps: int | None = None, *,
+               batch_size: int = 64, clip_denoised: bool = True,
+               verbose: bool = False) -> torch.Tensor:
+        """The codes of images for :meth:`decode`: the stochastic code ``x_T``, by
+        deterministic DDIM inversion conditioned on ``z_sem`` (the generative protocol's
+        ``invert``).
 
         Decoding ``(z_sem, x_T)`` with the same number of steps gives the image back.  The
         round trip is exact only in the limit of small steps: at a finite number of steps
@@ -621,24 +588,26 @@ class DAEEncoder(ModelEncoder):
             return torch.empty(0, *x.shape[1:], device=out_device)
         return torch.cat(codes).contiguous()
 
-    def decode(self, z_sem, x_T=None, steps: int | None = None, *,
+    def decode(self, z_sem, codes=None, steps: int | None = None, *,
                generator: torch.Generator | None = None, batch_size: int = 64,
                clip_denoised: bool = True, verbose: bool = False) -> torch.Tensor:
-        """Decode semantic codes into images by deterministic DDIM.
+        """Decode semantic codes into images by deterministic DDIM (the generative
+        protocol's ``decode``).
 
         Parameters
         ----------
         z_sem : torch.Tensor or numpy.ndarray
             ``(N, latent_dim)`` semantic codes.
-        x_T : torch.Tensor or numpy.ndarray, optional
-            ``(N, C, *spatial)`` stochastic codes (from :meth:`encode_stochastic`).  When
-            None, Gaussian noise is drawn: the images then share the semantics of ``z_sem``
-            and differ in the details that ``x_T`` carries.
+        codes : torch.Tensor or numpy.ndarray, optional
+            ``(N, C, *spatial)`` stochastic codes ``x_T`` (from :meth:`invert`).  When
+            None, Gaussian noise is drawn from ``generator``: the images then share the
+            semantics of ``z_sem`` and differ in the details that ``x_T`` carries.
         steps : int, optional
             DDIM steps (default: ``config.sample_steps``).
         generator : torch.Generator, optional
-            Source of the noise when ``x_T`` is None (drawn on the generator's device);
-            the same generator state gives the same images.
+            Source of the noise when ``codes`` is None (drawn on the generator's device);
+            the same generator state gives the same images.  None uses a fresh
+            ``torch.Generator()`` (its default seed), never the global random state.
         batch_size : int, default 64
             Codes per forward pass.
         clip_denoised : bool, default True
@@ -655,21 +624,33 @@ class DAEEncoder(ModelEncoder):
         Raises
         ------
         InputShapeError
-            If ``z_sem`` is not ``(N, latent_dim)`` or ``x_T`` does not match it.
+            If ``z_sem`` is not ``(N, latent_dim)`` or ``codes`` does not match it.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from latentaudit import DAEEncoder
+        >>> enc = DAEEncoder.from_preset("tiny")
+        >>> z = torch.zeros(2, enc.latent_dim)
+        >>> a = enc.decode(z, steps=3, generator=torch.Generator().manual_seed(0))
+        >>> b = enc.decode(z, steps=3, generator=torch.Generator().manual_seed(0))
+        >>> bool(torch.equal(a, b)), tuple(a.shape)
+        (True, (2, 1, 16, 16))
         """
         batch_size = self._check_batch_size(batch_size)
         out_device = z_sem.device if isinstance(z_sem, torch.Tensor) else torch.device("cpu")
         z = self._latents(z_sem)
         steps = self._steps(steps)
         shape = (len(z), self.in_channels, *self._sizes)
-        if x_T is None:
-            noise_device = generator.device if generator is not None else torch.device("cpu")
-            x_T = torch.randn(shape, generator=generator, device=noise_device)
+        if codes is None:
+            if generator is None:
+                generator = torch.Generator()
+            x_T = torch.randn(shape, generator=generator, device=generator.device)
         else:
-            x_T, _ = self._images(x_T, "x_T")
+            x_T, _ = self._images(codes, "codes (x_T)")
             if tuple(x_T.shape) != shape:
-                raise InputShapeError(f"x_T must have shape {shape} to match z_sem, got "
-                                      f"{tuple(x_T.shape)}")
+                raise InputShapeError(f"codes (x_T) must have shape {shape} to match z_sem, "
+                                      f"got {tuple(x_T.shape)}")
         device, fmt = self.device, self._memory_format()
         images = []
         from tqdm.auto import tqdm
@@ -707,7 +688,7 @@ class DAEEncoder(ModelEncoder):
         """
         x, _ = self._images(x)
         z = self.encode(x, batch_size=batch_size)
-        x_T = self.encode_stochastic(x, z, steps, batch_size=batch_size, verbose=verbose)
+        x_T = self.invert(x, z, steps, batch_size=batch_size, verbose=verbose)
         return self.decode(z, x_T, steps, batch_size=batch_size, verbose=verbose)
 
     def interpolate(self, x_a, x_b, alphas, steps: int | None = None, *,
@@ -759,7 +740,7 @@ class DAEEncoder(ModelEncoder):
             raise ConfigError("alphas must hold at least one weight")
         both = torch.cat([xa, xb])
         z = self.encode(both, batch_size=batch_size)
-        x_T = self.encode_stochastic(both, z, steps, batch_size=batch_size, verbose=verbose)
+        x_T = self.invert(both, z, steps, batch_size=batch_size, verbose=verbose)
         n, k = len(xa), len(alphas)
         z_a, z_b = z[:n].double(), z[n:].double()
         weights = alphas.to(z.device)
@@ -825,7 +806,7 @@ class DAEEncoder(ModelEncoder):
             raise InputShapeError(f"scale must be a number or hold one value per image "
                                   f"({len(x)}), got {len(scale)} values")
         z = self.encode(x, batch_size=batch_size)
-        x_T = self.encode_stochastic(x, z, steps, batch_size=batch_size, verbose=verbose)
+        x_T = self.invert(x, z, steps, batch_size=batch_size, verbose=verbose)
         shift = scale * math.sqrt(self.latent_dim) * d / norms
         z_new = self.denormalize(self.normalize(z).double().cpu() + shift)
         return self.decode(z_new.float(), x_T, steps, batch_size=batch_size,
@@ -833,7 +814,7 @@ class DAEEncoder(ModelEncoder):
 
     # -- latent DDIM -------------------------------------------------------------------
     def fit_latent(self, x=None, *, z_sem=None, max_steps: int = 5000, batch_size: int = 256,
-                   device=None, verbose: bool = True, **options) -> DAEEncoder:
+                   device=None, verbose: bool = False, **options) -> DAEEncoder:
         """Train the latent DDIM on the normalised codes of the training images.
 
         Parameters
@@ -848,7 +829,7 @@ class DAEEncoder(ModelEncoder):
             Codes per step.
         device : str or torch.device, optional
             Where to train.
-        verbose : bool, default True
+        verbose : bool, default False
             Show a progress bar.
         **options
             Other options of :func:`latentaudit.training.train` (default: lr 1e-4,

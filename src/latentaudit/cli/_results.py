@@ -1,0 +1,59 @@
+"""Writing a command's results: embeddings, the report, the summary printed at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..pipeline import AUDIT_DEFAULTS
+from ._run import Run
+
+__all__ = ["audit_options", "embed_and_save", "print_summary", "write_report"]
+
+
+def audit_options(config: dict) -> dict:
+    """The audit's sections of a run's configuration (the options of run_audit)."""
+    return {key: config[key] for key in AUDIT_DEFAULTS}
+
+
+def embed_and_save(encoder, dataset, config: dict, run: Run, folder: Path,
+                   aggregate: str | None, provenance: Mapping | None = None):
+    """Embed ``dataset`` with the run's ``[embed]`` options and save into ``folder``."""
+    from ..embed import embed
+
+    embeddings = embed(encoder, dataset, batch_size=config["embed"]["batch_size"],
+                       device=config["device"], aggregate=aggregate,
+                       combine=config["embed"]["combine"],
+                       verbose=run.verbose)
+    embeddings.provenance.update(provenance or {})
+    embeddings.save(folder, overwrite=True)
+    return embeddings
+
+
+def write_report(report, run: Run) -> Path:
+    """Save the report (HTML, JSON, subjects.csv) in the output folder, with timings."""
+    report.provenance.setdefault("command", run.command_line())
+    report.provenance["timings_seconds"] = {**run.timings,
+                                            **report.provenance.get("timings_seconds", {}),
+                                            "total": round(time.perf_counter() - run.started,
+                                                           3)}
+    return report.save(run.output)
+
+
+def print_summary(report, path: Path) -> None:
+    """The top findings, the label issues and the failed sections, then the report's
+    path."""
+    overview = {s.key: s for s in report.sections}.get("overview")
+    if overview is not None and overview.items:
+        print("Top findings:")
+        for item in overview.items[:3]:
+            print(f"  - {item}")
+    issues = {s.key: s for s in report.sections}.get("label_issues")
+    if issues is not None and issues.items:
+        for item in issues.items:
+            print(f"  - {item}")
+    failed = [s.title for s in report.sections if s.status == "failed"]
+    if failed:
+        print(f"Sections that failed (see the report): {', '.join(failed)}")
+    print(f"report: {path.resolve()}")

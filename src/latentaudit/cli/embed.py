@@ -1,0 +1,50 @@
+"""``latentaudit embed``: a folder of NIfTI files embedded with a trained encoder."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from ..errors import ConfigError
+from ._command import Command
+from ._encoders import load_encoder
+from ._inputs import data_provenance, load_nifti
+from ._output import output_folder, save_config
+from ._results import embed_and_save
+from ._run import Run
+
+__all__ = ["COMMAND"]
+
+
+def run_embed(config: dict, run: Run) -> int:
+    """``latentaudit embed``."""
+    pretrained = config["encoder"]["pretrained"]
+    if not pretrained:
+        raise ConfigError("'latentaudit embed' needs a trained encoder: pass --encoder DIR "
+                          "(the OUTPUT/encoder of 'latentaudit train', or 'demo')")
+    output_folder(config, "embed", create=False)
+    with run.stage("load", f"reading {config['data']['images']} ..."):
+        dataset = load_nifti(config, verbose=run.verbose)
+    with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
+        encoder = load_encoder(pretrained)
+    output = output_folder(config, "embed")
+    save_config(run)
+    aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
+    folder = output / "embeddings"
+    where = str(Path(pretrained).resolve()) if Path(pretrained).exists() else str(pretrained)
+    with run.stage("embed", f"embedding {len(dataset)} images ..."):
+        embeddings = embed_and_save(encoder, dataset, config, run, folder, aggregate, {
+            "data": data_provenance(config, dataset), "encoder_path": where})
+    print(f"embeddings: {folder.resolve()} ({embeddings.shape[0]} rows x "
+          f"{embeddings.shape[1]})")
+    print(f"next: latentaudit audit --embeddings {shlex.quote(str(folder))} --output OUTPUT")
+    return 0
+
+
+COMMAND = Command(
+    name="embed", order=20, run=run_embed, scopes=("data", "embed", "run"),
+    titles={"embed": "encoder"},
+    help="embed a folder of NIfTI files with a trained encoder",
+    description="Embed every subject with a trained encoder and save the embeddings "
+                "(OUTPUT/embeddings: z.npy, ids, metadata, provenance) for 'latentaudit "
+                "audit'.")
