@@ -18,8 +18,10 @@ The attractive forces are openTSNE's own compiled kernel.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import joblib
@@ -32,7 +34,8 @@ from openTSNE.nearest_neighbors import KNNIndex
 
 from .audit._neighbors import build_knn_graph, exact_neighbors
 
-__all__ = ["GraphIndex", "KLPlateau", "fft_repulsion", "kl_gradient", "resolve_n_jobs"]
+__all__ = ["GraphIndex", "KLPlateau", "TSNEFit", "fft_repulsion", "fit_tsne", "kl_gradient",
+           "resolve_n_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,17 @@ _MIN_BOXES = 50
 _GRID_DTYPE = np.float32
 # maps with fewer points run single-threaded
 _MIN_PARALLEL_SAMPLES = 5000
+# The schedule: early exaggeration (12) for at most 250 iterations, then at most
+# max_iter (default 500) plain iterations; each phase stops early once the KL divergence
+# falls by less than its tolerance (relative) over _CHECK_EVERY iterations
+EARLY_EXAGGERATION = 12.0
+EARLY_EXAGGERATION_ITER = 250
+_EARLY_EXAGGERATION_TOL = 0.01
+MAX_ITER = 500
+_TOL = 0.02
+_CHECK_EVERY = 50
+# affinities from this many nearest neighbours per unit of perplexity
+_NEIGHBORS_PER_PERPLEXITY = 2
 
 
 def resolve_n_jobs(n_jobs) -> int:
@@ -386,3 +400,113 @@ class KLPlateau:
         logger.debug("KL divergence %.4f after %d iterations, %.4f before: stopping",
                      error, iteration, previous)
         return True
+
+
+@dataclasses.dataclass
+class TSNEFit:
+    """What :func:`fit_tsne` returns.
+
+    Attributes
+    ----------
+    model : openTSNE.TSNEEmbedding
+        The optimised map (centred; it places new points with ``transform``).
+    n_iter : int
+        Iterations run, early exaggeration included.
+    timings : dict
+        Seconds of ``affinities`` (kNN graph included), ``early_exaggeration`` and
+        ``optimisation``.
+    knn_recall : float or None
+        Recall of the kNN graph against exact search (``None`` for metrics other than
+        Euclidean, searched by openTSNE).
+    """
+
+    model: object
+    n_iter: int
+    timings: dict
+    knn_recall: float | None
+
+
+def fit_tsne(X, *, n_components: int = 2, perplexity: float = 30.0,
+             metric: str = "euclidean", max_iter: int | None = None, n_jobs=None,
+             random_state: int = 0, verbose: bool = False) -> TSNEFit:
+    """Optimise a t-SNE map of ``X`` (the engine of ``Projector(method="tsne")``).
+
+    Affinities from the ``2 * perplexity`` nearest neighbours, PCA initialisation, early
+    exaggeration 12 for at most 250 iterations and then at most ``max_iter`` (default
+    500) iterations, each phase ending once the KL divergence stops falling
+    (:class:`KLPlateau`), learning rate ``n / exaggeration`` (openTSNE's ``"auto"``).
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+        The points (usually reduced to 50 dimensions by PCA).
+    n_components : int, default 2
+        Dimensions of the map (FFT gradients up to 2, Barnes-Hut for 3).
+    perplexity : float, default 30.0
+        Effective number of neighbours.
+    metric : str, default "euclidean"
+        Input distance; other metrics use openTSNE's own neighbour search.
+    max_iter : int, optional
+        Most iterations after early exaggeration.
+    n_jobs : int, optional
+        Threads (``None``: every usable core).
+    random_state : int, default 0
+        Seed.
+    verbose : bool, default False
+        openTSNE's progress output.
+
+    Returns
+    -------
+    TSNEFit
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fitted = fit_tsne(np.random.default_rng(0).normal(size=(100, 5)), perplexity=10)
+    >>> np.asarray(fitted.model).shape, fitted.n_iter <= 750
+    ((100, 2), True)
+    """
+    import openTSNE
+
+    start = time.perf_counter()
+    timings = {}
+    n_jobs = resolve_n_jobs(n_jobs)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    max_iter = MAX_ITER if max_iter is None else int(max_iter)
+    k = min(len(X) - 1, int(_NEIGHBORS_PER_PERPLEXITY * perplexity))
+    knn_recall = None
+    if metric == "euclidean":
+        index = GraphIndex(X, k, n_jobs=n_jobs, random_state=random_state)
+        affinities = openTSNE.affinity.PerplexityBasedNN(
+            knn_index=index, perplexity=perplexity, n_jobs=n_jobs, verbose=verbose)
+        knn_recall = index.recall_
+    else:  # openTSNE's own approximate search knows the other metrics
+        affinities = openTSNE.affinity.PerplexityBasedNN(
+            X, perplexity=perplexity, method="auto", metric=metric, n_jobs=n_jobs,
+            random_state=random_state, k_neighbors=k, verbose=verbose)
+    init = openTSNE.initialization.pca(X, n_components, random_state=random_state)
+    # FFT gradients for 1-D and 2-D maps (ours in 2-D), Barnes-Hut for 3-D ones
+    gradient = kl_gradient if n_components <= 2 else "bh"
+    model = openTSNE.TSNEEmbedding(init, affinities, negative_gradient_method=gradient,
+                                   n_jobs=n_jobs, random_state=random_state,
+                                   verbose=verbose)
+    timings["affinities"] = time.perf_counter() - start
+    start = time.perf_counter()
+    stop = KLPlateau(_EARLY_EXAGGERATION_TOL)
+    model.optimize(EARLY_EXAGGERATION_ITER, exaggeration=EARLY_EXAGGERATION, inplace=True,
+                   callbacks=[stop], callbacks_every_iters=_CHECK_EVERY)
+    n_iter = stop.stopped_at_ or EARLY_EXAGGERATION_ITER
+    timings["early_exaggeration"] = time.perf_counter() - start
+    start = time.perf_counter()
+    stop = KLPlateau(_TOL)
+    model.optimize(max_iter, inplace=True, callbacks=[stop],
+                   callbacks_every_iters=_CHECK_EVERY)
+    timings["optimisation"] = time.perf_counter() - start
+    n_iter += stop.stopped_at_ or max_iter
+    # transform places new points against a grid of the frozen map; preparing it now (it
+    # centres the map in place) keeps the map and every later placement in one frame
+    if n_components <= 2:
+        model.prepare_interpolation_grid()
+    else:
+        model -= (np.max(model, axis=0) + np.min(model, axis=0)) / 2
+    return TSNEFit(model, int(n_iter), timings, knn_recall)

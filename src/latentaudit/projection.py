@@ -10,19 +10,19 @@ Backends that can place new points against a frozen map (openTSNE, UMAP, PCA) do
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import numbers
 import time
 
 import numpy as np
-import pandas as pd
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._stability import ProjectionStability
+from ._streaming import project_rows, row_blocks
 from ._validation import validate_embedding
-from .errors import ConfigError, InputShapeError
+from .errors import ConfigError
 from .errors import NotFittedError as _NotFittedError
 from .utils import check_option, check_random_state, optional_import
 
@@ -43,17 +43,9 @@ _BACKENDS = {
 }
 # t-SNE places new points by optimising them against the frozen reference map only
 _TRANSFORM_ITER = 250
-# t-SNE's schedule: early exaggeration (12) for at most 250 iterations, then at most
-# max_iter (default 500) plain iterations; each phase stops early once the KL divergence
-# falls by less than its tolerance (relative) over _CHECK_EVERY iterations
-_EARLY_EXAGGERATION = 12.0
+# rows placed on the map at a time when the fit used a subsample (max_fit_samples)
+_PLACE_BLOCK_ROWS = 65_536
 _EARLY_EXAGGERATION_ITER = 250
-_EARLY_EXAGGERATION_TOL = 0.01
-_MAX_ITER = 500
-_TOL = 0.02
-_CHECK_EVERY = 50
-# affinities from this many nearest neighbours per unit of perplexity
-_NEIGHBORS_PER_PERPLEXITY = 2
 
 
 class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -88,6 +80,13 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         iterations and then at most 500 (``max_iter``), and ends each phase early once
         the Kullback-Leibler divergence falls by less than 1% (early exaggeration) or 2%
         over 50 iterations; scikit-learn's ``TSNE`` runs 250 + 750 (``max_iter``).
+    max_fit_samples : int, optional
+        Optimise the map (and fit the PCA) on at most this many randomly chosen rows
+        and place the others with :meth:`transform`, a block of rows at a time: for
+        very large inputs (a million rows, possibly memory-mapped), where a full fit
+        would take hours.  ``None`` (default): every row is optimised.  Not for PCA
+        maps or ``backend="sklearn"``.  ``benchmarks/bench_scale.py`` measures what it
+        costs in trustworthiness.
     random_state : int, numpy.random.RandomState or None, default None
         Seed of every random choice; an int makes maps reproducible.
     n_jobs : int, optional
@@ -116,13 +115,16 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     n_iter_ : int
         Iterations run, early exaggeration included (t-SNE), or epochs (UMAP); not set
         for PCA.
+    fit_rows_ : numpy.ndarray of int or None
+        The rows the map was optimised on (``max_fit_samples``); ``None`` when all were.
     knn_recall_ : float
         Recall of the t-SNE kNN graph against exact search (1.0 when exact; default
         backend with the Euclidean metric only).
     timings_ : dict
         Seconds ``fit`` spent in each stage: ``pca``, then ``affinities`` (kNN graph
         and affinities), ``early_exaggeration`` and ``optimisation`` for the default
-        t-SNE, or ``map`` for the other backends.
+        t-SNE, or ``map`` for the other backends, and ``placement`` (the rows left out
+        by ``max_fit_samples``).
     n_features_in_ : int
         Number of input features.
 
@@ -142,8 +144,9 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     def __init__(self, method: str = "tsne", n_components: int = 2, *,
                  pca_components: int | None = 50, perplexity: float = 30.0,
                  n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean",
-                 max_iter: int | None = None, random_state=None, n_jobs: int | None = None,
-                 backend: str = "auto", verbose: bool = False) -> None:
+                 max_iter: int | None = None, max_fit_samples: int | None = None,
+                 random_state=None, n_jobs: int | None = None, backend: str = "auto",
+                 verbose: bool = False) -> None:
         self.method = method
         self.n_components = n_components
         self.pca_components = pca_components
@@ -152,6 +155,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.min_dist = min_dist
         self.metric = metric
         self.max_iter = max_iter
+        self.max_fit_samples = max_fit_samples
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.backend = backend
@@ -235,6 +239,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.pca_ = None
         self.model_ = None
         self.perplexity_ = None
+        self.fit_rows_ = None
         self.backend_ = backend
         if method == "pca":
             if n_components > min(n_samples, n_features):
@@ -250,22 +255,54 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             self.timings_ = {"pca": time.perf_counter() - start}
             return X
 
+        self.fit_rows_ = self._fit_rows(n_samples, seed, backend)
+        sample = X if self.fit_rows_ is None else X[self.fit_rows_]
         start = time.perf_counter()
-        reduced = self._fit_pca(X, seed)
+        reduced = self._fit_pca(sample, seed)
         self.timings_ = {"pca": time.perf_counter() - start}
         if method == "tsne":
-            self.perplexity_ = self._effective_perplexity(n_samples)
+            self.perplexity_ = self._effective_perplexity(len(sample))
             if backend == "opentsne":
-                self.embedding_ = self._fit_opentsne(reduced, seed, n_components)
+                embedding = self._fit_opentsne(reduced, seed, n_components)
             else:
                 start = time.perf_counter()
-                self.embedding_ = self._fit_sklearn_tsne(reduced, seed, n_components)
+                embedding = self._fit_sklearn_tsne(reduced, seed, n_components)
                 self.timings_["map"] = time.perf_counter() - start
         else:
             start = time.perf_counter()
-            self.embedding_ = self._fit_umap(reduced, seed, n_components)
+            embedding = self._fit_umap(reduced, seed, n_components)
             self.timings_["map"] = time.perf_counter() - start
+        if self.fit_rows_ is None:
+            self.embedding_ = embedding
+            return X
+        # the other rows are placed on the frozen map, a block at a time (each point
+        # independently of the others, so the blocks change nothing but the memory)
+        start = time.perf_counter()
+        self.embedding_ = np.empty((n_samples, n_components))
+        self.embedding_[self.fit_rows_] = embedding
+        rest = np.ones(n_samples, dtype=bool)
+        rest[self.fit_rows_] = False
+        rest = np.flatnonzero(rest)
+        for rows in row_blocks(len(rest), _PLACE_BLOCK_ROWS):
+            self.embedding_[rest[rows]] = self._place(self._reduce(X[rest[rows]]))
+        self.timings_["placement"] = time.perf_counter() - start
         return X
+
+    def _fit_rows(self, n_samples: int, seed: int, backend: str) -> np.ndarray | None:
+        limit = self.max_fit_samples
+        if limit is None:
+            return None
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 4:
+            raise ConfigError(f"max_fit_samples must be an integer >= 4 or None, got "
+                              f"{limit!r}")
+        if n_samples <= limit:
+            return None
+        if backend == "sklearn":
+            raise ConfigError(
+                "max_fit_samples places the rows left out of the fit with transform, which "
+                "scikit-learn's TSNE (backend='sklearn') cannot do; use the default backend")
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(n_samples, size=int(limit), replace=False))
 
     def _check_n_components(self, method: str) -> int:
         n = self.n_components
@@ -311,54 +348,18 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return float(perplexity)
 
     def _fit_opentsne(self, X: np.ndarray, seed: int, n_components: int) -> np.ndarray:
-        import openTSNE
+        from ._tsne import fit_tsne
 
-        from ._tsne import GraphIndex, KLPlateau, kl_gradient, resolve_n_jobs
-
-        start = time.perf_counter()
-        n_jobs = resolve_n_jobs(self.n_jobs)
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        max_iter = _MAX_ITER if self.max_iter is None else _check_iter(self.max_iter)
-        k = min(len(X) - 1, int(_NEIGHBORS_PER_PERPLEXITY * self.perplexity_))
-        if self.metric == "euclidean":
-            index = GraphIndex(X, k, n_jobs=n_jobs, random_state=seed)
-            affinities = openTSNE.affinity.PerplexityBasedNN(
-                knn_index=index, perplexity=self.perplexity_, n_jobs=n_jobs,
-                verbose=bool(self.verbose))
-            self.knn_recall_ = index.recall_
-        else:  # openTSNE's own approximate search knows the other metrics
-            affinities = openTSNE.affinity.PerplexityBasedNN(
-                X, perplexity=self.perplexity_, method="auto", metric=self.metric,
-                n_jobs=n_jobs, random_state=seed, k_neighbors=k,
-                verbose=bool(self.verbose))
-        init = openTSNE.initialization.pca(X, n_components, random_state=seed)
-        # FFT gradients for 1-D and 2-D maps (ours in 2-D), Barnes-Hut for 3-D ones
-        gradient = kl_gradient if n_components <= 2 else "bh"
-        model = openTSNE.TSNEEmbedding(init, affinities, negative_gradient_method=gradient,
-                                       n_jobs=n_jobs, random_state=seed,
-                                       verbose=bool(self.verbose))
-        self.timings_["affinities"] = time.perf_counter() - start
-        start = time.perf_counter()
-        stop = KLPlateau(_EARLY_EXAGGERATION_TOL)
-        model.optimize(_EARLY_EXAGGERATION_ITER, exaggeration=_EARLY_EXAGGERATION,
-                       inplace=True, callbacks=[stop], callbacks_every_iters=_CHECK_EVERY)
-        n_iter = stop.stopped_at_ or _EARLY_EXAGGERATION_ITER
-        self.timings_["early_exaggeration"] = time.perf_counter() - start
-        start = time.perf_counter()
-        stop = KLPlateau(_TOL)
-        model.optimize(max_iter, inplace=True, callbacks=[stop],
-                       callbacks_every_iters=_CHECK_EVERY)
-        self.timings_["optimisation"] = time.perf_counter() - start
-        self.n_iter_ = int(n_iter + (stop.stopped_at_ or max_iter))
-        # transform places new points against a grid of the frozen map; preparing it
-        # now (it centres the map in place) keeps embedding_ and every later transform
-        # in one frame
-        if n_components <= 2:
-            model.prepare_interpolation_grid()
-        else:
-            model -= (np.max(model, axis=0) + np.min(model, axis=0)) / 2
-        self.model_ = model
-        return np.array(model, dtype=np.float64)
+        max_iter = None if self.max_iter is None else _check_iter(self.max_iter)
+        fitted = fit_tsne(X, n_components=n_components, perplexity=self.perplexity_,
+                          metric=self.metric, max_iter=max_iter, n_jobs=self.n_jobs,
+                          random_state=seed, verbose=bool(self.verbose))
+        self.timings_.update(fitted.timings)
+        self.n_iter_ = fitted.n_iter
+        if fitted.knn_recall is not None:
+            self.knn_recall_ = fitted.knn_recall
+        self.model_ = fitted.model
+        return np.array(fitted.model, dtype=np.float64)
 
     def _fit_sklearn_tsne(self, X: np.ndarray, seed: int, n_components: int) -> np.ndarray:
         from sklearn.manifold import TSNE
@@ -432,13 +433,18 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
                 "or refit on all points with fit_transform")
         if self.method == "pca":
             return self.pca_.transform(X).astype(X.dtype, copy=False)
-        reduced = self.pca_.transform(X) if self.pca_ is not None else X
+        return self._place(self._reduce(X)).astype(X.dtype, copy=False)
+
+    def _reduce(self, X) -> np.ndarray:
+        if self.pca_ is None:
+            return np.asarray(X, dtype=np.float64)
+        return project_rows(X, self.pca_.mean_, self.pca_.components_, dtype=np.float64)
+
+    def _place(self, reduced: np.ndarray) -> np.ndarray:
         if self.backend_ == "opentsne":
-            placed = np.asarray(self.model_.transform(
+            return np.asarray(self.model_.transform(
                 np.ascontiguousarray(reduced, dtype=np.float64), n_iter=_TRANSFORM_ITER))
-        else:
-            placed = self._place_umap(reduced)
-        return placed.astype(X.dtype, copy=False)
+        return self._place_umap(reduced)
 
     def _place_umap(self, X: np.ndarray) -> np.ndarray:
         # UMAP's own transform refines new points by stochastic gradient descent whose
@@ -531,93 +537,11 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         >>> 0 <= report.trustworthiness <= 1
         True
         """
-        from sklearn.cluster import HDBSCAN, KMeans
-        from sklearn.manifold import trustworthiness
-        from sklearn.metrics import adjusted_rand_score
+        from ._stability import map_stability
 
-        if isinstance(n_seeds, bool) or not isinstance(n_seeds, numbers.Integral) or (
-                n_seeds < 2):
-            raise ConfigError(f"n_seeds must be an integer >= 2, got {n_seeds!r}")
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise InputShapeError(f"X must be 2-D (n_samples, n_features), got shape "
-                                  f"{X.shape}")
-        n = len(X)
-        rng = check_random_state(self.random_state)
-        seeds = [int(s) for s in rng.randint(np.iinfo(np.int32).max, size=n_seeds)]
-        if min_cluster_size is None:
-            min_cluster_size = max(10, n // 100)
-        min_cluster_size = int(min(min_cluster_size, max(2, n // 2)))
-        sample = np.sort(rng.choice(n, size=min(n, max_samples), replace=False))
-        k = int(min(n_neighbors, max(1, (len(sample) - 1) // 2 - 1)))
-
-        kmeans_labels, hdbscan_labels, runs = [], [], []
-        for seed in seeds:
-            xy = clone(self).set_params(random_state=seed).fit_transform(X)
-            kmeans_labels.append(KMeans(n_clusters=min(n_clusters, n), n_init=4,
-                                        random_state=0).fit_predict(xy))
-            labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(xy)
-            hdbscan_labels.append(labels)
-            runs.append({
-                "seed": seed,
-                "trustworthiness": float(trustworthiness(X[sample], xy[sample],
-                                                         n_neighbors=k)),
-                "n_hdbscan_clusters": int(len(set(labels) - {-1})),
-                "hdbscan_noise_fraction": float(np.mean(labels == -1)),
-            })
-        pairs = []
-        for a in range(n_seeds):
-            for b in range(a + 1, n_seeds):
-                pairs.append({
-                    "seed_a": seeds[a], "seed_b": seeds[b],
-                    "kmeans_ari": float(adjusted_rand_score(kmeans_labels[a],
-                                                            kmeans_labels[b])),
-                    "hdbscan_ari": float(adjusted_rand_score(hdbscan_labels[a],
-                                                             hdbscan_labels[b])),
-                })
-        pairs = pd.DataFrame(pairs)
-        runs = pd.DataFrame(runs)
-        return ProjectionStability(
-            seeds=seeds,
-            kmeans_ari=float(pairs["kmeans_ari"].mean()),
-            hdbscan_ari=float(pairs["hdbscan_ari"].mean()),
-            trustworthiness=float(runs["trustworthiness"].mean()),
-            pairs=pairs, runs=runs)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProjectionStability:
-    """Result of :meth:`Projector.stability`.
-
-    Attributes
-    ----------
-    seeds : list of int
-        The seeds of the maps.
-    kmeans_ari : float
-        Mean adjusted Rand index between the k-means labels of every pair of maps.
-    hdbscan_ari : float
-        The same for HDBSCAN labels (noise points count as one label).
-    trustworthiness : float
-        Mean trustworthiness of the maps (on a subsample).
-    pairs : pandas.DataFrame
-        One row per pair of maps: ``seed_a``, ``seed_b``, ``kmeans_ari``,
-        ``hdbscan_ari``.
-    runs : pandas.DataFrame
-        One row per map: ``seed``, ``trustworthiness``, ``n_hdbscan_clusters``,
-        ``hdbscan_noise_fraction``.
-    """
-
-    seeds: list
-    kmeans_ari: float
-    hdbscan_ari: float
-    trustworthiness: float
-    pairs: pd.DataFrame
-    runs: pd.DataFrame
-
-    def __repr__(self) -> str:
-        return (f"ProjectionStability(n_seeds={len(self.seeds)}, "
-                f"kmeans_ari={self.kmeans_ari:.3f}, hdbscan_ari={self.hdbscan_ari:.3f}, "
-                f"trustworthiness={self.trustworthiness:.3f})")
+        return map_stability(self, X, n_seeds, n_clusters=n_clusters,
+                             min_cluster_size=min_cluster_size, n_neighbors=n_neighbors,
+                             max_samples=max_samples)
 
 
 def _check_iter(value) -> int:
