@@ -124,8 +124,9 @@ def main() -> None:
           f"{images * 512 * 4 / 1e9:.1f} GB (512 float32), per-subject embeddings "
           f"{args.subjects * 512 * 4 / 1e9:.2f} GB; x_T codes of the explained images "
           f"{args.explain_subjects * args.slices * pixels * 4 / 1e9:.1f} GB (float32); "
-          f"checkpoints about {4 * large['params'] * 4 / 1e9:.1f} GB each ({large['params'] / 1e6:.1f} M "
-          f"parameters: weights, EMA, two Adam moments in float32)")
+          f"checkpoints about {4 * large['params'] * 4 / 1e9:.1f} GB each "
+          f"({large['params'] / 1e6:.1f} M parameters: weights, EMA, two Adam moments in "
+          f"float32)")
     per_gpu = gpu / large["train"]
     print(f"Input bandwidth: one GPU trains about {per_gpu:,.0f} images/s = "
           f"{per_gpu * image_bytes / 1e6:,.0f} MB/s of float16 images")

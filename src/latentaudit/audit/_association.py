@@ -1,4 +1,4 @@
-"""Association tests of the clusters against the metadata, nuisance probes, and the ranking
+"""Association tests of the clusters against the metadata, held-out probes, and the ranking
 of everything tested into findings with false discovery rate control."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from scipy import stats
 from ..errors import DataError
 from ..utils import check_option, check_random_state
 from ._clustering import _NOISE
+from ._heldout import heldout_probe_test
+from ._known import known_design, known_strata, residualize
 from ._probes import PROBE_MODELS, run_probe
 from ._stats import (
     ami_permutation_test,
@@ -250,31 +252,47 @@ class _AssociationTests:
             return kind, valid, codes.astype(np.int64), levels
         return kind, valid, values[valid].to_numpy(dtype=np.float64), None
 
-    def _probe_findings(self, metadata, nuisance, seed) -> list[dict]:
+    def _known_kinds(self, expected) -> dict[str, str]:
+        """Kinds of the columns whose structure is expected (and the one clustered within)."""
+        known = [c for c in expected if c in self.column_types_]
+        if self.within_ is not None and self.within_ not in known:
+            known.append(self.within_)
+        return {c: self.column_types_.get(c) or self._column_kind(self.metadata_[c])
+                for c in known if (self.column_types_.get(c)
+                                   or self._column_kind(self.metadata_[c]))}
+
+    def _probe_findings(self, metadata, columns, expected, seed) -> list[dict]:
+        """Held-out probes of ``columns``, beyond what the expected columns explain."""
         rows = []
         rng = check_random_state(seed)
-        for column in nuisance:
-            if column not in self.column_types_ or column == self.within_:
+        known = self._known_kinds(expected)
+        space = self.reduced_
+        strata = None
+        beyond = ""
+        if known:
+            space = residualize(space, known_design(metadata, known))
+            strata = known_strata(metadata, known)
+            beyond = f", beyond {', '.join(known)}"
+        for column in columns:
+            if column not in self.column_types_ or column == self.within_ or column in known:
                 continue
             kind, valid, target, levels = self._column_target(metadata, column)
             index = np.flatnonzero(valid)
-            if index.size > self.probe_max_samples:
-                keep = np.sort(rng.choice(index.size, self.probe_max_samples, replace=False))
-                index, target = index[keep], target[keep]
             try:
-                result = run_probe(self.reduced_[index], target, kind, n_permutations=0,
-                                   random_state=rng)
+                result = heldout_probe_test(
+                    space[index], target, kind,
+                    strata=None if strata is None else strata[index],
+                    max_samples=self.probe_max_samples, random_state=rng)
             except DataError as err:
-                logger.info("nuisance column %r not probed: %s", column, err)
+                logger.info("column %r not probed: %s", column, err)
                 continue
             if kind == "categorical":
-                text = (f"{column} is predicted from the embedding with accuracy "
-                        f"{result['score']:.2f} (chance {result['chance']:.2f}, "
-                        f"κ = {result['effect_size']:.2f})")
+                text = (f"{column} is predicted from the embedding{beyond} (held-out AUC "
+                        f"{result['score']:.2f}, chance 0.50)")
             else:
-                text = (f"{column} is predicted from the embedding with mean absolute error "
-                        f"{_fmt(result['score'])} (predicting the median: "
-                        f"{_fmt(result['chance'])}, R² = {result['effect_size']:.2f})")
+                text = (f"{column} is predicted from the embedding{beyond} (held-out "
+                        f"Spearman ρ = {result['score']:.2f}, R² = "
+                        f"{result['effect_size']:.2f})")
             rows.append({
                 "kind": "probe",
                 "cluster": None,

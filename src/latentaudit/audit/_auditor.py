@@ -3,9 +3,9 @@
 The paper looks at a t-SNE map coloured by site and sees "clusters that should not
 exist".  :class:`ClusterAuditor` does the same systematically on any (N, d) embedding and a
 metadata table: it clusters the embedding, tests every cluster against every column,
-probes nuisance columns, corrects for multiple testing and ranks what it found, with a
-sentence a person can read.  The same k-nearest-neighbour graph then serves label issues,
-outliers, near-duplicates and look-ups.  NumPy, SciPy, pandas and scikit-learn only.
+probes every column it did not expect, corrects for multiple testing and ranks what it
+found, with a sentence a person can read.  The same k-nearest-neighbour graph then serves
+label issues, outliers, near-duplicates and look-ups.  NumPy, SciPy, pandas and scikit-learn only.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
     """Cluster an embedding and test the clusters against the metadata.
 
     ``fit`` reduces the embedding by PCA, clusters it (HDBSCAN by default), tests every
-    cluster against every metadata column, probes the nuisance columns, controls the
-    false discovery rate over everything tested and ranks the findings.  It also builds
+    cluster against every metadata column, probes every column that is not expected,
+    controls the false discovery rate over everything tested and ranks the findings.  It also builds
     the k-nearest-neighbour graph that :meth:`label_issues`, :meth:`outliers` and
     :meth:`duplicates` read.
 
@@ -75,11 +75,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         categorical columns with more than 50 levels).
     expected : list of str, optional
         Columns whose association with the clusters is expected structure (e.g.
-        ``"sex"``); they are tested but ranked after everything else.
+        ``"sex"``); they are tested but ranked after everything else, and the probes of
+        the other columns ask what the embedding carries *beyond* them.
     nuisance : list of str, optional
-        Columns whose association is the unexpected finding (e.g. ``"site"``).  With
-        ``probe_nuisance``, each is also probed from the embedding: one predicted above
-        chance is a finding of kind ``"probe"`` even when no cluster follows it.
+        Columns whose association is the unexpected finding (e.g. ``"site"``); with
+        ``probe_columns="nuisance"`` only they are probed.
     within : str, optional
         A categorical column (typically an expected one) to cluster within: each of its
         groups is clustered on its own and each cluster is tested against the rest of
@@ -98,11 +98,19 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         analysis space (faster; neighbours then follow the leading components).
     n_permutations : int, default 199
         Permutations of the AMI test and draws of the Monte Carlo χ² test.
-    probe_nuisance : bool, default True
-        Probe the nuisance columns during ``fit``.
+    probe_columns : {"unexpected", "nuisance", "none"}, default "unexpected"
+        Which columns ``fit`` probes: every tested column that is not ``expected``, only
+        the ``nuisance`` columns, or none.  A column a probe predicts above chance is a
+        finding of kind ``"probe"`` even when no cluster follows it.  The probe is a
+        linear model on the analysis space (with ``expected`` columns, on its residual
+        after what they explain), trained on the first folds of five and tested on rows
+        it never saw, the permutation within strata of the expected columns (see
+        :func:`~latentaudit.audit.heldout_probe_test`): its p-value is valid however
+        many rows and dimensions there are.
     probe_max_samples : int, default 20000
-        Rows (sampled at random) that the probes of ``fit`` use, and the most training
-        rows of each fold's probe in :meth:`label_issues`.
+        Rows (a random subsample, stratified by level) that each probe of ``fit`` uses,
+        which bounds its cost on large cohorts, and the most training rows of each
+        fold's probe in :meth:`label_issues`.
     alpha : float, default 0.05
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
@@ -131,12 +139,13 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         Everything tested, most important first: columns ``kind`` ("cluster" or
         "probe"), ``cluster`` (``<NA>`` for tests of the whole clustering and for
         probes), ``column``, ``test`` ("chi2", "fisher", "chi2_mc", "kruskal", "ami",
-        "probe_logistic", "probe_ridge"), ``statistic``, ``effect_size`` (Cramér's V,
-        ε², AMI, Cohen's κ or R²), ``p_value``, ``q_value`` (Benjamini–Hochberg over
+        "probe_logistic", "probe_ridge"), ``statistic`` (χ², H, AMI; a probe's held-out
+        AUC or Spearman's ρ), ``effect_size`` (Cramér's V, ε², AMI; a probe's Somers'
+        D = 2 AUC - 1 or held-out R²), ``p_value``, ``q_value`` (Benjamini–Hochberg over
         all rows), ``n`` (the cluster's size, or the rows tested) and ``description``.
         Ranking: findings of expected columns last; within each part, significant ones
         (``q_value <= alpha``) first, by effect size on a correlation scale (V, √ε²,
-        AMI, κ, √R²).
+        AMI, D, √R²).
     column_types_ : dict
         ``{column: "categorical" or "continuous"}`` of the columns tested.
     column_roles_ : dict
@@ -203,7 +212,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         knn_method: str = "auto",
         knn_space: str = "embedding",
         n_permutations: int = 199,
-        probe_nuisance: bool = True,
+        probe_columns: str = "unexpected",
         probe_max_samples: int = 20_000,
         alpha: float = 0.05,
         id_column: str = DEFAULT_ID_COLUMN,
@@ -227,7 +236,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         self.knn_method = knn_method
         self.knn_space = knn_space
         self.n_permutations = n_permutations
-        self.probe_nuisance = probe_nuisance
+        self.probe_columns = probe_columns
         self.probe_max_samples = probe_max_samples
         self.alpha = alpha
         self.id_column = id_column
@@ -240,6 +249,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         check_option("clusterer", self.clusterer, _CLUSTERERS)
         check_option("knn_method", self.knn_method, ["auto", "exact", "nndescent"])
         check_option("knn_space", self.knn_space, ["embedding", "reduced"])
+        check_option("probe_columns", self.probe_columns, ["unexpected", "nuisance", "none"])
         for name, low, allow_none in [
             ("n_clusters", 1, True),
             ("min_cluster_size", 2, True),
@@ -440,8 +450,10 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
 
         rows = self._cluster_tests(metadata, seeds[3])
         lap("tests")
-        if self.probe_nuisance:
-            rows += self._probe_findings(metadata, nuisance, seeds[4])
+        if self.probe_columns != "none":
+            probed = nuisance if self.probe_columns == "nuisance" else [
+                c for c in self.column_types_ if c not in expected]
+            rows += self._probe_findings(metadata, probed, expected, seeds[4])
         lap("probes")
         steps.close()
         self.findings_ = self._rank(rows)

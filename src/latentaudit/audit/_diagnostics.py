@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError, InputShapeError
 from ..utils import check_option, check_random_state
+from ._label_flags import confident_flags
 from ._neighbors import build_knn_graph, exact_neighbors
 from ._probes import PROBE_MODELS, out_of_fold
 
@@ -34,14 +35,19 @@ class _Diagnostics:
     ) -> pd.DataFrame:
         """Rows whose label disagrees with their neighbourhood and with a probe.
 
-        Confident-learning style: each row gets a predicted distribution of its label
-        from the labels of its kNN-graph neighbours (with one pseudo-neighbour drawn from
-        the class frequencies) and from an out-of-fold probe on the analysis space; the
-        two are averaged.  A categorical row's score is ``1 - p(given label)``; it is
-        flagged when another label is the most likely one and reaches that label's
-        average self-confidence.  A continuous row's score is its robust z-score: the
-        distance between the given value and the predicted one (mean of the
-        neighbours' values and the ridge prediction) over 1.4826 median absolute
+        Each row gets a predicted distribution of its label from the labels of its
+        kNN-graph neighbours (with one pseudo-neighbour drawn from the class
+        frequencies) and from an out-of-fold probe on the analysis space; the two are
+        averaged.  A categorical row's score is ``1 - p(given label)``.  Which rows are
+        flagged follows confident learning (Northcutt et al., 2021): the number of rows
+        given one label that belong to another is estimated from the rows confidently
+        predicted as the other (the calibrated confident joint), and that many rows
+        with the largest margin are flagged, never one whose given label is the most
+        likely; pairs of labels the embedding does not tell apart (AUC below 0.75, e.g.
+        two sites with the same protocol) are never flagged as each other's errors (see
+        :func:`~latentaudit.audit.confident_flags`).  A continuous row's score is its
+        robust z-score: the distance between the given value and the predicted one (mean
+        of the neighbours' values and the ridge prediction) over 1.4826 median absolute
         deviations; flagged above 3.5.
 
         Parameters
@@ -123,10 +129,7 @@ class _Diagnostics:
         proba = np.mean(estimates, axis=0)
         self_confidence = proba[np.arange(n), codes]
         suggested = proba.argmax(axis=1)
-        thresholds = np.array([
-            proba[codes == k, k].mean() if np.any(codes == k) else 1.0 for k in range(n_levels)
-        ])
-        flagged = (suggested != codes) & (proba[np.arange(n), suggested] >= thresholds[suggested])
+        flagged, _ = confident_flags(proba, codes)
         return pd.DataFrame({
             "index": index,
             "suggested": np.asarray(levels)[suggested],

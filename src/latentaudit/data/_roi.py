@@ -141,8 +141,34 @@ class ROI:
                 f"pattern={self.pattern!r})")
 
     # -- used by the volume datasets ---------------------------------------------------
-    def _margin_voxels(self, stack_spacing: Sequence[float], spatial_dims: int) -> np.ndarray:
-        """Margin in voxels along the three stack axes (slice axis 0 for 2-D)."""
+    def margin_voxels(self, stack_spacing: Sequence[float], spatial_dims: int) -> np.ndarray:
+        """The margin in whole voxels along the three stack axes.
+
+        Parameters
+        ----------
+        stack_spacing : sequence of float
+            Voxel size of the stack, three numbers (slice axis first for 2-D items).
+        spatial_dims : {2, 3}
+            Dimensions of the items; in 2-D the slice axis gets no margin (0).
+
+        Returns
+        -------
+        numpy.ndarray
+            Three non-negative integers (millimetres rounded up to whole voxels).
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.ConfigError`) when ``margin`` has neither one
+            number nor ``spatial_dims`` numbers.
+
+        Examples
+        --------
+        >>> import latentaudit as la
+        >>> roi = la.data.ROI({"sub-01": "segs/sub-01.nii.gz"}, label=20, margin=5)
+        >>> roi.margin_voxels([3.0, 2.0, 2.0], spatial_dims=2).tolist()
+        [0, 3, 3]
+        """
         n_axes = spatial_dims
         margin = np.atleast_1d(np.asarray(self.margin, dtype=float))
         if margin.size == 1:
@@ -157,10 +183,42 @@ class ROI:
         voxels = np.ceil(margin - 1e-6).astype(int)
         return np.concatenate([np.zeros(3 - n_axes, dtype=int), voxels])
 
-    def _load(self, path: str, subject_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Read a segmentation as (integer-valued array, affine), naming the file on error."""
+    def read_segmentation(self, subject_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Read a subject's segmentation.
+
+        Parameters
+        ----------
+        subject_id : str
+            The subject id.
+
+        Returns
+        -------
+        labels : numpy.ndarray
+            The label map, 3-D (singleton axes beyond the third dropped).
+        affine : numpy.ndarray
+            Its 4x4 voxel-to-world affine.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.DataError`) when the file is missing or cannot
+            be read; the message names the file and the subject.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import nibabel as nib, numpy as np
+        >>> import latentaudit as la
+        >>> folder = tempfile.mkdtemp()
+        >>> nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)),
+        ...          os.path.join(folder, "sub-01.nii.gz"))
+        >>> labels, affine = la.data.ROI(folder, label=1).read_segmentation("sub-01")
+        >>> labels.shape, int(labels.sum())
+        ((4, 4, 4), 64)
+        """
         import nibabel as nib
 
+        path = self.segmentation_path(subject_id)
         try:
             img = nib.load(path)
             data = np.asanyarray(img.dataobj)
@@ -170,9 +228,41 @@ class ROI:
         data = _squeeze_to_3d(data, path, what="segmentation")
         return data, np.asarray(img.affine, dtype=float)
 
-    def _header(self, path: str, subject_id: str) -> tuple[tuple[int, ...], np.ndarray]:
+    def segmentation_header(self, subject_id: str) -> tuple[tuple[int, ...], np.ndarray]:
+        """Shape and affine of a subject's segmentation, without reading its voxels.
+
+        Parameters
+        ----------
+        subject_id : str
+            The subject id.
+
+        Returns
+        -------
+        shape : tuple of int
+            The 3-D shape.
+        affine : numpy.ndarray
+            The 4x4 voxel-to-world affine.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.DataError`) when the file is missing or its
+            header cannot be read.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import nibabel as nib, numpy as np
+        >>> import latentaudit as la
+        >>> folder = tempfile.mkdtemp()
+        >>> nib.save(nib.Nifti1Image(np.ones((4, 5, 6), np.uint8), np.eye(4)),
+        ...          os.path.join(folder, "sub-01.nii.gz"))
+        >>> la.data.ROI(folder, label=1).segmentation_header("sub-01")[0]
+        (4, 5, 6)
+        """
         import nibabel as nib
 
+        path = self.segmentation_path(subject_id)
         try:
             img = nib.load(path)
         except Exception as err:

@@ -82,7 +82,7 @@ class _VolumeDataset(ImageDataset):
         if roi is not None and self.n_slices is None:
             raise ConfigError("roi= with spatial_dims=2 needs an integer n_slices, got None")
         if roi is not None:
-            roi._margin_voxels(np.ones(3), self.spatial_dims)  # checks the margin's length
+            roi.margin_voxels(np.ones(3), self.spatial_dims)  # checks the margin's length
         self.roi = roi
         self.on_error = check_option("on_error", on_error, ("raise", "skip"))
         if isinstance(cache_size, bool) or not isinstance(cache_size, (int, np.integer)) or (
@@ -241,7 +241,7 @@ class _VolumeDataset(ImageDataset):
                 f"fewer than n_slices={self.n_slices}")
         if self.roi is not None:
             seg_path = self.roi.segmentation_path(subject_id)
-            seg_shape, seg_affine = self.roi._header(seg_path, subject_id)
+            seg_shape, seg_affine = self.roi.segmentation_header(subject_id)
             if self.canonical:
                 seg_shape, seg_affine = _ras_header(seg_shape, seg_affine)
             _check_same_space(shape, affine, seg_shape, seg_affine, seg_path, subject_id)
@@ -311,14 +311,14 @@ class _VolumeDataset(ImageDataset):
 
     def _crop_roi(self, stack, ras_shape, affine, spacing, subject_id, pad_value):
         seg_path = self.roi.segmentation_path(subject_id)
-        seg, seg_affine = self.roi._load(seg_path, subject_id)
+        seg, seg_affine = self.roi.read_segmentation(subject_id)
         if self.canonical:
             seg, seg_affine = _reorient_to_ras(seg, seg_affine)
         _check_same_space(ras_shape, affine, seg.shape, seg_affine, seg_path, subject_id)
         labels = self.roi.labels
         mask = slice_to_image(np.isin(seg, labels), self.slice_axis)
         first, last = _label_extent(mask, subject_id, labels, seg_path)
-        margin = self.roi._margin_voxels(spacing, self.spatial_dims)
+        margin = self.roi.margin_voxels(spacing, self.spatial_dims)
         starts, stops = first - margin, last + 1 + margin
         if self.spatial_dims == 2:
             centre = (first[0] + last[0]) // 2

@@ -119,7 +119,8 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
     section.paragraphs.append(
         f"The embedding was clustered ({auditor.cluster_method_}{within}) into "
         f"{auditor.n_clusters_} clusters; every cluster was tested against every metadata "
-        f"column, the nuisance columns were probed, and the false discovery rate was "
+        f"column, every column that is not expected was probed, and the false discovery "
+        f"rate was "
         f"controlled over all {len(table)} tests. {len(significant)} pass q ≤ "
         f"{auditor.alpha:g}. Findings of expected columns ({expected}) are ranked last: "
         f"they are structure the embedding should show.")
@@ -128,7 +129,7 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
     section.tables.append(ReportTable(
         "All findings", table[["rank", "description", "column", "role", "kind", "cluster",
                                "test", "effect_size", "q_value", "n"]],
-        "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Cohen's κ "
+        "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Somers' D "
         "(probe_logistic) or R² (probe_ridge); q: Benjamini-Hochberg adjusted p-value.",
         max_rows=25))
     section.tables.append(ReportTable("Clusters", auditor.summary(),
