@@ -12,8 +12,9 @@ Phases, each in a fresh process so that its time and peak memory are its own:
    shifted, a sex label carried by one direction with 1% of the labels flipped) written
    block by block to ``DIR/z_N.npy`` (float32) with its metadata (``DIR/meta_N.csv``);
    reused when it exists.
-2. ``audit``: ``ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"])
-   .fit(z, metadata)`` and ``label_issues("sex")`` on ``numpy.load(path, mmap_mode="r")``
+2. ``audit``: ``ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"],
+   knn_space=...).fit(z, metadata)`` and ``label_issues("sex")`` on
+   ``numpy.load(path, mmap_mode="r")``
    (numba's compilation is done first on a tiny input and reported apart).
 3. ``project``: ``Projector(random_state=0, max_fit_samples=M).fit(z)`` on the same
    memory-map: t-SNE optimised on M random rows, the others placed with ``transform``.
@@ -111,7 +112,7 @@ def phase_audit(args) -> dict:
     rss_before = peak_rss_gb()
     start = time.perf_counter()
     auditor = ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"],
-                             n_jobs=args.threads).fit(z, meta)
+                             knn_space=args.knn_space, n_jobs=args.threads).fit(z, meta)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     issues = auditor.label_issues("sex")
@@ -125,6 +126,7 @@ def phase_audit(args) -> dict:
         "peak_rss_gb": peak_rss_gb(),
         "rss_before_fit_gb": rss_before,
         "stages": {k: round(v, 1) for k, v in auditor.timings_.items()},
+        "knn_space": args.knn_space,
         "knn_method": auditor.knn_method_,
         "knn_recall_sampled": auditor.knn_recall_,
         "n_clusters": auditor.n_clusters_,
@@ -196,7 +198,7 @@ PHASES = {"data": phase_data, "audit": phase_audit, "project": phase_project,
 def run_phase(name: str, args) -> dict:
     command = [sys.executable, __file__, "--phase", name, "--n", str(args.n), "--dir",
                args.dir, "--threads", str(args.threads), "--fit-samples",
-               str(args.fit_samples), "--seed", str(args.seed)]
+               str(args.fit_samples), "--seed", str(args.seed), "--knn-space", args.knn_space]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"phase {name} failed:\n{result.stderr[-3000:]}")
@@ -212,6 +214,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fit-samples", type=int, default=50_000,
                         help="Projector(max_fit_samples=...)")
+    parser.add_argument("--knn-space", choices=["embedding", "reduced"], default="embedding",
+                        help="ClusterAuditor(knn_space=...): the kNN graph in the 512-d "
+                             "embedding or in its 50-d analysis space")
     parser.add_argument("--quality", action="store_true",
                         help="also a full t-SNE fit, and trustworthiness of both maps")
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(PHASES))

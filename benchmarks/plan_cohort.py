@@ -43,8 +43,10 @@ def count_flops(preset: str) -> dict:
     return {"train": train, "encode": encode, "image_size": size, "params": params}
 
 
-def hours(flops: float, flops_per_s: float) -> float:
-    return flops / flops_per_s / 3600
+def duration(flops: float, flops_per_s: float) -> str:
+    """The time of ``flops`` operations at ``flops_per_s``, in hours or minutes."""
+    hours = flops / flops_per_s / 3600
+    return f"{hours:,.1f} h" if hours >= 1 else f"{60 * hours:.1f} min"
 
 
 def main() -> None:
@@ -100,8 +102,8 @@ def main() -> None:
         cells = []
         for n in (int(n) for n in args.gpus.split(",")):
             rate = gpu * (n * args.efficiency if parallel and n > 1 else 1)
-            cells.append(f"{hours(flops, rate):,.1f} h")
-        print(f"| {stage} | {where} | {work} | {hours(flops, cpu_flops):,.0f} h | "
+            cells.append(duration(flops, rate))
+        print(f"| {stage} | {where} | {work} | {duration(flops, cpu_flops)} | "
               + " | ".join(cells) + " |")
 
     row("train DAE (paper256)", "GPUs, torchrun DDP", f"{images * args.epochs / 1e6:,.0f} M "
