@@ -153,8 +153,9 @@ def _row_statistics(z: np.ndarray):
         finite[rows] = np.isfinite(block).all(axis=1)
         np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
         np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
-        for j in range(2):
-            hashes[rows, j] = (block * directions[j]).sum(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are refused
+            for j in range(2):
+                hashes[rows, j] = (block * directions[j]).sum(axis=1)
     return finite, low, high, hashes
 
 
