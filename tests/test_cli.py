@@ -444,24 +444,59 @@ def test_explain_a_delineation(trained, study, tmp_path, capsys):
     assert report["provenance"]["delineation"]["groups"] == {"0": 8, "1": 8}
 
 
-def test_explain_by_polygons_on_the_map(trained, study, tmp_path, capsys):
-    scans, _, table = study
-    subjects = pd.DataFrame({"id": table["subject"], "map_x": np.arange(16.0),
-                             "map_y": np.zeros(16)})
+def test_explain_and_audit_a_delineation_drawn_on_the_map(trained, study, tmp_path, capsys):
+    from latentaudit.audit import Delineation
+    from latentaudit.embeddings import Embeddings
+
+    scans, _, _ = study
+    embeddings = Embeddings.load(trained / "embed" / "embeddings")
+    ids = [str(i) for i in embeddings.ids]
+    xy = np.c_[np.arange(16.0), np.zeros(16)]  # the map an audit would have drawn
+    subjects = pd.DataFrame({"subject": ids, "map_x": xy[:, 0], "map_y": xy[:, 1]})
     subjects.to_csv(tmp_path / "subjects.csv", index=False)
-    (tmp_path / "polygons.json").write_text(json.dumps(
-        {"1": [[-0.5, -1], [5.5, -1], [5.5, 1], [-0.5, 1]],
-         "2": [[5.5, -1], [15.5, -1], [15.5, 1], [5.5, 1]]}))
-    code, _, err = run(capsys, "explain", "--labels", tmp_path / "subjects.csv", "--polygons",
-                       tmp_path / "polygons.json", "--images", scans, "--size", "16",
-                       "--output", tmp_path / "explain", "--set", "explain.enabled=false",
-                       "-q")
+    squares = {1: [[-0.5, -1], [5.5, -1], [5.5, 1], [-0.5, 1]],
+               2: [[5.5, -1], [15.5, -1], [15.5, 1], [5.5, 1]]}
+    path = Delineation.draw(xy, ids, squares, z=embeddings.z).write(tmp_path / "d.json")
+    # its subjects from the map it was drawn on, from the embeddings, or from the images
+    for k, source in enumerate((["--labels", tmp_path / "subjects.csv"],
+                                ["--embeddings", trained / "embed"], [])):
+        code, _, err = run(capsys, "explain", "--delineation", path, *source, "--images",
+                           scans, "--size", "16", "--output", tmp_path / f"explain{k}",
+                           "--set", "explain.enabled=false", "-q")
+        assert code == EXIT_OK, err
+        report = json.loads((tmp_path / f"explain{k}" / "report.json").read_text())
+        assert report["provenance"]["delineation"]["groups"] == {"1": 6, "2": 10}
+    # the audit tests the drawn groups instead of clusters
+    code, _, err = run(capsys, "audit", "--delineation", path, "--embeddings",
+                       trained / "embed", "--output", tmp_path / "audit", "--no-explain",
+                       *FAST_AUDIT)
     assert code == EXIT_OK, err
-    report = json.loads((tmp_path / "explain" / "report.json").read_text())
+    audited = pd.read_csv(tmp_path / "audit" / "subjects.csv", dtype={"subject": str})
+    assert audited["cluster"].tolist() == [1] * 6 + [2] * 10
+    report = json.loads((tmp_path / "audit" / "report.json").read_text())
     assert report["provenance"]["delineation"]["groups"] == {"1": 6, "2": 10}
-    assert report["provenance"]["delineation"]["reference"] == 2
-    assert report["sections"]["clusters"]["status"] == "ok"
-    assert report["sections"]["gradcam"]["status"] == "unavailable"
+    # refused: another map, other embeddings, other subjects
+    moved = subjects.copy()
+    moved.loc[3, "map_x"] += 0.25
+    moved.to_csv(tmp_path / "moved.csv", index=False)
+    code, _, err = run(capsys, "explain", "--delineation", path, "--labels",
+                       tmp_path / "moved.csv", "--images", scans, "--size", "16",
+                       "--output", tmp_path / "refused1", "-q")
+    assert_bad_input(code, err, "drawn on another map")
+    Embeddings(np.asarray(embeddings.z) * 2, ids=ids).save(tmp_path / "other")
+    code, _, err = run(capsys, "audit", "--delineation", path, "--embeddings",
+                       tmp_path / "other", "--output", tmp_path / "refused2", "-q")
+    assert_bad_input(code, err, "other embeddings")
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in sorted(scans.iterdir())[:10]:
+        (few / name.name).write_bytes(name.read_bytes())
+    code, _, err = run(capsys, "explain", "--delineation", path, "--images", few, "--size",
+                       "16", "--output", tmp_path / "refused3", "-q")
+    assert_bad_input(code, err, "drawn on other subjects", "not among them")
+    code, _, err = run(capsys, "explain", "--delineation", tmp_path / "none.json", "--images",
+                       scans, "--output", tmp_path / "refused4", "-q")
+    assert_bad_input(code, err, "does not exist")
 
 
 # --------------------------------------------------------------------------------------

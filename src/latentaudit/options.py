@@ -663,6 +663,10 @@ OPTIONS = OptionSchema([
          metavar="N", flags=[F(("--seed",), ("run",))]),
     _opt("device", "str", "cpu", "torch device, e.g. cpu or cuda",
          flags=[F(("--device",), ("run",))]),
+    _opt("nproc", "int", 1, "processes on this machine, launched with PyTorch's torchrun "
+         "(train: --batch-size is the global batch, each process takes a slice; embed: one "
+         "shard of the subjects each); under torchrun itself the launcher decides",
+         low=1, metavar="N", flags=[F(("--nproc",), ("train", "embed"))]),
     # -- data ----------------------------------------------------------------------------
     _opt("data.images", "path", None, "folder of NIfTI files (*.nii, *.nii.gz), one per "
          "subject", metavar="DIR", flags=[F(("--images",), ("data",))]),
@@ -743,13 +747,22 @@ OPTIONS = OptionSchema([
         F(("--embeddings",), ("explain",),
           help="the subjects' embeddings from that encoder (default: encode the images)")]),
     _opt("inputs.labels", "path", None, "table of subject ids and group labels, e.g. the "
-         "subjects.csv of an audit (required)", metavar="CSV",
+         "subjects.csv of an audit (required unless --delineation is given)", metavar="CSV",
          flags=[F(("--labels",), ("explain",))]),
     _opt("inputs.label_column", "str", "cluster", "column of the groups; -1: in no group",
          metavar="NAME", flags=[F(("--label-column",), ("explain",))]),
-    _opt("inputs.polygons", "path", None, "delineate by polygons on the audit's map "
-         "instead: a JSON object {\"1\": [[x, y], ...], ...} applied to the map_x/map_y "
-         "columns of --labels", metavar="JSON", flags=[F(("--polygons",), ("explain",))]),
+    _opt("inputs.delineation", "path", None, "groups drawn on a report's interactive map "
+         "(its exported delineation file), refused for other subjects or embeddings than "
+         "the map's", metavar="JSON", flags=[
+             F(("--delineation",), ("audit",),
+               help="test the groups drawn on a report's map (its exported delineation "
+                    "file) instead of clustering; refused for other embeddings than the "
+                    "map's"),
+             F(("--delineation",), ("explain",),
+               help="explain the groups drawn on a report's map (its exported delineation "
+                    "file); the subjects are those of --labels (the audit's subjects.csv, "
+                    "whose map must be the one drawn on), else of --embeddings, else of "
+                    "--images")]),
     _opt("inputs.reference", "int", None, "group the others are compared with (default "
          "the largest)", metavar="N", flags=[F(("--reference",), ("explain",))]),
     # -- projection ----------------------------------------------------------------------

@@ -148,7 +148,8 @@ class AuditReport:
     sections : list of ReportSection, optional
         The sections, in order.
     subjects : pandas.DataFrame, optional
-        One row per embedding row: id, cluster, map coordinates, metadata.
+        One row per embedding row: id, cluster, map coordinates, whether the
+        explaining classifier trained on it, metadata.
     provenance : dict, optional
         Data, encoder, versions, seeds, options and timings (JSON-serialisable).
 
@@ -248,7 +249,7 @@ class AuditReport:
         ValueError
             (as :class:`latentaudit.errors.DataError`) for objects fitted on other rows,
             labels that are not one integer per row, or metadata columns named like the
-            audit's own (``cluster``, ``map_x``, ``map_y``).
+            audit's own (``cluster``, ``map_x``, ``map_y``, ``classifier``).
 
         Examples
         --------

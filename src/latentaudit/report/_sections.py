@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._build import AuditContext, SectionSpec, Unavailable, map_coordinates
+from ._interactive import interactive_map
 from ._report import ReportFigure, ReportSection, ReportTable
 
 __all__ = ["SECTIONS"]
@@ -507,6 +508,7 @@ SECTIONS: list[SectionSpec] = [
     SectionSpec("overview", "Overview", overview),
     SectionSpec("findings", "Findings, ranked", findings),
     SectionSpec("projection", "Map of the embeddings", projection),
+    SectionSpec("map", "Interactive map", interactive_map),
     SectionSpec("clusters", "{Nouns}: mean and difference images", cluster_images),
     SectionSpec("probes", "Probes: what the embedding predicts", probes),
     SectionSpec("label_issues", "Label issues", label_issues),
