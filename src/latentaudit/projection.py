@@ -442,6 +442,12 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 
     def _place(self, reduced: np.ndarray) -> np.ndarray:
         if self.backend_ == "opentsne":
+            # the interpolation grid prepared at fit comes back read-only from a
+            # memory-mapped pickle (joblib); openTSNE's kernel needs writable buffers
+            for name in ("interp_coeffs", "box_x_lower_bounds", "box_y_lower_bounds"):
+                value = getattr(self.model_, name, None)
+                if isinstance(value, np.ndarray) and not value.flags.writeable:
+                    setattr(self.model_, name, value.copy())
             return np.asarray(self.model_.transform(
                 np.ascontiguousarray(reduced, dtype=np.float64), n_iter=_TRANSFORM_ITER))
         return self._place_umap(reduced)
