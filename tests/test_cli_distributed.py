@@ -38,6 +38,7 @@ def study(tmp_path_factory):
     return _write_study(tmp_path_factory.mktemp("study") / "scans", n=15)
 
 
+@pytest.mark.slow  # four CLI runs, two of them torchrun launches of 2 processes
 def test_nproc_trains_and_embeds_as_one_process(study, tmp_path):
     scans, csv, _ = study
     data = ["--images", scans, "--metadata", csv]

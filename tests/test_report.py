@@ -198,6 +198,10 @@ def test_label_issues_list_flipped_labels(cohort):
     flagged = issues.data["sex"]["flagged"]["index"].to_numpy()
     assert len(set(flipped) & set(flagged)) >= 5
     assert issues.tables[0].images is None  # no images given: no thumbnails
+    # the sentence says what label_issues(evidence="both") does: it averages the
+    # neighbours' estimate and the probe's, it does not ask both to disagree
+    assert issues.items[0].startswith(f"sex: {len(flagged)} of {len(metadata)} subjects")
+    assert "average of two estimates" in issues.items[0] and "both" not in issues.items[0]
 
 
 def test_sections_without_images_say_why(embeddings):

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._stability import ProjectionStability
@@ -397,6 +398,16 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return np.asarray(embedding, dtype=np.float64)
 
     # -- new points --------------------------------------------------------------------
+    def _can_transform(self) -> bool:
+        # scikit-learn's TSNE has no transform; neither has a Projector that uses it, so
+        # scikit-learn's checks (and hasattr) treat it as scikit-learn treats TSNE.
+        if self.method == "tsne" and self.backend == "sklearn":
+            raise ConfigError(
+                "scikit-learn's TSNE (backend='sklearn') cannot place new points on a "
+                "fitted map; use backend='opentsne' (the default) or method='umap'/'pca', "
+                "or refit on all points with fit_transform")
+        return True
+
     def transform(self, X) -> np.ndarray:
         """Place new points on the frozen map.
 
@@ -420,17 +431,12 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         ------
         sklearn.exceptions.NotFittedError
             (as :class:`latentaudit.errors.NotFittedError`) before :meth:`fit`.
-        ValueError
-            (as :class:`latentaudit.errors.ConfigError`) for ``backend="sklearn"`` t-SNE,
-            which cannot place new points.
+        AttributeError
+            for ``backend="sklearn"`` t-SNE, which has no ``transform`` (like scikit-learn's
+            TSNE); the error's cause says why.
         """
         self._check_fitted()
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        if self.backend_ == "sklearn" and self.method == "tsne":
-            raise ConfigError(
-                "scikit-learn's TSNE (backend='sklearn') cannot place new points on a "
-                "fitted map; use backend='opentsne' (the default) or method='umap'/'pca', "
-                "or refit on all points with fit_transform")
         if self.method == "pca":
             return self.pca_.transform(X).astype(X.dtype, copy=False)
         return self._place(self._reduce(X)).astype(X.dtype, copy=False)
@@ -548,6 +554,12 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return map_stability(self, X, n_seeds, n_clusters=n_clusters,
                              min_cluster_size=min_cluster_size, n_neighbors=n_neighbors,
                              max_samples=max_samples)
+
+
+# scikit-learn's set_output machinery re-wraps ``transform`` when the class is created,
+# which would drop an ``available_if`` decorator written in the class body: applied here,
+# ``hasattr(Projector(backend="sklearn"), "transform")`` is False, as for sklearn's TSNE.
+Projector.transform = available_if(Projector._can_transform)(Projector.transform)
 
 
 def _check_iter(value) -> int:

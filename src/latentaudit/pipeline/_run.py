@@ -21,7 +21,7 @@ from ..report._build import (
     failure_text,
 )
 from ..report._report import AuditReport
-from ._options import check_audit_options, check_metadata
+from ._options import auditor_params, check_audit_options, check_metadata
 
 __all__ = ["run_audit", "run_explain"]
 
@@ -192,11 +192,8 @@ def run_audit(embeddings, *, images=None, encoder=None, labels=None,
         method=projection["method"], perplexity=projection["perplexity"],
         max_iter=projection["max_iter"], random_state=random_state).fit(embeddings))
     auditor = fits.run("findings", lambda: ClusterAuditor(
-        clusterer=audit["clusterer"], n_clusters=audit["n_clusters"],
-        min_cluster_size=audit["min_cluster_size"], columns=audit["columns"],
-        expected=audit["expected"], nuisance=audit["nuisance"], within=audit["within"],
-        n_permutations=int(audit["n_permutations"]), alpha=float(audit["alpha"]),
-        random_state=random_state, verbose=verbose).fit(embeddings, labels=labels))
+        **auditor_params(audit), random_state=random_state,
+        verbose=verbose).fit(embeddings, labels=labels))
     explainer = None
     if auditor is not None and explain["enabled"] and embeddings.row_images is not None:
         chosen, _ = clusters_of_interest(auditor, metadata, int(explain["clusters"]))

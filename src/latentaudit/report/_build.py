@@ -118,6 +118,8 @@ class AuditContext:
         The report's sections by key (a section may read another's results).
     record : dict
         The report's provenance record.
+    sensitivity : SensitivityResult or None
+        A spike-in measurement of :func:`latentaudit.sensitivity`, for its section.
     """
 
     embeddings: object
@@ -140,6 +142,7 @@ class AuditContext:
     noun: str = "cluster"
     sections: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
+    sensitivity: object = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,7 @@ def _groups_of(labels: np.ndarray, reference, limit: int) -> tuple[list[int], di
 # --------------------------------------------------------------------------------------
 def build_report(embeddings=None, auditor=None, *, projector=None, explainer=None,
                  interpolator=None, encoder=None, labels=None, images=None, options=None,
-                 sections=None,
+                 sections=None, sensitivity=None,
                  reference=None, random_state=None, provenance=None,
                  verbose: bool = False, strict: bool = False) -> AuditReport:
     """See :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`."""
@@ -279,10 +282,13 @@ def build_report(embeddings=None, auditor=None, *, projector=None, explainer=Non
     seed = int(check_random_state(random_state).randint(2**31 - 1))
     context = _context(embeddings, auditor, projector, explainer, interpolator, encoder,
                        labels, images, opts, reference, seed, verbose)
+    context.sensitivity = sensitivity
     if sections is None:
         sections = AUDIT_SECTIONS if context.noun == "cluster" else DELINEATION_SECTIONS
         if interpolator is not None:
             sections = (*sections[:-1], "oversampling", sections[-1])
+        if sensitivity is not None:
+            sections = (*sections[:-1], "sensitivity", sections[-1])
     from ._sections import SECTIONS
 
     specs = {spec.key: spec for spec in SECTIONS}

@@ -188,7 +188,7 @@ class AuditReport:
     def from_fitted(cls, embeddings, auditor=None, *, projector=None, explainer=None,
                     interpolator=None, encoder=None, labels=None, images=None,
                     options=None, sections=None, reference=None, random_state=None,
-                    provenance=None,
+                    provenance=None, sensitivity=None,
                     verbose: bool = False, strict: bool = False) -> AuditReport:
         """Make the report of objects already fitted, e.g. in a notebook; nothing is refit.
 
@@ -227,7 +227,8 @@ class AuditReport:
             see :func:`latentaudit.pipeline.run_audit`).
         sections : sequence of str, optional
             The sections, by key; default every section of an audit (of a delineation
-            without ``auditor``), "oversampling" when an interpolator is given.
+            without ``auditor``), "oversampling" when an interpolator is given,
+            "sensitivity" when a sensitivity result is given.
         reference : int, optional
             For a delineation: the group the others are compared with and moved from
             (default the largest).
@@ -235,6 +236,9 @@ class AuditReport:
             Seed of the subjects shown.
         provenance : mapping, optional
             What to record about the data and the encoder.
+        sensitivity : SensitivityResult, optional
+            From :func:`latentaudit.sensitivity`: adds the "sensitivity" section
+            (detection limits, curves and every run).
         verbose : bool, default False
             Show progress bars.
         strict : bool, default False
@@ -272,7 +276,7 @@ class AuditReport:
                             images=images, options=options,
                             sections=sections, reference=reference,
                             random_state=random_state, provenance=provenance,
-                            verbose=verbose, strict=strict)
+                            sensitivity=sensitivity, verbose=verbose, strict=strict)
 
     def add(self, section: ReportSection) -> ReportSection:
         """Append a section (replacing one with the same key) and return it."""
