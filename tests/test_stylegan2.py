@@ -138,6 +138,20 @@ def test_invert_refinement_works_under_inference_mode_and_improves_the_fit():
     assert all(p.grad is None for p in enc.parameters())
 
 
+def test_refinement_after_decoding_under_inference_mode():
+    # The report decodes under inference mode, then refines codes with autograd: cached
+    # filter kernels made under inference mode must not reach autograd.
+    from latentaudit.encoders.stylegan2.layers import _fir_kernel
+
+    _fir_kernel.cache_clear()
+    enc = _tiny()
+    x = _images(2)
+    with torch.inference_mode():
+        enc.decode(enc.encode(x), enc.invert(x))
+    codes = enc.invert(x, steps=1)
+    assert codes["w_residual"].shape[0] == 2
+
+
 def test_save_and_load_round_trip(tmp_path):
     enc = _tiny()
     with torch.no_grad():

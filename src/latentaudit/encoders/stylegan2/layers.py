@@ -166,8 +166,11 @@ def EqualizedLinear(in_features: int, out_features: int, *, lr_multiplier: float
 
 
 @functools.lru_cache(maxsize=64)
-def _fir_kernel(channels: int, spatial_dims: int, gain: float, dtype, device) -> torch.Tensor:
-    # Cached: the same few kernels serve every call of a network.
+def _fir_kernel(channels: int, spatial_dims: int, gain: float, dtype, device,
+                inference: bool) -> torch.Tensor:
+    # Cached: the same few kernels serve every call of a network.  ``inference`` is part
+    # of the key: a kernel made under torch.inference_mode is an inference tensor, which
+    # autograd refuses (invert's refinement after an embedding under inference mode).
     taps = torch.tensor(FIR_TAPS, dtype=torch.float64)
     taps = taps / taps.sum()
     kernel = taps
@@ -208,7 +211,8 @@ def blur(x: torch.Tensor, padding: tuple[int, int], gain: float = 1.0) -> torch.
     spatial_dims = check_spatial_dims(x.ndim - 2)
     # One depthwise convolution with the outer product of the taps: on CPUs it is faster
     # than one convolution per axis (and fastest in channels-last memory).
-    kernel = _fir_kernel(x.shape[1], spatial_dims, float(gain), x.dtype, x.device)
+    kernel = _fir_kernel(x.shape[1], spatial_dims, float(gain), x.dtype, x.device,
+                         torch.is_inference_mode_enabled())
     before, after = padding
     if before != after:
         x = F.pad(x, [before, after] * spatial_dims)
