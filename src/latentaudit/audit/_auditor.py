@@ -3,9 +3,10 @@
 The paper looks at a t-SNE map coloured by site and sees "clusters that should not
 exist".  :class:`ClusterAuditor` does the same systematically on any (N, d) embedding and a
 metadata table: it clusters the embedding, tests every cluster against every column,
-probes every column it did not expect, corrects for multiple testing and ranks what it
-found, with a sentence a person can read.  The same k-nearest-neighbour graph then serves
-label issues, outliers, near-duplicates and look-ups.  NumPy, SciPy, pandas and scikit-learn only.
+probes every column it did not expect, looks for subgroups no column names, corrects for
+multiple testing and ranks what it found, with a sentence a person can read.  The same
+k-nearest-neighbour graph then serves label issues, outliers, near-duplicates and
+look-ups.  NumPy, SciPy, pandas and scikit-learn only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .._validation import validate_embedding
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError, NotFittedError
 from ..utils import check_option, check_random_state
 from ._association import _MIN_GROUP, _AssociationTests
+from ._candidates import _CandidateSubgroups
 from ._clustering import _CLUSTERERS, _NOISE, _Clustering
 from ._diagnostics import _Diagnostics
 from ._persistence import _Persistence
@@ -36,12 +38,13 @@ __all__ = ["ClusterAuditor"]
 logger = logging.getLogger(__name__)
 
 
-class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostics,
-                     _Persistence, ClusterMixin, BaseEstimator):
+class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateSubgroups,
+                     _Diagnostics, _Persistence, ClusterMixin, BaseEstimator):
     """Cluster an embedding and test the clusters against the metadata.
 
     ``fit`` reduces the embedding by PCA, clusters it (HDBSCAN by default), tests every
     cluster against every metadata column, probes every column that is not expected,
+    searches what the columns do not explain for candidate subgroups no column names,
     controls the false discovery rate over everything tested and ranks the findings.  It also builds
     the k-nearest-neighbour graph that :meth:`label_issues`, :meth:`outliers` and
     :meth:`duplicates` read.
@@ -111,6 +114,19 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         Rows (a random subsample, stratified by level) that each probe of ``fit`` uses,
         which bounds its cost on large cohorts, and the most training rows of each
         fold's probe in :meth:`label_issues`.
+    n_subgroups : int, default 5
+        Candidate subgroups that ``fit`` looks for (0: none).  What every tested column
+        explains (levels, pairwise cells, smooth trends) is removed from the analysis
+        space; the residual of a random half of the rows is searched for groups of 5% to
+        50% of the rows that sit apart along one direction (projection pursuit: FastICA
+        and the bimodality coefficient; k-means cells; each refined by a linear
+        discriminant), and each candidate is tested on the other half, which the search
+        never saw: is there a second mode where the search found the group?  (An exact
+        binomial test of the rows in two equal windows, valid for any unimodal
+        population; see :attr:`subgroups_`.)  Each is a finding of kind ``"subgroup"``.
+    subgroup_max_samples : int or None, default 6000
+        Rows (a random subsample) that the subgroup search and test use; every row still
+        gets a score and a membership.
     alpha : float, default 0.05
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
@@ -136,18 +152,28 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
     n_clusters_ : int
         Number of clusters (``-1`` not counted).
     findings_ : pandas.DataFrame
-        Everything tested, most important first: columns ``kind`` ("cluster" or
-        "probe"), ``cluster`` (``<NA>`` for tests of the whole clustering and for
-        probes), ``column``, ``test`` ("chi2", "fisher", "chi2_mc", "kruskal", "ami",
-        "probe_logistic", "probe_ridge"), ``statistic`` (χ², H, AMI; a probe's held-out
-        AUC or Spearman's ρ), ``effect_size`` (Cramér's V, ε², AMI; a probe's Somers'
-        D = 2 AUC - 1 or held-out R²), ``p_value``, ``q_value`` (Benjamini–Hochberg over
+        Everything tested, most important first: columns ``kind`` ("cluster",
+        "probe" or "subgroup"), ``cluster`` (``<NA>`` for tests of the whole clustering,
+        probes and subgroups), ``column`` (None for subgroups), ``test`` ("chi2",
+        "fisher", "chi2_mc", "kruskal", "ami", "probe_logistic", "probe_ridge",
+        "gap_binomial"), ``statistic`` (χ², H, AMI; a probe's held-out AUC or
+        Spearman's ρ; a subgroup's separation in SDs), ``effect_size`` (Cramér's V, ε²,
+        AMI; a probe's Somers' D = 2 AUC - 1 or held-out R²; a subgroup's correlation
+        ratio), ``p_value``, ``q_value`` (Benjamini–Hochberg over
         all rows), ``n`` (the cluster's size, or the rows tested) and ``description``.
         Ranking: findings of expected columns last; within each part, significant ones
         (``q_value <= alpha``) first, by effect size on a correlation scale (V, √ε²,
         AMI, D, √R²).
     column_types_ : dict
         ``{column: "categorical" or "continuous"}`` of the columns tested.
+    subgroups_ : pandas.DataFrame
+        One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
+        ``n``, ``fraction``, ``p_value`` (held-out gap test), ``separation``,
+        ``effect_size``, ``n_test`` (held-out rows tested), ``gap_rows`` and
+        ``group_rows`` (held-out rows in the gap and group windows).  Members:
+        :meth:`subgroup_members`, :meth:`subgroup_labels`.
+    subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
+        Each row's score along each candidate's direction (members: positive).
     column_roles_ : dict
         ``{column: "expected", "nuisance" or "other"}``.
     explained_variance_ratio_ : numpy.ndarray or None
@@ -179,7 +205,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         How :attr:`labels_` came about: the ``clusterer`` or ``"given"``.
     timings_ : dict
         Seconds ``fit`` spent in each stage (``pca``, ``clusters``, ``knn_graph``,
-        ``tests``, ``probes``).
+        ``tests``, ``probes``, ``subgroups``).
 
     Examples
     --------
@@ -214,6 +240,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         n_permutations: int = 199,
         probe_columns: str = "unexpected",
         probe_max_samples: int = 20_000,
+        n_subgroups: int = 5,
+        subgroup_max_samples: int | None = 6000,
         alpha: float = 0.05,
         id_column: str = DEFAULT_ID_COLUMN,
         n_jobs: int | None = None,
@@ -238,6 +266,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         self.n_permutations = n_permutations
         self.probe_columns = probe_columns
         self.probe_max_samples = probe_max_samples
+        self.n_subgroups = n_subgroups
+        self.subgroup_max_samples = subgroup_max_samples
         self.alpha = alpha
         self.id_column = id_column
         self.n_jobs = n_jobs
@@ -261,6 +291,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             ("n_neighbors", 1, False),
             ("n_permutations", 1, False),
             ("probe_max_samples", 10, False),
+            ("n_subgroups", 0, False),
+            ("subgroup_max_samples", 100, True),
         ]:
             value = getattr(self, name)
             if value is None and allow_none:
@@ -398,7 +430,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             raise ConfigError(f"within must name one column, got {self.within!r}")
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(2**31 - 1, size=8)]
-        steps = tqdm(total=5, desc="audit", disable=not self.verbose)
+        steps = tqdm(total=6, desc="audit", disable=not self.verbose)
         self.timings_ = {}
         clock = time.perf_counter()
 
@@ -455,6 +487,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
                 c for c in self.column_types_ if c not in expected]
             rows += self._probe_findings(metadata, probed, expected, seeds[4])
         lap("probes")
+        rows += self._subgroup_findings(metadata, seeds[5])
+        lap("subgroups")
         steps.close()
         self.findings_ = self._rank(rows)
         logger.info("audit of %d x %d: %d clusters, %d findings with q <= %g",
