@@ -91,6 +91,7 @@ def test_a_group_no_column_names_is_a_candidate_subgroup(cohort, family, strengt
     assert (members["score"] > 0).all() and members["score"].is_monotonic_decreasing
 
 
+@pytest.mark.slow
 def test_candidate_subgroups_stay_within_the_false_discovery_rate_at_strength_zero(cohort):
     images, metadata = cohort
     z = PCA(20, random_state=0).fit_transform(images.reshape(len(images), -1))
