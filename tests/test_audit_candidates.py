@@ -60,8 +60,8 @@ def _f1(a, b):
 
 
 @pytest.mark.parametrize(("family", "strength", "fraction"), [
-    ("bias_field", 0.8, 0.05), ("rician_noise", 0.6, 0.3), ("bar", 0.8, 0.15),
-    ("blur", 0.8, 0.1),
+    ("burned_in_text", 1.0, 0.05), ("blur", 0.8, 0.1), ("gain", 1.0, 0.1),
+    ("bar", 0.8, 0.15), ("tilt", 1.0, 0.3), ("ghosting", 1.0, 0.3),
 ])
 def test_a_column_the_embedding_predicts_is_reported(cohort, family, strength, fraction):
     images, metadata = cohort
@@ -75,7 +75,7 @@ def test_a_column_the_embedding_predicts_is_reported(cohort, family, strength, f
 
 
 @pytest.mark.parametrize(("family", "strength", "fraction"), [
-    ("bar", 1.0, 0.1), ("burned_in_text", 1.0, 0.3), ("bias_field", 1.0, 0.1),
+    ("bar", 1.0, 0.1), ("burned_in_text", 1.0, 0.1), ("tilt", 1.0, 0.1),
 ])
 def test_a_group_no_column_names_is_a_candidate_subgroup(cohort, family, strength, fraction):
     images, metadata = cohort

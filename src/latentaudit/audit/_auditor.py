@@ -115,7 +115,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         which bounds its cost on large cohorts, and the most training rows of each
         fold's probe in :meth:`label_issues`.
     n_subgroups : int, default 5
-        Candidate subgroups that ``fit`` looks for (0: none).  What every tested column
+        Candidate subgroups that ``fit`` looks for (0: none; none either without a
+        metadata column to test).  What every tested column
         explains (levels, pairwise cells, smooth trends) is removed from the analysis
         space; the residual of a random half of the rows is searched for groups of 5% to
         50% of the rows that sit apart along one direction (projection pursuit: FastICA
@@ -162,8 +163,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         ratio), ``p_value``, ``q_value`` (Benjamini–Hochberg over
         all rows), ``n`` (the cluster's size, or the rows tested) and ``description``.
         Ranking: findings of expected columns last; within each part, significant ones
-        (``q_value <= alpha``) first, by effect size on a correlation scale (V, √ε²,
-        AMI, D, √R²).
+        (``q_value <= alpha``) first, those about columns before candidate subgroups,
+        then by effect size on a correlation scale (V, √ε², AMI, D, √R², η).
     column_types_ : dict
         ``{column: "categorical" or "continuous"}`` of the columns tested.
     subgroups_ : pandas.DataFrame

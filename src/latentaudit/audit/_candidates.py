@@ -53,8 +53,8 @@ class _CandidateSubgroups:
         n = self.reduced_.shape[0]
         self.subgroups_ = empty_subgroups()
         self.subgroup_scores_ = np.zeros((0, n), dtype=np.float64)
-        if not self.n_subgroups:
-            return []
+        if not self.n_subgroups or not self.column_types_:
+            return []  # without metadata to test there are no findings at all
         design, known = self._known_structure(metadata)
         found = find_subgroups(self.reduced_, design, n_subgroups=self.n_subgroups,
                                max_samples=self.subgroup_max_samples, random_state=seed)
