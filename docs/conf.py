@@ -1,5 +1,7 @@
 """Sphinx configuration for latentaudit's documentation."""
 
+import os
+
 import latentaudit
 
 project = "latentaudit"
@@ -16,9 +18,11 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_parser",
+    "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
+                    "auto_examples/*.zip"]
 html_theme = "pydata_sphinx_theme"
 html_title = "latentaudit"
 
@@ -55,3 +59,25 @@ intersphinx_mapping = {}
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header"]
 numpydoc_attributes_as_param_list = True
+
+# The gallery: with LATENTAUDIT_GALLERY=1 (scripts/test.sh, hence CI, sets it) every
+# examples/plot_*.py runs at every docs build (run_stale_examples), on the CPU, and a
+# failing example fails the build; tests/test_docs.py then checks the rendered pages in a
+# browser.  Without it the pages are rendered without running the examples (a quick build
+# of the rest of the docs; `-D plot_gallery=1` runs them too).
+plot_gallery = "True" if os.environ.get("LATENTAUDIT_GALLERY") == "1" else "False"
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(__init__|_helpers)\.py",
+    "within_subsection_order": "FileNameSortKey",
+    "run_stale_examples": True,
+    "abort_on_example_error": True,
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_signature": False,
+    "matplotlib_animations": False,
+    "image_scrapers": ("matplotlib",),
+    "capture_repr": ("_repr_html_", "__repr__"),
+}

@@ -360,10 +360,8 @@ def test_input_errors():
 # -- the demo cohort: a simulated multi-site study with planted artefacts ------------------
 
 def _demo():
-    try:
-        return la.datasets.load_demo_cohort()
-    except DataError as err:  # the data file is built by scripts/ and may be absent
-        pytest.skip(f"demo cohort not available: {err}")
+    # The demo cohort ships inside the package: a file that does not load is a failure.
+    return la.datasets.load_demo_cohort()
 
 
 @pytest.fixture(scope="module")

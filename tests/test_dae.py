@@ -369,3 +369,51 @@ def test_demo_weights_sample_heads_from_the_latent_ddim():
     ratio = float(drawn.norm(dim=1).mean() / codes.norm(dim=1).mean())
     assert 0.8 < ratio < 1.25
 
+
+
+# -- 3-D: train, save, load, reconstruct held-out volumes ----------------------------------
+
+
+def _balls(n: int, size: int = 8, seed: int = 0) -> np.ndarray:
+    """Smooth balls of random centre and radius in 3-D, in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.mgrid[0:size, 0:size, 0:size]) / (size - 1)
+    volumes = []
+    for _ in range(n):
+        centre = rng.uniform(0.3, 0.7, 3)[:, None, None, None]
+        r = rng.uniform(0.2, 0.35)
+        volumes.append(np.tanh(3 * (r**2 - ((grid - centre) ** 2).sum(axis=0)) / r**2))
+    return np.asarray(volumes, dtype=np.float32)[:, None]
+
+
+def test_3d_dae_trains_saves_loads_and_reconstructs_held_out_volumes(tmp_path):
+    """The 3-D path end to end at 8^3 (``tiny3d``): training lowers the loss, the saved
+    model loads to the same numbers, and DDIM inversion + decoding reproduces volumes the
+    model never saw at PSNR >= 25 dB (peak-to-peak range 2)."""
+    torch.manual_seed(0)
+    volumes = _balls(56)
+    train, held_out = volumes[:48], volumes[48:]
+    enc = DAEEncoder.from_preset("tiny3d")
+    enc.fit(train, max_steps=40, batch_size=16, lr=2e-3, ema_decay=None, random_state=0)
+    losses = enc.history_["loss"].to_numpy()  # logged every 10 steps
+    assert losses[-1] < losses[0]
+    enc.save_pretrained(tmp_path / "dae3d")
+    loaded = la.encoders.load_pretrained(tmp_path / "dae3d")
+    assert isinstance(loaded, DAEEncoder) and loaded.spatial_dims == 3
+    x = torch.from_numpy(held_out)
+    torch.testing.assert_close(loaded.encode(x), enc.encode(x), atol=0, rtol=0)
+    rec = loaded.reconstruct(x, steps=20)
+    assert rec.shape == x.shape
+    mse = ((rec - x) ** 2).reshape(len(x), -1).mean(dim=1)
+    psnr = 10 * torch.log10(4.0 / mse)
+    assert float(psnr.min()) >= 25.0, psnr
+
+
+def test_volume64_preset_builds_and_encodes_a_64_cubed_volume():
+    """The documented 3-D preset for 64^3 volumes is built and encodes one volume."""
+    torch.manual_seed(0)
+    enc = DAEEncoder.from_preset("volume64")
+    assert enc.spatial_dims == 3 and enc.latent_dim == 512
+    with torch.no_grad():
+        z = enc.encode(torch.zeros(1, 1, 64, 64, 64))
+    assert z.shape == (1, 512) and torch.isfinite(z).all()

@@ -251,19 +251,19 @@ def test_make_demo_cohort_is_deterministic(tmp_path):
 
 @needs_templates
 def test_demo_site_artefacts_are_the_artefact_librarys():
-    """Sites B and C are rendered by la.artefacts, and that reproduces the shipped file."""
+    """Sites B and C are rendered with la.artefacts, and that reproduces the shipped file."""
     pytest.importorskip("nilearn")
     import io
 
     from PIL import Image
 
-    from latentaudit.data import _demo
+    from latentaudit.data import _demo, _demo_render
 
-    assert _demo.SITE_B_ARTEFACT == la.artefacts.FieldOfViewShift(
+    assert _demo_render.SITE_B_ARTEFACT == la.artefacts.FieldOfViewShift(
         strength=0.78125, value_range=(0.0, 1.0))
-    assert _demo.SITE_B_ARTEFACT.shift_pixels(256) == 50.0
-    templates = _demo._load_templates(*_demo._template_paths())
-    population = _demo._draw_population(2000, 0, 0.03)
+    assert _demo_render.SITE_B_ARTEFACT.shift_pixels(256) == 50.0
+    templates = _demo_render.load_templates(*_demo_render.template_paths())
+    population = _demo_render.draw_population(2000, 0, 0.03)
     kinds = population["truth"]["artefact"]
     with np.load(PACKAGED_FILE) as shipped:
         blobs, offsets, bits = shipped["jpeg"], shipped["jpeg_offsets"], shipped["mask_bits"]
@@ -272,9 +272,8 @@ def test_demo_site_artefacts_are_the_artefact_librarys():
     # above the unshifted field of view (what comes into view is anatomy, not air)
     for i in (int(np.flatnonzero(kinds == "fov_shift")[0]),
               int(np.flatnonzero(kinds == "head_rest")[0]), 1253):
-        kind = kinds[i]
         params = {key: value[i] for key, value in population["params"].items()}
-        image, mask = _demo._render_subject(templates, params, kind)
+        image, mask = _demo_render.render_slice(templates, params, kinds[i], 2 * side)
         image = image.reshape(side, 2, side, 2).mean(axis=(1, 3))
         mask = mask.reshape(side, 2, side, 2).any(axis=(1, 3))
         buffer = io.BytesIO()
@@ -283,6 +282,106 @@ def test_demo_site_artefacts_are_the_artefact_librarys():
                                      optimize=True)
         assert buffer.getvalue() == blobs[offsets[i]:offsets[i + 1]].tobytes(), i
         np.testing.assert_array_equal(np.packbits(mask.ravel()), bits[i], err_msg=str(i))
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    """A small 3-D demo cohort: 8 subjects at 16^3, a quarter of their labels flipped."""
+    pytest.importorskip("nilearn")
+    if not MRICRON_CH2.is_file():
+        pytest.skip("Debian package mricron-data not installed")
+    path = la.datasets.make_demo_cohort(tmp_path_factory.mktemp("demo3d") / "vol.npz",
+                                        n_subjects=8, spatial_dims=3, size=16,
+                                        flip_fraction=0.25, verbose=False)
+    return path, la.datasets.load_demo_cohort(16, spatial_dims=3, path=path)
+
+
+def test_3d_demo_cohort_has_the_2d_contract(volumes):
+    path, cohort = volumes
+    assert cohort.images.shape == (8, 1, 16, 16, 16) and cohort.images.dtype == np.float32
+    assert cohort.images.min() >= -1 and cohort.images.max() <= 1
+    assert cohort.artefact_masks.shape == cohort.images.shape
+    assert cohort.artefact_masks.dtype == bool
+    assert list(cohort.metadata.columns) == ["subject", "site", "sex", "age", "height",
+                                             "weight"]
+    assert sorted(cohort.metadata["site"]) == list("AABBCCDD")
+    assert cohort.truth["sex_flipped"].sum() == 2
+    planted = cohort.artefact_masks.reshape(8, -1).any(axis=1)
+    np.testing.assert_array_equal(planted, (cohort.truth["artefact"] != "none").to_numpy())
+    # the same subjects, sites, labels and draws as the 2-D cohort of that seed and size
+    from latentaudit.data._demo_render import draw_population
+
+    population = draw_population(8, 0, 0.25)
+    np.testing.assert_array_equal(cohort.metadata["sex"], population["metadata"]["sex"])
+    np.testing.assert_array_equal(cohort.truth["artefact"], population["truth"]["artefact"])
+    assert cohort.spatial_dims == 3
+
+
+def test_3d_demo_cohort_plants_the_site_artefacts_in_3d(volumes):
+    _, cohort = volumes
+    heads = cohort.images[:, 0] > -0.5                       # (x, z, y): rows are z
+    artefact = cohort.truth["artefact"].to_numpy()
+    # site B: the field of view moved up by 19.5%, so the head sits lower
+    top = [np.flatnonzero(h.any(axis=(0, 2)))[0] for h in heads]
+    assert min(t for t, a in zip(top, artefact, strict=True) if a == "fov_shift") > \
+        max(t for t, a in zip(top, artefact, strict=True) if a != "fov_shift")
+    # site C: a cushion behind the head (far columns), on many left-right planes
+    for i in np.flatnonzero(artefact == "head_rest"):
+        mask = cohort.artefact_masks[i, 0]
+        assert mask.any(axis=(1, 2)).sum() >= 6
+        assert np.nonzero(mask)[2].mean() > 8
+    # its centre sagittal plane shows what the 2-D cohort shows
+    assert heads[:, 8].mean() > 0.3
+
+
+def test_3d_demo_cohort_is_deterministic_and_checks_its_file(volumes, tmp_path):
+    path, cohort = volumes
+    again = la.datasets.make_demo_cohort(tmp_path / "again.npz", n_subjects=8, spatial_dims=3,
+                                         size=16, flip_fraction=0.25, verbose=False)
+    other = la.datasets.load_demo_cohort(16, spatial_dims=3, path=again)
+    np.testing.assert_array_equal(other.images, cohort.images)
+    np.testing.assert_array_equal(other.artefact_masks, cohort.artefact_masks)
+    with pytest.raises(DataError, match="spatial_dims=3"):
+        la.datasets.load_demo_cohort(path=path)
+    with pytest.raises(DataError, match="size=16"):
+        la.datasets.load_demo_cohort(32, spatial_dims=3, path=path)
+    with pytest.raises(ConfigError, match="size"):
+        la.datasets.load_demo_cohort(20, spatial_dims=3, path=path)
+    with pytest.raises(ConfigError, match="spatial_dims"):
+        la.datasets.load_demo_cohort(spatial_dims=4)
+    with pytest.raises(ConfigError, match="size"):
+        la.datasets.make_demo_cohort(tmp_path / "x.npz", size=64)
+
+
+@needs_templates
+def test_3d_demo_cohort_is_made_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    pytest.importorskip("nilearn")
+    from latentaudit.data import _demo
+
+    monkeypatch.setenv("LATENTAUDIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(_demo, "VOLUME_SUBJECTS", 8)     # the default 400 takes a minute
+    first = la.datasets.load_demo_cohort(16, spatial_dims=3)
+    files = sorted((tmp_path / "demo").glob("*.npz"))
+    assert [f.name for f in files] == ["demo_cohort_3d_v1_16_8_seed0.npz"]
+    start = time.process_time()
+    second = la.datasets.load_demo_cohort(16, spatial_dims=3)
+    assert time.process_time() - start < 2.0
+    np.testing.assert_array_equal(first.images, second.images)
+    assert not list((tmp_path / "demo").glob("*.partial"))
+
+
+@pytest.mark.slow
+@needs_templates
+def test_3d_demo_cohort_default():
+    start = time.perf_counter()
+    cohort = la.datasets.load_demo_cohort(spatial_dims=3)
+    made = time.perf_counter() - start
+    assert cohort.images.shape == (400, 1, 32, 32, 32)
+    assert cohort.truth.groupby("artefact").size().to_dict() == {
+        "fov_shift": 100, "head_rest": 100, "none": 200}
+    start = time.process_time()
+    la.datasets.load_demo_cohort(spatial_dims=3)
+    assert time.process_time() - start < 5.0, made
 
 
 def test_make_demo_cohort_names_what_to_install(tmp_path):

@@ -421,3 +421,78 @@ def test_embeddings_ids_come_from_the_metadata_and_must_agree_with_it():
     with pytest.raises(DataError, match="ids are in different columns"):
         Embeddings.concatenate([Embeddings(z, ids="abc"), Embeddings(z, ids="def",
                                                                      id_column="key")])
+
+
+# -- under torchrun: one shard per process, merged -------------------------------------
+class CountingEncoder(TinyEncoder):
+    """Counts the images it encodes (to see which shards a run redid)."""
+
+    calls = 0
+
+    def encode(self, x):
+        CountingEncoder.calls += len(x)
+        return super().encode(x)
+
+
+def _torchrun_script(out):
+    """What each of 2 processes runs (see __main__)."""
+    import os
+    from pathlib import Path
+
+    from latentaudit.training import rank
+
+    out = Path(out)
+    ds, _ = _sliced_dataset(n_subjects=4)
+    whole = embed(TinyEncoder(), ds, batch_size=4, aggregate="subject", verbose=False)
+    items = embed(TinyEncoder(), ds, batch_size=4, verbose=False)  # rows in dataset order
+    redo = embed(CountingEncoder(), ds, batch_size=4, aggregate="subject", verbose=False,
+                 shard_dir=out / "shards")
+    if rank() == 0:
+        for name, emb in (("whole", whole), ("items", items), ("redo", redo)):
+            emb.save(out / name)
+    (out / f"calls{os.environ['RANK']}").write_text(str(CountingEncoder.calls))
+
+
+def test_two_processes_embed_as_one_and_redo_only_a_killed_shard(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from latentaudit._shards import shard_folder
+
+    ds, _ = _sliced_dataset(n_subjects=4)
+    # an earlier launch finished shard 0 and was killed while writing shard 1
+    embed(TinyEncoder(), ds, batch_size=4, aggregate="subject", verbose=False, shard=(0, 2),
+          out=shard_folder(tmp_path / "shards", 0, 2))
+    killed = shard_folder(tmp_path / "shards", 1, 2)
+    killed.mkdir(parents=True)
+    (killed / "z.npy.partial").write_bytes(b"\x93NUMPY half-written")
+    here = Path(__file__).resolve()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(here.parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(here), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = embed(TinyEncoder(), ds, batch_size=4, aggregate="subject", verbose=False)
+    for name in ("whole", "redo"):
+        two = Embeddings.load(tmp_path / name)
+        np.testing.assert_array_equal(two.z, one.z)  # bit for bit
+        np.testing.assert_array_equal(two.ids, one.ids)
+        pd.testing.assert_frame_equal(two.metadata, one.metadata)
+    items = Embeddings.load(tmp_path / "items")
+    single = embed(TinyEncoder(), ds, batch_size=4, verbose=False)
+    np.testing.assert_array_equal(items.z, single.z)
+    np.testing.assert_array_equal(items.ids, ds.ids)  # the dataset's order
+    # the finished shard was reused, the killed one redone, and the shards removed after
+    assert (tmp_path / "calls0").read_text() == "0"
+    assert int((tmp_path / "calls1").read_text()) > 0
+    assert not (tmp_path / "shards").exists()
+    assert Embeddings.load(tmp_path / "whole").provenance["processes"] == 2
+
+
+if __name__ == "__main__":  # one process of the torchrun launch above
+    import sys
+
+    _torchrun_script(sys.argv[1])

@@ -163,7 +163,7 @@ def test_run_audit_finds_the_planted_sites_and_fills_every_section(full_report, 
     report = full_report
     statuses = {s.key: s.status for s in report.sections}
     assert statuses == dict.fromkeys(
-        ["overview", "findings", "projection", "clusters", "probes", "label_issues",
+        ["overview", "findings", "projection", "map", "clusters", "probes", "label_issues",
          "gradcam", "counterfactuals", "provenance"], "ok"), [
         (s.key, s.note) for s in report.sections if not s.ok]
     document = report.to_dict()
@@ -198,6 +198,10 @@ def test_label_issues_list_flipped_labels(cohort):
     flagged = issues.data["sex"]["flagged"]["index"].to_numpy()
     assert len(set(flipped) & set(flagged)) >= 5
     assert issues.tables[0].images is None  # no images given: no thumbnails
+    # the sentence says what label_issues(evidence="both") does: it averages the
+    # neighbours' estimate and the probe's, it does not ask both to disagree
+    assert issues.items[0].startswith(f"sex: {len(flagged)} of {len(metadata)} subjects")
+    assert "average of two estimates" in issues.items[0] and "both" not in issues.items[0]
 
 
 def test_sections_without_images_say_why(embeddings):
@@ -304,12 +308,14 @@ def test_a_notebook_session_becomes_the_report_without_refitting(monkeypatch, tm
                                         random_state=0)
     assert fits == []  # nothing was fitted again
     statuses = {s.key: (s.status, s.note) for s in report.sections}
-    assert [k for k in statuses] == ["overview", "findings", "projection", "clusters",
+    assert [k for k in statuses] == ["overview", "findings", "projection", "map", "clusters",
                                      "probes", "label_issues", "gradcam", "counterfactuals",
                                      "oversampling", "provenance"]
     assert all(status == "ok" for status, _ in statuses.values()), statuses
     oversampling = report.section("oversampling")
     assert oversampling.data["n_synthetic"] == len(interpolator.provenance_)
+    # the interactive map shows the synthetic subjects between their parents
+    assert report.section("map").data["n_synthetic"] == len(interpolator.provenance_)
     assert oversampling.figures  # decoded synthetic subjects between their parents
     assert report.provenance["fitted"]["auditor"]["params"]["nuisance"] == ["site"]
     assert (tmp_path / "r").exists() is False and report.save(tmp_path / "r").exists()

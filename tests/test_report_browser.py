@@ -27,6 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from latentaudit.audit import Delineation, delineate, points_in_polygon
+from latentaudit.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -35,12 +36,27 @@ pytestmark = pytest.mark.skipif(
     reason="needs Chromium and its WebDriver (Debian packages 'chromium' and "
            "'chromium-driver'; scripts/setup.sh installs them)")
 
-# the 100,000-point map must draw and answer a hover within these times (on CI's 2 cores)
-# (medians of several; measured 0.4 s, 15 ms, 8 ms and 20 ms on a loaded 2-core machine)
+# the 100,000-point map must draw and answer a hover within these times (on CI's 2 cores,
+# unloaded; medians of several; measured 0.4 s, 15 ms, 8 ms and 20 ms on this machine)
 FIRST_DRAW_S = 8.0     # from navigation start to the points on screen
 REDRAW_MS = 150.0      # one redraw of every point (zoom, pan, colour)
 HOVER_MS = 50.0        # from the pointer event to the card of the nearest subject
 THUMBNAIL_S = 2.0      # from the pointer event to its scan (a sprite sheet decoded)
+# On a machine shared with other jobs the browser gets a fraction of a core: the budgets are
+# multiplied by how much slower than REFERENCE_MS a fixed piece of JavaScript runs in the
+# same browser, measured before and after the map's timings (never by less than 1).
+REFERENCE_MS = 60.0    # _WORKLOAD's median on the 2-core development machine (68 ms
+                       # with its other jobs niced, 43 ms the fastest run seen)
+_WORKLOAD = """
+var times = [], s = 0;
+for (var r = 0; r < 4; r++) {  // the first run warms the JIT up and is not counted
+  var t0 = performance.now(), a = new Float32Array(1000000);
+  for (var i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.001);
+  for (var k = 0; k < 40; k++) for (var j = 0; j < a.length; j++) s += a[j] * k;
+  if (r > 0) times.push(performance.now() - t0);
+}
+return {times: times, sum: s};
+"""
 
 NETWORK_SCHEMES = ("http:", "https:", "ws:", "wss:", "ftp:")
 
@@ -151,42 +167,46 @@ def _canvas(driver, element) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A map of 300 subjects of the demo cohort (pixel PCA, t-SNE), saved as a report with
-    its subjects table, as an audit writes them."""
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-
-    from latentaudit import Projector
-    from latentaudit.datasets import load_demo_cohort
-    from latentaudit.report import AuditReport, MapView, ReportFigure, ReportSection
-    from latentaudit.report._figures import figure_to_png
-
-    cohort = load_demo_cohort()
-    rows = np.sort(np.random.default_rng(0).choice(len(cohort.images), 300, replace=False))
-    images, table = cohort.images[rows], cohort.metadata.iloc[rows].reset_index(drop=True)
-    z = PCA(16, random_state=0).fit_transform(images.reshape(len(rows), -1))
-    xy = Projector(method="tsne", random_state=0).fit_transform(z.astype(np.float32))
-    clusters = KMeans(10, n_init=4, random_state=0).fit_predict(xy)
-    from latentaudit import plot_projection
-
-    static = ReportFigure("map", figure_to_png(plot_projection(xy, table, columns=["site"])))
-    view = MapView.from_audit(xy, table["subject"], table, labels=clusters, images=images,
-                              outliers=pd.DataFrame({"index": [0, 1], "score": [3.0, 2.5]}),
-                              label_issues={"sex": pd.DataFrame({
-                                  "index": [5], "given": ["F"], "suggested": ["M"],
-                                  "score": [0.9], "flagged": [True]})})
-    report = AuditReport("demo", [ReportSection("projection", "Map", figures=[static]),
-                                  ReportSection("map", "Interactive map", views=[view])])
-    report.subjects = pd.DataFrame({"id": table["subject"], "cluster": clusters,
-                                    "map_x": xy[:, 0], "map_y": xy[:, 1],
-                                    "site": table["site"]})
     out = tmp_path_factory.mktemp("demo") / "out"
-    report.save(out)
+    code = main(["demo", "--encoder", "pca", "--n-subjects", "300", "--projection", "tsne",
+                 "--no-explain", "--set", "audit.n_permutations=19", "--output", str(out),
+                 "-q"])
+    assert code == EXIT_OK
     return out
 
 
+def _subjects(folder) -> pd.DataFrame:
+    """A report's subjects table, its first column (the ids) named "id"."""
+    table = pd.read_csv(folder / "subjects.csv", dtype=str)
+    table = table.rename(columns={table.columns[0]: "id"})
+    for column in ("map_x", "map_y"):
+        if column in table:
+            table[column] = table[column].astype(float)
+    for column in ("cluster", "group"):
+        if column in table:
+            table[column] = table[column].astype(int)
+    return table
+
+
+def _write_nifti(folder, ids):
+    """The demo images of these subjects as NIfTI files (what 'explain' reads)."""
+    import nibabel as nib
+
+    from latentaudit.datasets import load_demo_cohort
+
+    cohort = load_demo_cohort()
+    row = {str(s): k for k, s in enumerate(cohort.metadata["subject"])}
+    folder.mkdir(parents=True)
+    for subject in ids:
+        # NiftiDataset shows a sagittal plane anti-transposed: store it so that it reads back
+        plane = np.rot90(cohort.images[row[subject], 0].T, 2)
+        volume = np.repeat(plane[None], 3, axis=0).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / f"{subject}.nii.gz")
+    return folder, cohort, row
+
+
 def test_the_demo_report_in_a_browser(browser, demo, tmp_path):
-    subjects = pd.read_csv(demo / "subjects.csv", dtype={"id": str})
+    subjects = _subjects(demo)
     xy = subjects[["map_x", "map_y"]].to_numpy()
     ids = subjects["id"].to_numpy()
     browser.get_log("performance")  # start the request log with this test
@@ -288,6 +308,42 @@ def test_the_demo_report_in_a_browser(browser, demo, tmp_path):
         assert np.mean(site[inside] == name) > 0.95 and np.mean(inside[site == name]) > 0.85
     assert f"group 1: {np.sum(labels == 1)} subjects" in groups[0].text
 
+    # -- explain trains its classifier on exactly the groups drawn ------------------------
+    nifti, _, _ = _write_nifti(tmp_path / "nifti", ids)
+    tiny = ["--classifier-steps", "3", "--set", "explain.widths=[4, 8, 8, 8]", "--set",
+            "explain.batch_size=16", "--set", "explain.images=2", "-q"]
+    code = main(["explain", "--delineation", str(path), "--images", str(nifti), "--size",
+                 "64", "--output", str(tmp_path / "explain"), *tiny])
+    assert code == EXIT_OK
+    explained = _subjects(tmp_path / "explain")
+    group_of = dict(zip(ids, labels, strict=True))
+    assert explained["group"].tolist() == [group_of[i] for i in explained["id"]]
+    for label in (1, 2):
+        assert set(explained["id"][explained["group"] == label]) == set(drawn.selected[label])
+    assert set(explained["classifier"]) == {"train", "held out"}  # every subject, none else
+    report = json.loads((tmp_path / "explain" / "report.json").read_text())
+    assert report["sections"]["gradcam"]["status"] == "ok"
+    assert report["sections"]["gradcam"]["data"]["classes"] == [0, 1, 2]
+
+    # -- audit tests the drawn groups, and refuses other embeddings -----------------------
+    code = main(["audit", "--delineation", str(path), "--embeddings",
+                 str(demo / "embeddings"), "--projection", "pca", "--no-explain", "--set",
+                 "audit.n_permutations=19", "--output", str(tmp_path / "audit"), "-q"])
+    assert code == EXIT_OK
+    audited = _subjects(tmp_path / "audit")
+    assert audited["cluster"].tolist() == [group_of[i] for i in audited["id"]]
+    findings = json.loads((tmp_path / "audit" / "report.json").read_text())
+    top = findings["sections"]["findings"]["tables"]["All findings"][0]
+    assert top["column"] == "site" and top["cluster"] in (1, 2)
+    from latentaudit.embed import Embeddings
+
+    other = Embeddings.load(demo / "embeddings")
+    Embeddings(np.asarray(other.z) * 1.001, ids=other.ids, metadata=other.metadata).save(
+        tmp_path / "other")
+    code = main(["audit", "--delineation", str(path), "--embeddings", str(tmp_path / "other"),
+                 "--output", str(tmp_path / "refused"), "-q"])
+    assert code == EXIT_BAD_INPUT
+
     # -- without JavaScript: the page opens, the static figures remain --------------------
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     try:
@@ -338,8 +394,15 @@ def large_report(tmp_path_factory):
     return path, xy, table["subject"].to_numpy()
 
 
+def _workload_ms(driver) -> list[float]:
+    """Three timings (ms) of a fixed piece of JavaScript in this browser."""
+    return driver.execute_script(_WORKLOAD)["times"]
+
+
 def test_a_100000_point_map_draws_and_answers_a_hover_in_time(browser, large_report):
     path, xy, ids = large_report
+    browser.get("about:blank")
+    workload = _workload_ms(browser)
     started = time.perf_counter()
     stage = _open(browser, path)
     opened = time.perf_counter() - started
@@ -371,14 +434,17 @@ def test_a_100000_point_map_draws_and_answers_a_hover_in_time(browser, large_rep
     thumb_s = float(np.median(stats["thumb_ms"])) / 1000
     redraw_ms = float(np.median(redraws))
     size_mb = path.stat().st_size / 1e6
+    workload += _workload_ms(browser)
+    slowdown = max(1.0, float(np.median(workload)) / REFERENCE_MS)
     timings = (f"100,000 points: page opened in {opened:.2f} s, points drawn "
                f"{first_draw:.2f} s after navigation start (script set-up "
                f"{stats['init_ms']:.0f} ms), redraw {redraw_ms:.1f} ms (max {max(redraws):.1f}),"
                f" hover {hover_ms:.1f} ms (max {max(stats['hover_ms']):.1f}), scan "
-               f"{thumb_s * 1000:.0f} ms, report {size_mb:.1f} MB")
+               f"{thumb_s * 1000:.0f} ms, report {size_mb:.1f} MB; reference workload "
+               f"{np.median(workload):.0f} ms (budgets x {slowdown:.1f})")
     print("\n" + timings)
-    assert first_draw < FIRST_DRAW_S, timings
-    assert redraw_ms < REDRAW_MS, timings
-    assert hover_ms < HOVER_MS, timings
-    assert thumb_s < THUMBNAIL_S, timings
+    assert first_draw < FIRST_DRAW_S * slowdown, timings
+    assert redraw_ms < REDRAW_MS * slowdown, timings
+    assert hover_ms < HOVER_MS * slowdown, timings
+    assert thumb_s < THUMBNAIL_S * slowdown, timings
     assert _severe(browser) == []

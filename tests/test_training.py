@@ -418,3 +418,26 @@ def test_the_dataset_learns_each_epoch_before_its_batches(tmp_path):
           verbose=False)
     assert data.calls == [1, 2]  # step 3 is the second batch of epoch 1
     assert _same_weights(reference, cut)
+
+
+@pytest.mark.parametrize("family", ["dae", "beta_vae"])
+def test_dae_and_beta_vae_resume_exactly(family, tmp_path):
+    # The families on the default single-loss path (random timesteps, noise, dropout and
+    # reparametrisation draws) resume to the uninterrupted run's weights and history.
+    from latentaudit.encoders import build_encoder
+
+    data = _dataset(n=12, size=16)
+    run = dict(max_steps=4, batch_size=4, lr=1e-3, ema_decay=0.9, checkpoint_every=1,
+               log_every=1, random_state=0, verbose=False)
+
+    def encoder(seed):
+        torch.manual_seed(seed)
+        return build_encoder(family, (1, 16, 16), preset="tiny", latent_dim=4)
+
+    reference = encoder(0).fit(data, **run)
+    with pytest.raises(_Interrupt):
+        encoder(0).fit(data, checkpoint_dir=tmp_path, callbacks=[_stop_at(2)], **run)
+    resumed = encoder(5).fit(data, checkpoint_dir=tmp_path, resume=True, **run)
+    assert _same_weights(reference, resumed)
+    cols = [c for c in reference.history_.columns if c != "images_per_s"]
+    assert reference.history_[cols].equals(resumed.history_[cols])

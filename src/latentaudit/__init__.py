@@ -45,6 +45,7 @@ _LAZY = {
     "AuditReport": ".report",
     "Explainer": ".explain",
     "Interpolator": ".interpolate",
+    "sensitivity": ".pipeline",
     "artefacts": ".artefacts",
     "datasets": ".datasets",
     "nn": ".nn",
@@ -119,5 +120,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .encoders.dae import DAEEncoder  # noqa: F401
     from .explain import Explainer  # noqa: F401
     from .interpolate import Interpolator  # noqa: F401
+    from .pipeline import sensitivity  # noqa: F401
     from .projection import Projector  # noqa: F401
     from .report import AuditReport, plot_projection  # noqa: F401

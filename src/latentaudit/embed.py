@@ -20,6 +20,7 @@ import pandas as pd
 
 from ._aggregation import _AggregationPlan, _IdentityPlan
 from ._identity import DEFAULT_ID_COLUMN, middle_rows
+from ._shards import combine_processes, finished_shard, shard_batches, shard_folder
 from ._storage import discard_partial
 from .data._rows import RowImages
 from .embeddings import Embeddings
@@ -45,8 +46,8 @@ _DTYPES = {
 def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int = 0,
           aggregate: str | None = None, dtype=None, verbose: bool = False, *,
           combine: str = "concat", channels_last: bool | None = None,
-          out: str | os.PathLike | None = None, shard: tuple[int, int] | None = None
-          ) -> Embeddings:
+          out: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
+          shard_dir: str | os.PathLike | None = None) -> Embeddings:
     """Compute the embedding of every item of a dataset.
 
     Runs ``encoder.encode`` over batches under :func:`torch.inference_mode`, with the
@@ -88,9 +89,19 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
         memory-map, so the whole array never has to be in memory; the returned object
         then holds a read-only memory-map.
     shard : tuple of (int, int), optional
-        ``(k, K)``: embed only the k-th of K contiguous blocks of subjects, e.g.
-        ``(dist.get_rank(), dist.get_world_size())`` under ``torchrun``; read the saved
-        shards back with :meth:`Embeddings.load_many`.
+        ``(k, K)``: embed only the k-th of K contiguous blocks of subjects; read the saved
+        shards back with :meth:`Embeddings.load_many`.  Shards are cut at batch
+        boundaries of the whole run (the same batches, whole subjects), so their
+        embeddings equal the whole run's bit for bit.
+    shard_dir : str or os.PathLike, optional
+        Under ``torchrun``: the folder where each process keeps its shard
+        (``shard-k-of-K``); a run started again after a process died reuses the finished
+        shards and redoes the others alone.  The shards are removed once merged.
+
+    Under ``torchrun`` (``torch.distributed`` initialised, or launched by it) and without
+    ``shard``, every process embeds one shard and the shards are merged in every process:
+    the result is that of one process, in the dataset's order (``out`` is written by the
+    first process).
 
     Returns
     -------
@@ -135,12 +146,20 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
         dtype = str(dtype).removeprefix("torch.")
     autocast_dtype = _DTYPES[check_option("dtype", dtype, list(_DTYPES))]
 
+    from .training._distributed import barrier, init_distributed, local_device, rank, world_size
+
     items, ids, slice_index, metadata, id_column = _as_items(dataset)
-    positions = np.arange(len(items))
-    if shard is not None:
-        positions = _shard_positions(ids, shard)
     module = encoder if isinstance(encoder, torch.nn.Module) else None
-    run_device = resolve_device(device, encoder)
+    run_device = local_device(resolve_device(device, encoder))
+    # Under torchrun each process encodes one shard; the result is the whole run's.
+    processes = 1 if shard is not None or not init_distributed(run_device) else world_size()
+    if processes > 1:
+        work = shard_batches(ids, batch_size, (rank(), processes))
+        positions = np.arange(len(items))
+    else:
+        work = shard_batches(ids, batch_size, shard)
+        positions = (np.arange(len(items)) if shard is None else
+                     np.sort(np.concatenate(work)) if work else np.zeros(0, np.int64))
     if channels_last is None:
         channels_last = run_device.type == "cpu" and autocast_dtype is None
     channels_last = bool(channels_last) and module is not None and _has_conv(module)
@@ -148,20 +167,35 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
         _check_autocast(run_device, autocast_dtype)
 
     latent_dim = int(encoder.latent_dim)
+    if not len(positions):
+        # a shard with nothing to embed (fewer batches than shards)
+        return _empty_shard(encoder, ids, slice_index, metadata, id_column, aggregate,
+                            combine, shard, out)
     rows_ids = ids[positions]
     rows_slices = slice_index[positions]
     if aggregate == "subject":
         plan = _AggregationPlan.build(rows_ids, rows_slices, combine)
     else:
         plan = _IdentityPlan(len(positions))
+    writes = out is not None and (processes == 1 or rank() == 0)
+    if shard_dir is not None and processes > 1:
+        # each process embeds (or finds finished) its shard in a folder of its own
+        mine = shard_folder(shard_dir, rank(), processes)
+        expected = _shard_ids(ids, slice_index, work, aggregate, combine)
+        if finished_shard(mine, expected, {"encoder_config_hash": config_hash(encoder),
+                                           "aggregate": plan.describe()}) is None:
+            embed(encoder, dataset, batch_size, device, num_workers, aggregate, dtype,
+                  verbose, combine=combine, channels_last=channels_last,
+                  out=mine, shard=(rank(), processes))
+        barrier()
+        work = []  # nothing left to encode here: the shards are merged below
     # fail on a bad aggregation before spending time on the encoder
-    target = plan.allocate(latent_dim, out)
+    target = plan.allocate(latent_dim, out if writes else None)
     row_of_item = np.full(len(items), -1, dtype=np.int64)
     row_of_item[positions] = np.arange(len(positions))
 
     loader = torch.utils.data.DataLoader(
-        items if shard is None else torch.utils.data.Subset(items, positions.tolist()),
-        batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        items, batch_sampler=[batch.tolist() for batch in work], num_workers=num_workers,
         pin_memory=run_device.type == "cuda")
     input_dtype = _encoder_dtype(encoder) if autocast_dtype is None else torch.float32
     started = time.perf_counter()
@@ -172,7 +206,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
             if module is not None:
                 stack.enter_context(_placed(module, run_device, channels_last))
             stack.enter_context(torch.inference_mode())
-            progress = stack.enter_context(_progress(len(positions), verbose))
+            progress = stack.enter_context(_progress(sum(map(len, work)), verbose))
             for batch in loader:
                 images = batch["image"].to(run_device, dtype=input_dtype,
                                            non_blocking=run_device.type == "cuda")
@@ -192,9 +226,14 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
                 rows = row_of_item[np.asarray(batch["index"])]
                 plan.write(target, rows, z)
                 progress.update(len(images))
+        if processes > 1:
+            if shard_dir is not None:
+                _merge_shard_folders(target, plan, ids, batch_size, shard_dir, processes)
+            else:
+                combine_processes(target)
     except BaseException:
         # an interrupted run leaves no half-written array behind
-        if out is not None:
+        if writes:
             discard_partial(target)
         raise
     total = time.perf_counter() - started
@@ -220,6 +259,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "aggregate": plan.describe(),
         "shard": list(shard) if shard is not None else None,
+        "processes": processes,
     }
     if shard is None:
         provenance.pop("shard")
@@ -236,8 +276,11 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
                             slice_index=rows_slices, provenance=provenance,
                             id_column=id_column, images=images)
     del target  # the result holds the only reference, so the file can be sealed
-    if out is not None:
+    if writes:
         result._finish_streamed(out)
+    if processes > 1 and shard_dir is not None:
+        barrier()  # every process has merged: the shards can go
+        _remove_shard(shard_folder(shard_dir, rank(), processes))
     logger.info("embedded %d items in %.1f s (%.1f items/s) on %s", len(positions), total,
                 len(positions) / max(total, 1e-9), run_device)
     return result
@@ -278,18 +321,60 @@ def _as_items(dataset):
     return items, ids, slice_index, metadata, id_column
 
 
-def _shard_positions(ids: np.ndarray, shard) -> np.ndarray:
-    try:
-        index, count = (int(v) for v in shard)
-    except (TypeError, ValueError):
-        raise ConfigError(f"shard must be a pair (k, K) of integers, got {shard!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"shard must be (k, K) with 0 <= k < K, got {shard!r}")
-    codes, subjects = pd.factorize(pd.Series(ids, dtype=object), sort=False)
-    blocks = np.array_split(np.arange(len(subjects)), count)
-    mine = np.zeros(len(subjects), dtype=bool)
-    mine[blocks[index]] = True
-    return np.flatnonzero(mine[codes])
+def _shard_ids(ids, slice_index, work, aggregate, method) -> np.ndarray:
+    """The ids of the rows a shard's embeddings hold (subjects once aggregated)."""
+    positions = np.sort(np.concatenate(work)) if work else np.zeros(0, np.int64)
+    if aggregate == "subject" and len(positions):
+        return _AggregationPlan.build(ids[positions], slice_index[positions], method).subjects
+    return ids[positions]
+
+
+def _merge_shard_folders(target, plan, ids, batch_size, shard_dir, processes) -> None:
+    """Fill ``target`` (the whole run's rows) from the shards of every process."""
+    subjects = pd.Index(getattr(plan, "subjects", []))
+    for k in range(processes):
+        part = Embeddings.load(shard_folder(shard_dir, k, processes), mmap=True)
+        if isinstance(plan, _AggregationPlan):
+            rows = subjects.get_indexer(pd.Index(part.ids))
+        else:  # the whole run's rows are the dataset's items
+            work = shard_batches(ids, batch_size, (k, processes))
+            rows = np.sort(np.concatenate(work)) if work else np.zeros(0, np.int64)
+        target[rows] = np.asarray(part.z)
+        del part
+
+
+def _empty_shard(encoder, ids, slice_index, metadata, id_column, aggregate, method, shard,
+                 out) -> Embeddings:
+    """The embeddings of a shard without items: no rows, the columns of the whole run."""
+    latent_dim = int(encoder.latent_dim)
+    if aggregate == "subject":
+        whole = _AggregationPlan.build(ids, slice_index, method)
+        width = latent_dim * whole.n_slices if method == "concat" else latent_dim
+        table = whole.subject_metadata(metadata).iloc[:0]
+        aggregation = {**whole.describe(), "n_slices": whole.n_slices}
+    else:
+        width, table, aggregation = latent_dim, metadata.iloc[:0], None
+    result = Embeddings(np.zeros((0, width), dtype=np.float32),
+                        ids=np.zeros(0, dtype=object), metadata=table.reset_index(drop=True),
+                        id_column=id_column, provenance={
+                            "encoder": type(encoder).__name__,
+                            "encoder_config_hash": config_hash(encoder),
+                            "latent_dim": latent_dim, "n_items": 0,
+                            "aggregate": aggregation, "shard": list(shard)})
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _remove_shard(folder) -> None:
+    """Remove what the shard's run wrote (and the folders if then empty)."""
+    for name in ("embeddings.json", "z.npy", "slice_index.npy", "ids.json",
+                 "metadata.json", "provenance.json"):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    for path in (folder, folder.parent):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def _check_encoder(encoder) -> None:

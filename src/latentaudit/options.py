@@ -28,7 +28,7 @@ from .errors import ConfigError
 __all__ = ["OPTIONS", "Flag", "Option", "OptionSchema", "Source"]
 
 #: The kinds of value an option can hold.
-KINDS = ("int", "float", "bool", "str", "path", "str_list", "int_list")
+KINDS = ("int", "float", "bool", "str", "path", "str_list", "int_list", "float_list")
 
 _NOT_GIVEN = object()
 
@@ -116,7 +116,7 @@ class Option:
     ----------
     key : str
         ``"section.name"`` (a TOML table and key) or ``"name"`` (top level).
-    kind : {"int", "float", "bool", "str", "path", "str_list", "int_list"}
+    kind : {"int", "float", "bool", "str", "path", "str_list", "int_list", "float_list"}
         The type of value.  ``"path"`` is text naming a file or folder;
         ``"str_list"`` also takes one text (as a list of one).
     default : object
@@ -124,7 +124,8 @@ class Option:
     help : str
         What it does, for ``--help`` and messages.
     low, high : float, optional
-        Inclusive range of a number (of every element of ``"int_list"``).
+        Inclusive range of a number (of every element of a ``"int_list"`` or
+        ``"float_list"``).
     low_open : bool, default False
         Make ``low`` exclusive (e.g. a learning rate must be > 0).
     high_open : bool, default False
@@ -223,10 +224,12 @@ integer, got the text '16'; write it without quotes: size = 16
         except _Invalid as invalid:
             raise self._error(invalid, source) from None
 
-    def element(self, value: Any, source: Source = PYTHON) -> int:
-        """Check one element of an ``"int_list"`` option (a flag's value)."""
+    def element(self, value: Any, source: Source = PYTHON) -> int | float:
+        """Check one element of an ``"int_list"`` or ``"float_list"`` option (a flag's
+        value)."""
         try:
-            value = _as_int(value, None)
+            value = _as_int(value, None) if self.kind == "int_list" else _as_float(value,
+                                                                                    None)
             self._in_range(value)
             return value
         except _Invalid as invalid:
@@ -296,19 +299,21 @@ integer, got the text '16'; write it without quotes: size = 16
                 raise _Invalid(f"must be a list of texts (e.g. column names), got "
                                f"{_described(value)}", ["site", "sex"])
             value = list(value)
-        elif kind == "int_list":
+        elif kind in ("int_list", "float_list"):
+            what, parse, example = (("integers", _as_int, [16, 32]) if kind == "int_list"
+                                    else ("numbers", _as_float, [0.5, 1.0]))
             if not isinstance(value, (list, tuple)) or not value:
-                raise _Invalid(f"must be a non-empty list of integers, got "
-                               f"{_described(value)}", self.default or [16, 32])
+                raise _Invalid(f"must be a non-empty list of {what}, got "
+                               f"{_described(value)}", self.default or example)
             checked = []
             for item in value:
                 try:
-                    item = _as_int(item, None)
+                    item = parse(item, None)
                     self._in_range(item)
                 except _Invalid:
-                    raise _Invalid(f"must be a list of integers each {self.describe_range()}"
+                    raise _Invalid(f"must be a list of {what} each {self.describe_range()}"
                                    f", got the element {_described(item)} in "
-                                   f"{_described(value)}", self.default or [16, 32]) from None
+                                   f"{_described(value)}", self.default or example) from None
                 checked.append(item)
             value = checked
         allowed = self.allowed() if choices else None
@@ -663,6 +668,10 @@ OPTIONS = OptionSchema([
          metavar="N", flags=[F(("--seed",), ("run",))]),
     _opt("device", "str", "cpu", "torch device, e.g. cpu or cuda",
          flags=[F(("--device",), ("run",))]),
+    _opt("nproc", "int", 1, "processes on this machine, launched with PyTorch's torchrun "
+         "(train: --batch-size is the global batch, each process takes a slice; embed: one "
+         "shard of the subjects each); under torchrun itself the launcher decides",
+         low=1, metavar="N", flags=[F(("--nproc",), ("train", "embed"))]),
     # -- data ----------------------------------------------------------------------------
     _opt("data.images", "path", None, "folder of NIfTI files (*.nii, *.nii.gz), one per "
          "subject", metavar="DIR", flags=[F(("--images",), ("data",))]),
@@ -704,7 +713,11 @@ OPTIONS = OptionSchema([
         F(("--encoder",), ("audit",),
           help="the encoder that made them, for decoded counterfactuals"),
         F(("--encoder",), ("explain",),
-          help="generative encoder for counterfactuals ('demo' for the shipped demo DAE)")]),
+          help="generative encoder for counterfactuals ('demo' for the shipped demo DAE)"),
+        F(("--encoder",), ("sensitivity",),
+          help="the encoder to measure: a folder written by 'latentaudit train' or "
+               "save_pretrained, or 'demo' for the shipped demo DAE (default: pixel PCA "
+               "fitted on the images, a baseline without a deep model)")]),
     _opt("encoder.preset", "str", None, "the family's named configuration (default "
          "cpu64); DAE: tiny, cpu64, paper64, paper256, tiny3d, volume64; beta-VAE: tiny, "
          "cpu64", flags=[F(("--preset",), ("train",))]),
@@ -743,13 +756,22 @@ OPTIONS = OptionSchema([
         F(("--embeddings",), ("explain",),
           help="the subjects' embeddings from that encoder (default: encode the images)")]),
     _opt("inputs.labels", "path", None, "table of subject ids and group labels, e.g. the "
-         "subjects.csv of an audit (required)", metavar="CSV",
+         "subjects.csv of an audit (required unless --delineation is given)", metavar="CSV",
          flags=[F(("--labels",), ("explain",))]),
     _opt("inputs.label_column", "str", "cluster", "column of the groups; -1: in no group",
          metavar="NAME", flags=[F(("--label-column",), ("explain",))]),
-    _opt("inputs.polygons", "path", None, "delineate by polygons on the audit's map "
-         "instead: a JSON object {\"1\": [[x, y], ...], ...} applied to the map_x/map_y "
-         "columns of --labels", metavar="JSON", flags=[F(("--polygons",), ("explain",))]),
+    _opt("inputs.delineation", "path", None, "groups drawn on a report's interactive map "
+         "(its exported delineation file), refused for other subjects or embeddings than "
+         "the map's", metavar="JSON", flags=[
+             F(("--delineation",), ("audit",),
+               help="test the groups drawn on a report's map (its exported delineation "
+                    "file) instead of clustering; refused for other embeddings than the "
+                    "map's"),
+             F(("--delineation",), ("explain",),
+               help="explain the groups drawn on a report's map (its exported delineation "
+                    "file); the subjects are those of --labels (the audit's subjects.csv, "
+                    "whose map must be the one drawn on), else of --embeddings, else of "
+                    "--images")]),
     _opt("inputs.reference", "int", None, "group the others are compared with (default "
          "the largest)", metavar="N", flags=[F(("--reference",), ("explain",))]),
     # -- projection ----------------------------------------------------------------------
@@ -761,7 +783,8 @@ OPTIONS = OptionSchema([
          "method's)", low=1),
     # -- audit ---------------------------------------------------------------------------
     _opt("audit.clusterer", "str", "hdbscan", "clustering of the embedding",
-         choices=("hdbscan", "kmeans", "gmm"), flags=[F(("--clusterer",), ("analysis",))]),
+         choices=("hdbscan", "kmeans", "gmm"),
+         flags=[F(("--clusterer",), ("analysis", "sensitivity"))]),
     _opt("audit.n_clusters", "int", None, "clusters of kmeans/gmm (default: chosen from "
          "the data)", low=2),
     _opt("audit.min_cluster_size", "int", None, "smallest HDBSCAN cluster (default: "
@@ -769,11 +792,13 @@ OPTIONS = OptionSchema([
     _opt("audit.columns", "str_list", None, "metadata columns tested (default: all)"),
     _opt("audit.expected", "str_list", None, "columns whose structure is expected (ranked "
          "last), e.g. sex age", metavar="COLUMN",
-         flags=[F(("--expected",), ("analysis",))]),
+         flags=[F(("--expected",), ("analysis", "sensitivity"))]),
     _opt("audit.nuisance", "str_list", None, "columns that should not matter (also "
-         "probed), e.g. site", metavar="COLUMN", flags=[F(("--nuisance",), ("analysis",))]),
+         "probed), e.g. site", metavar="COLUMN",
+         flags=[F(("--nuisance",), ("analysis", "sensitivity"))]),
     _opt("audit.within", "str", None, "cluster within each group of this categorical "
-         "column, e.g. sex", metavar="COLUMN", flags=[F(("--within",), ("analysis",))]),
+         "column, e.g. sex", metavar="COLUMN",
+         flags=[F(("--within",), ("analysis", "sensitivity"))]),
     _opt("audit.n_permutations", "int", 199, "permutations of the association tests",
          low=0),
     _opt("audit.alpha", "float", 0.05, "false discovery rate of the findings", low=0.0,

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import validate_embedding
@@ -336,6 +337,16 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return np.asarray(embedding, dtype=np.float64)
 
     # -- new points --------------------------------------------------------------------
+    def _can_transform(self) -> bool:
+        # scikit-learn's TSNE has no transform; neither has a Projector that uses it, so
+        # scikit-learn's checks (and hasattr) treat it as scikit-learn treats TSNE.
+        if self.method == "tsne" and self.backend == "sklearn":
+            raise ConfigError(
+                "scikit-learn's TSNE (backend='sklearn') cannot place new points on a "
+                "fitted map; use backend='opentsne' (the default) or method='umap'/'pca', "
+                "or refit on all points with fit_transform")
+        return True
+
     def transform(self, X) -> np.ndarray:
         """Place new points on the frozen map.
 
@@ -359,17 +370,12 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         ------
         sklearn.exceptions.NotFittedError
             (as :class:`latentaudit.errors.NotFittedError`) before :meth:`fit`.
-        ValueError
-            (as :class:`latentaudit.errors.ConfigError`) for ``backend="sklearn"`` t-SNE,
-            which cannot place new points.
+        AttributeError
+            for ``backend="sklearn"`` t-SNE, which has no ``transform`` (like scikit-learn's
+            TSNE); the error's cause says why.
         """
         self._check_fitted()
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        if self.backend_ == "sklearn" and self.method == "tsne":
-            raise ConfigError(
-                "scikit-learn's TSNE (backend='sklearn') cannot place new points on a "
-                "fitted map; use backend='opentsne' (the default) or method='umap'/'pca', "
-                "or refit on all points with fit_transform")
         if self.method == "pca":
             return self.pca_.transform(X).astype(X.dtype, copy=False)
         reduced = self.pca_.transform(X) if self.pca_ is not None else X
@@ -523,6 +529,12 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             hdbscan_ari=float(pairs["hdbscan_ari"].mean()),
             trustworthiness=float(runs["trustworthiness"].mean()),
             pairs=pairs, runs=runs)
+
+
+# scikit-learn's set_output machinery re-wraps ``transform`` when the class is created,
+# which would drop an ``available_if`` decorator written in the class body: applied here,
+# ``hasattr(Projector(backend="sklearn"), "transform")`` is False, as for sklearn's TSNE.
+Projector.transform = available_if(Projector._can_transform)(Projector.transform)
 
 
 @dataclasses.dataclass(frozen=True)

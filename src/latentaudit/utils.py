@@ -9,6 +9,7 @@ import logging
 import os
 import random
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from .errors import ConfigError, MissingDependencyError
 
 __all__ = [
+    "cache_dir",
     "check_option",
     "check_random_state",
     "check_spatial_dims",
@@ -282,3 +284,38 @@ def config_hash(encoder) -> str | None:
         text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
     return None
+
+
+def cache_dir(*parts: str) -> Path:
+    """latentaudit's folder in the user's cache, created if missing.
+
+    ``$LATENTAUDIT_CACHE`` if set, else ``$XDG_CACHE_HOME/latentaudit``, else
+    ``~/.cache/latentaudit``; ``parts`` name a subfolder.  What is there can be made again
+    (e.g. the 3-D demo cohort) and may be deleted.
+
+    Parameters
+    ----------
+    *parts : str
+        Subfolder names.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import os
+    >>> from latentaudit.utils import cache_dir
+    >>> os.environ["LATENTAUDIT_CACHE"] = "/tmp/la-cache-example"
+    >>> str(cache_dir("demo"))
+    '/tmp/la-cache-example/demo'
+    >>> del os.environ["LATENTAUDIT_CACHE"]
+    """
+    root = os.environ.get("LATENTAUDIT_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        root = os.path.join(base, "latentaudit")
+    folder = Path(root, *parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -283,6 +283,13 @@ def check_range(name: str, value, low: float, high: float, *, low_open: bool = F
         raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
 
 
+def check_seed(name: str, value) -> None:
+    """Raise ConfigError unless ``value`` is None or a non-negative integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                              or value < 0):
+        raise ConfigError(f"{name} must be None or a non-negative integer, got {value!r}")
+
+
 def snap(new: np.ndarray, old: np.ndarray, tolerance: float = 1e-12) -> np.ndarray:
     """Keep ``old`` where a round trip (e.g. through the FFT) changed it by rounding only."""
     return np.where(np.abs(new - old) <= tolerance, old, new)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from ._base import Artefact, check_range
+from ._base import Artefact, check_range, check_seed
 
 __all__ = ["BiasField", "ContrastCurve", "Gain"]
 
@@ -116,8 +116,10 @@ class BiasField(Artefact):
     [-1, 1]; coefficients N(0, 1), then ``f`` rescaled so its largest absolute value over
     the image is 1).  Physical quantity: the field's extremes, ``(1 + max_nonuniformity)
     ** (+- strength)``: at strength 1 with the default 0.4 the field spans at most 0.71 to
-    1.4, the range N4 is usually asked to correct at 1.5-3 T.  Every image of a batch gets
-    its own field; the same ``random_state`` gives the same pattern at every strength.
+    1.4, the range N4 is usually asked to correct at 1.5-3 T.  With ``pattern_seed=None``
+    every image gets its own field (the same ``random_state`` gives the same pattern at
+    every strength); with an integer every image gets the same field, as from one
+    scanner's coil.
 
     Parameters
     ----------
@@ -127,6 +129,8 @@ class BiasField(Artefact):
         ``(largest field value) - 1`` at strength 1, in (0, 10].
     order : int, default 2
         Total degree of the polynomial, 1 to 5 (low: the field is smooth).
+    pattern_seed : int, optional
+        Seed of one field shared by every image; default a new field per image.
     value_range : tuple of two floats or None, default (-1.0, 1.0)
         See :class:`Artefact`.
 
@@ -146,6 +150,7 @@ class BiasField(Artefact):
 
     max_nonuniformity: float = 0.4
     order: int = 2
+    pattern_seed: int | None = None
 
     name = "bias_field"
     family = "intensity"
@@ -154,9 +159,11 @@ class BiasField(Artefact):
         check_range("max_nonuniformity", self.max_nonuniformity, 0.0, 10.0, low_open=True)
         if isinstance(self.order, bool) or self.order not in range(1, 6):
             raise ConfigError(f"order must be an integer from 1 to 5, got {self.order!r}")
+        check_seed("pattern_seed", self.pattern_seed)
 
     def _apply(self, signal, rng, support):
-        field = _smooth_field(signal.shape[1:], self.order, rng)
+        own = rng if self.pattern_seed is None else np.random.default_rng(self.pattern_seed)
+        field = _smooth_field(signal.shape[1:], self.order, own)
         scale = self.strength * math.log1p(self.max_nonuniformity)
         return signal * np.exp(scale * field)[None], None
 

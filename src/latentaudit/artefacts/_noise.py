@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import ConfigError
-from ._base import Artefact, check_range
+from ._base import Artefact, check_range, check_seed
 
 __all__ = ["RicianNoise", "Spikes"]
 
@@ -81,7 +81,9 @@ class Spikes(Artefact):
     mean signal over the object: ``strength * max_amplitude`` (strength 1 = 30% by
     default).  Each image gets ``n_spikes`` spikes at random positions away from the centre
     of k-space (more than 15% of the bandwidth out along at least one axis) with random
-    phases; the same ``random_state`` gives the same spikes at every strength.
+    phases; the same ``random_state`` gives the same spikes at every strength.  With
+    ``pattern_seed`` the positions are the same for every image (one source of
+    interference at one scanner) and only the phases vary.
 
     Parameters
     ----------
@@ -91,6 +93,8 @@ class Spikes(Artefact):
         Stripe amplitude at strength 1, relative to the mean object signal, in (0, 10].
     n_spikes : int, default 1
         Spikes per image, 1 to 16.
+    pattern_seed : int, optional
+        Seed of spike positions shared by every image; default new positions per image.
     value_range : tuple of two floats or None, default (-1.0, 1.0)
         See :class:`Artefact`.
 
@@ -111,6 +115,7 @@ class Spikes(Artefact):
 
     max_amplitude: float = 0.3
     n_spikes: int = 1
+    pattern_seed: int | None = None
 
     name = "spikes"
     family = "noise"
@@ -120,23 +125,25 @@ class Spikes(Artefact):
         if isinstance(self.n_spikes, bool) or self.n_spikes not in range(1, 17):
             raise ConfigError(f"n_spikes must be an integer from 1 to 16, got "
                               f"{self.n_spikes!r}")
+        check_seed("pattern_seed", self.pattern_seed)
 
     def _apply(self, signal, rng, support):
         spatial = signal.shape[1:]
         grid = np.indices(spatial, dtype=np.float64)
         amplitude = self.strength * self.max_amplitude * mean_object_signal(signal, support)
         wave = np.zeros(spatial, dtype=np.complex128)
+        where = rng if self.pattern_seed is None else np.random.default_rng(self.pattern_seed)
         for _ in range(self.n_spikes):
-            frequency, phase = _spike(spatial, rng)
+            frequency = _spike_position(spatial, where)
+            phase = rng.uniform(0, 2 * np.pi)
             argument = sum(f * g for f, g in zip(frequency, grid, strict=True))
             wave += np.exp(1j * (2 * np.pi * argument + phase))
         return np.abs(signal + amplitude * wave[None]), None
 
 
-def _spike(spatial: tuple[int, ...], rng: np.random.Generator):
-    """A k-space position (cycles per pixel) outside the central 15% band, and a phase."""
+def _spike_position(spatial: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A k-space position (cycles per pixel) outside the central 15% band."""
     while True:
         frequency = np.array([rng.integers(-(n // 2), (n + 1) // 2) / n for n in spatial])
-        phase = rng.uniform(0, 2 * np.pi)
         if np.abs(frequency).max() > 0.15:
-            return frequency, phase
+            return frequency

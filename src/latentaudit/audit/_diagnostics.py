@@ -33,7 +33,7 @@ class _Diagnostics:
     def label_issues(
         self, column: str, *, evidence: str = "both", model: str = "linear", cv=5
     ) -> pd.DataFrame:
-        """Rows whose label disagrees with their neighbourhood and with a probe.
+        """Rows whose label the embedding finds unlikely (neighbours and a probe, averaged).
 
         Each row gets a predicted distribution of its label from the labels of its
         kNN-graph neighbours (with one pseudo-neighbour drawn from the class

@@ -28,9 +28,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import LatentAuditError, TrainingError
+from ..errors import ConfigError, LatentAuditError, TrainingError
 from ._command import Command, commands
 from ._config import DEFAULT_CONFIG, dump_toml, load_config, parse_assignment
+from ._distributed import join, launch, under_torchrun
 from ._parser import build_parser, overrides
 from ._run import Run
 from .demo import DEMO_CONFIG
@@ -115,7 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         layers, sources = overrides(args)
         config = load_config(args.config, base=command.base, overrides=layers,
                              sources=sources)
-        run = Run(args.command, config, verbose=not quiet, argv=argv)
+        if config["nproc"] > 1 and not under_torchrun():
+            if not command.distributed:
+                raise ConfigError(f"--nproc: 'latentaudit {command.name}' runs in one "
+                                  f"process")
+            return launch(argv, config["nproc"])
+        main_process = True
+        if under_torchrun():
+            main_process = join(command, config)
+            if not main_process:  # one process talks; the others only work
+                logging.getLogger("latentaudit").setLevel(logging.ERROR)
+        run = Run(args.command, config, verbose=not quiet and main_process, argv=argv,
+                  main=main_process)
         return command.run(config, run)
     except KeyboardInterrupt:
         _report_kept(run)

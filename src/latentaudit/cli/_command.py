@@ -40,6 +40,9 @@ class Command:
         The command's own defaults over the schema's (e.g. the demo's output folder).
     titles : mapping, optional
         Titles of its flag groups in ``--help`` (scope -> title; default the scope).
+    distributed : bool, default False
+        Whether it runs under ``torchrun`` (several processes, see
+        :mod:`latentaudit.cli._distributed`); others refuse to.
 
     Examples
     --------
@@ -56,6 +59,7 @@ class Command:
     order: int = 100
     base: Mapping | None = None
     titles: Mapping[str, str] = field(default_factory=dict)
+    distributed: bool = False
 
 
 @functools.cache

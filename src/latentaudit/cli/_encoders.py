@@ -74,7 +74,8 @@ def new_encoder(kind: str, config: dict, image_shape: tuple):
     enc = config["encoder"]
     channels = None if enc["channels"] is None else tuple(enc["channels"])
     return build_encoder(kind, tuple(image_shape), preset=enc["preset"],
-                         latent_dim=enc["latent_dim"], channels=channels, beta=enc["beta"])
+                         latent_dim=enc["latent_dim"], channels=channels, beta=enc["beta"],
+                         random_state=config["seed"])
 
 
 def train(encoder, dataset, config: dict, run: Run, checkpoint_dir: Path | None):

@@ -108,7 +108,7 @@ def _add_flag(group, option: Option, flag: Flag, command: Command) -> None:
         kwargs.update(action="store_const", const=flag.const)
     else:
         kwargs["type"] = _converter(option, flag)
-        if option.kind in ("str_list", "int_list"):
+        if option.kind in ("str_list", "int_list", "float_list"):
             kwargs["nargs"] = "+"
         choices = flag.choices or option.allowed()
         if callable(choices):
@@ -127,7 +127,7 @@ def _converter(option: Option, flag: Flag):
 
     def convert(text: str):
         value: object = text
-        if option.kind in ("int", "int_list", "float"):
+        if option.kind in ("int", "int_list", "float", "float_list"):
             for parse in (int, float):
                 try:
                     value = parse(text)
@@ -135,7 +135,7 @@ def _converter(option: Option, flag: Flag):
                 except ValueError:
                     continue
         try:
-            if option.kind == "int_list":
+            if option.kind in ("int_list", "float_list"):
                 return option.element(value, source)
             if option.kind == "str_list":
                 return value

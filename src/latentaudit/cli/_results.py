@@ -19,15 +19,21 @@ def audit_options(config: dict) -> dict:
 
 def embed_and_save(encoder, dataset, config: dict, run: Run, folder: Path,
                    aggregate: str | None, provenance: Mapping | None = None):
-    """Embed ``dataset`` with the run's ``[embed]`` options and save into ``folder``."""
+    """Embed ``dataset`` with the run's ``[embed]`` options and save into ``folder`` (None:
+    compute only, as the other processes of a torchrun launch do)."""
     from ..embed import embed
+    from ..training import world_size
 
+    # Under torchrun every process keeps its shard there until all are merged, so a run
+    # started again after a process died redoes that shard alone.
+    shard_dir = Path(config["output"]) / "embed-shards" if world_size() > 1 else None
     embeddings = embed(encoder, dataset, batch_size=config["embed"]["batch_size"],
                        device=config["device"], aggregate=aggregate,
                        combine=config["embed"]["combine"],
-                       verbose=run.verbose)
+                       verbose=run.verbose, shard_dir=shard_dir)
     embeddings.provenance.update(provenance or {})
-    embeddings.save(folder, overwrite=True)
+    if folder is not None:
+        embeddings.save(folder, overwrite=True)
     return embeddings
 
 

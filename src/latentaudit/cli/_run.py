@@ -28,6 +28,9 @@ class Run:
         Show progress bars and step messages.
     argv : sequence of str
         The command line, for the provenance.
+    main : bool, default True
+        Whether this process writes the results: False in all but the first process of a
+        ``torchrun`` launch, which only compute their share.
 
     Examples
     --------
@@ -37,8 +40,9 @@ class Run:
     """
 
     def __init__(self, command: str, config: dict, verbose: bool,
-                 argv: Sequence[str] = ()) -> None:
+                 argv: Sequence[str] = (), main: bool = True) -> None:
         self.command = command
+        self.main = main
         self.argv = list(argv)
         self.config = config
         self.verbose = verbose

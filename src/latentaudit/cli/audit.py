@@ -28,6 +28,22 @@ def join_metadata(embeddings, config: dict):
     return embeddings
 
 
+def drawn_groups(config: dict, embeddings):
+    """The groups of ``--delineation`` for these embeddings (refused for others than the
+    map's), and what the report records about them."""
+    import numpy as np
+
+    from ..audit import Delineation
+
+    path = Path(config["inputs"]["delineation"])
+    drawn = Delineation.read(path)
+    labels = drawn.labels(embeddings.ids, z=embeddings.z)
+    sizes = {str(g): int(n) for g, n in zip(*np.unique(labels, return_counts=True),
+                                            strict=True)}
+    return labels, {"file": str(path.resolve()), "groups": sizes, "outside": drawn.outside,
+                    "map": drawn.map_fingerprint}
+
+
 def run_audit_command(config: dict, run: Run) -> int:
     """``latentaudit audit``."""
     from ..embed import Embeddings
@@ -56,10 +72,13 @@ def run_audit_command(config: dict, run: Run) -> int:
     provenance = {"data": data_record}
     if record:
         provenance["encoder"] = record
+    labels = None
+    if config["inputs"]["delineation"]:
+        labels, provenance["delineation"] = drawn_groups(config, embeddings)
     output_folder(config, "audit")
     save_config(run)
     with run.stage("audit", "auditing ..."):
-        report = run_audit(embeddings, images=images, encoder=encoder,
+        report = run_audit(embeddings, images=images, encoder=encoder, labels=labels,
                            options=audit_options(config), random_state=config["seed"],
                            provenance=provenance, verbose=run.verbose)
     path = write_report(report, run)

@@ -18,18 +18,28 @@ __all__ = ["COMMAND"]
 
 def run_embed(config: dict, run: Run) -> int:
     """``latentaudit embed``."""
+    from ..training._distributed import barrier
+
     pretrained = config["encoder"]["pretrained"]
     if not pretrained:
         raise ConfigError("'latentaudit embed' needs a trained encoder: pass --encoder DIR "
                           "(the OUTPUT/encoder of 'latentaudit train', or 'demo')")
-    output_folder(config, "embed", create=False)
+    if run.main:
+        output_folder(config, "embed", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
         encoder = load_encoder(pretrained)
+    aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
+    if not run.main:
+        # Another process of a torchrun launch: once the first process has made the output
+        # folder, it embeds its shard; the first process writes the merged embeddings.
+        barrier()
+        embed_and_save(encoder, dataset, config, run, None, aggregate)
+        return 0
     output = output_folder(config, "embed")
     save_config(run)
-    aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
+    barrier()
     folder = output / "embeddings"
     where = str(Path(pretrained).resolve()) if Path(pretrained).exists() else str(pretrained)
     with run.stage("embed", f"embedding {len(dataset)} images ..."):
@@ -43,8 +53,9 @@ def run_embed(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="embed", order=20, run=run_embed, scopes=("data", "embed", "run"),
-    titles={"embed": "encoder"},
+    titles={"embed": "encoder"}, distributed=True,
     help="embed a folder of NIfTI files with a trained encoder",
     description="Embed every subject with a trained encoder and save the embeddings "
                 "(OUTPUT/embeddings: z.npy, ids, metadata, provenance) for 'latentaudit "
-                "audit'.")
+                "audit'. With --nproc N (or under torchrun) each of N processes embeds one "
+                "shard of the subjects; the result is the same as in one process.")

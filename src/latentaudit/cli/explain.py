@@ -3,7 +3,6 @@ counterfactuals."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,11 @@ from ._run import Run
 __all__ = ["COMMAND"]
 
 
-def read_delineation(config: dict):
-    """The subjects' ids, their group labels (from a column or from polygons on the
-    audit's map) and the labels file's path."""
-    import pandas as pd
-
+def _labels_table(config: dict):
+    """The ``--labels`` table, its path and its id column."""
     from ..data._base import read_table
 
-    spec = config["inputs"]
-    if not spec["labels"]:
-        raise ConfigError("'latentaudit explain' needs a delineation: pass --labels CSV (e.g. "
-                          "the subjects.csv of 'latentaudit audit')")
-    path = Path(spec["labels"])
+    path = Path(config["inputs"]["labels"])
     if not path.is_file():
         raise DataError(f"labels file {str(path)!r} does not exist; check --labels")
     id_column = config["data"]["id_column"]
@@ -42,50 +34,73 @@ def read_delineation(config: dict):
             raise DataError(f"labels file {path.name!r} has no id column {id_column!r} (nor "
                             f"'id'); its columns are {', '.join(map(str, table.columns))}; "
                             f"name it with --id-column")
-    ids = table[id_column].astype(str).to_numpy(dtype=object)
-    if spec["polygons"]:
-        from ..audit import delineate
+    return table, path, id_column
 
-        polygons_path = Path(spec["polygons"])
-        if not polygons_path.is_file():
-            raise DataError(f"polygons file {str(polygons_path)!r} does not exist; check "
-                            f"--polygons")
-        try:
-            polygons = json.loads(polygons_path.read_text(encoding="utf-8"))
-            polygons = {int(k): np.asarray(v, dtype=float) for k, v in polygons.items()}
-        except (json.JSONDecodeError, ValueError, TypeError, AttributeError) as err:
-            raise DataError(f"polygons file {polygons_path.name!r} must be a JSON object "
-                            f"{{\"label\": [[x, y], ...]}}: {err}") from err
-        missing = [c for c in ("map_x", "map_y") if c not in table.columns]
-        if missing:
-            raise DataError(f"labels file {path.name!r} lacks the map columns {missing} that "
-                            f"polygons are drawn on; use the subjects.csv of an audit")
-        labels = delineate(table[["map_x", "map_y"]].to_numpy(dtype=float), polygons)
-    else:
-        column = spec["label_column"]
-        if column not in table.columns:
-            raise DataError(f"labels file {path.name!r} has no label column {column!r}; its "
-                            f"columns are {', '.join(map(str, table.columns))}; name it with "
-                            f"--label-column")
-        values = pd.to_numeric(table[column], errors="coerce")
-        if values.isna().any() or not np.all(values == np.round(values)):
-            bad = table[column][values.isna() | (values != np.round(values))].astype(str)
-            raise DataError(f"label column {column!r} of {path.name!r} must hold integer "
-                            f"group labels (-1: in no group), got e.g. "
-                            f"{', '.join(repr(v) for v in bad.unique()[:3])}")
-        labels = values.to_numpy().astype(np.int64)
+
+def read_delineation(config: dict):
+    """The subjects' ids, their group labels (from a column of ``--labels``) and the
+    labels file's path."""
+    import pandas as pd
+
+    if not config["inputs"]["labels"]:
+        raise ConfigError("'latentaudit explain' needs a delineation: pass --delineation "
+                          "JSON (exported from the map of an audit report) or --labels CSV "
+                          "(e.g. the subjects.csv of 'latentaudit audit')")
+    table, path, id_column = _labels_table(config)
+    ids = table[id_column].astype(str).to_numpy(dtype=object)
+    column = config["inputs"]["label_column"]
+    if column not in table.columns:
+        raise DataError(f"labels file {path.name!r} has no label column {column!r}; its "
+                        f"columns are {', '.join(map(str, table.columns))}; name it with "
+                        f"--label-column")
+    values = pd.to_numeric(table[column], errors="coerce")
+    if values.isna().any() or not np.all(values == np.round(values)):
+        bad = table[column][values.isna() | (values != np.round(values))].astype(str)
+        raise DataError(f"label column {column!r} of {path.name!r} must hold integer "
+                        f"group labels (-1: in no group), got e.g. "
+                        f"{', '.join(repr(v) for v in bad.unique()[:3])}")
+    labels = values.to_numpy().astype(np.int64)
     return ids, labels, str(path.resolve())
+
+
+def read_drawn(drawn, config: dict, dataset):
+    """The ids and labels of a delineation file, for the subjects of ``--labels`` (whose
+    map must be the one it was drawn on), else of ``--embeddings``, else of the images."""
+    from ..audit import delineate
+    from ..embeddings import Embeddings
+
+    spec = config["inputs"]
+    if spec["labels"]:
+        table, _, id_column = _labels_table(config)
+        ids = table[id_column].astype(str).to_numpy(dtype=object)
+        if {"map_x", "map_y"} <= set(table.columns):
+            return ids, delineate(table[["map_x", "map_y"]].to_numpy(dtype=float), drawn,
+                                  ids=ids)
+        return ids, drawn.labels(ids)
+    if spec["embeddings"]:
+        loaded = Embeddings.load(embeddings_folder(spec["embeddings"], "explain"))
+        ids = np.asarray([str(i) for i in loaded.ids], dtype=object)
+        return ids, drawn.labels(ids, z=loaded.z)
+    ids = np.asarray([str(i) for i in dataset.subjects], dtype=object)
+    return ids, drawn.labels(ids)
 
 
 def run_explain_command(config: dict, run: Run) -> int:
     """``latentaudit explain``."""
+    from ..audit import Delineation
     from ..embed import Embeddings
     from ..pipeline import run_explain
 
-    ids, labels, labels_path = read_delineation(config)
+    spec = config["inputs"]
+    drawn = Delineation.read(spec["delineation"]) if spec["delineation"] else None
+    if drawn is None:
+        ids, labels, labels_path = read_delineation(config)
     output_folder(config, "explain", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
+    if drawn is not None:
+        ids, labels = read_drawn(drawn, config, dataset)
+        labels_path = str(Path(spec["delineation"]).resolve())
     known = set(str(i) for i in dataset.ids)
     missing = [i for i in ids if i not in known]
     if missing:
@@ -94,7 +109,6 @@ def run_explain_command(config: dict, run: Run) -> int:
                         f"{', '.join(repr(m) for m in missing[:3])}; label the subjects of "
                         f"this folder")
     encoder = embeddings = None
-    spec = config["inputs"]
     if config["encoder"]["pretrained"]:
         with run.stage("load_encoder", "loading the encoder ..."):
             encoder = load_encoder(config["encoder"]["pretrained"])

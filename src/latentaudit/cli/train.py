@@ -23,13 +23,19 @@ def run_train(config: dict, run: Run) -> int:
     if kind not in encoder_names():
         raise ConfigError(f"'latentaudit train' trains a family of the encoder registry "
                           f"({', '.join(encoder_names())}), got encoder kind {kind!r}")
-    output_folder(config, "train", create=False)
+    if run.main:
+        output_folder(config, "train", create=False)
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     encoder = new_encoder(kind, config, dataset.image_shape)
+    steps = config["train"]["steps"]
+    if not run.main:
+        # Another process of a torchrun launch: it trains its slice of every batch; the
+        # first process writes the folder, the checkpoints and the results.
+        train(encoder, dataset, config, run, Path(config["output"]) / "checkpoints")
+        return 0
     output = output_folder(config, "train")
     save_config(run)
-    steps = config["train"]["steps"]
     checkpoints = output / "checkpoints"
     run.keep(f"checkpoints are in {checkpoints} (continue with the same command and "
              f"--resume)", checkpoints)
@@ -52,9 +58,10 @@ def run_train(config: dict, run: Run) -> int:
 
 COMMAND = Command(
     name="train", order=10, run=run_train, scopes=("data", "train", "run"),
-    titles={"train": "encoder"},
+    titles={"train": "encoder"}, distributed=True,
     help="train an encoder on a folder of NIfTI files",
     description="Train a Diffusion Autoencoder or a beta-VAE on a folder of NIfTI files (and "
                 "a metadata CSV). Writes OUTPUT/encoder (config.json + model.safetensors), "
                 "OUTPUT/checkpoints (resume with --resume), OUTPUT/history.csv and "
-                "OUTPUT/config.toml.")
+                "OUTPUT/config.toml. With --nproc N (or under torchrun) N processes train "
+                "data-parallel, each on a slice of every --batch-size batch.")

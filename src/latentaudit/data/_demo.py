@@ -1,23 +1,28 @@
-"""The bundled demo cohort: a simulated multi-site head MRI study with planted findings.
+"""The demo cohort: a simulated multi-site head MRI study with planted findings.
 
 Every subject is a real T1-weighted head volume (Colin27 ``ch2`` from Debian's
 ``mricron-data``, its brain blended with nilearn's MNI152 2009a template) under a random
 smooth deformation, a head size and shape that follow sex and height, age effects, a
-contrast change and Rician noise.  Its centre sagittal slice is the image.  Two of the four
-sites carry an acquisition artefact like the ones Graf et al. (2024) found in NAKO: site B's
-field of view is shifted so that part of the head leaves the image, site C uses a head-rest
-that shows in the image.  A few sex labels are flipped.  What was planted is recorded in
-``.truth`` and ``.artefact_masks``.
+contrast change and Rician noise (see :mod:`._demo_render`).  Two of the four sites carry
+an acquisition artefact like the ones Graf et al. (2024) found in NAKO, both from
+:mod:`latentaudit.artefacts`: site B's field of view is shifted so that part of the head
+leaves the image, site C uses a head-rest that shows in the image.  A few sex labels are
+flipped.  What was planted is recorded in ``.truth`` and ``.artefact_masks``.
 
-The noise-free 128x128 slices ship inside the package (``_files/demo_cohort.npz``, JPEG
-quality 95 inside a NumPy archive, no pickles); :func:`load_demo_cohort` adds Rician noise
-from a fixed seed at the requested size, so every load gives the same arrays.
-:func:`make_demo_cohort` rebuilds the file from the template volumes
-(``python scripts/make_demo_cohort.py``).
+- 2-D: the centre sagittal slice.  The noise-free 128x128 slices ship inside the package
+  (``_files/demo_cohort.npz``, JPEG quality 95 inside a NumPy archive, no pickles).
+- 3-D: the whole head, 400 subjects at 32^3 by default (16^3 to 64^3), rendered from the
+  same templates and draws on first use and cached in the user's cache folder (not
+  shipped).
+
+:func:`load_demo_cohort` adds Rician noise from a fixed seed at the requested size, so every
+load gives the same arrays.  :func:`make_demo_cohort` writes a cohort file from the template
+volumes (``python scripts/make_demo_cohort.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -28,20 +33,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..artefacts import FieldOfViewShift, HeadRest, moved_region
-from ..errors import DataError, InputShapeError, MissingDependencyError
-from ..utils import check_option
+from ..errors import ConfigError, DataError, InputShapeError
+from ..utils import cache_dir, check_option
 from ._array import ArrayDataset
+from ._demo_render import (
+    SITE_ARTEFACTS,
+    SITE_B_ARTEFACT,
+    VOLUME_GRID,
+    draw_population,
+    draw_volume_deformations,
+    load_templates,
+    render_slice,
+    render_volume,
+    template_paths,
+)
 
-__all__ = ["DEMO_FILE", "SITE_ARTEFACTS", "DemoCohort", "load_demo_cohort", "make_demo_cohort"]
+__all__ = ["DEMO_FILE", "SITE_ARTEFACTS", "SITE_B_ARTEFACT", "DemoCohort", "load_demo_cohort",
+           "make_demo_cohort"]
 
 logger = logging.getLogger(__name__)
 
-#: Where the packaged demo cohort lives.
+#: Where the packaged (2-D) demo cohort lives.
 DEMO_FILE = Path(__file__).resolve().parent / "_files" / "demo_cohort.npz"
-#: The artefact planted at each site ("none" for a clean site).
-SITE_ARTEFACTS = {"A": "none", "B": "fov_shift", "C": "head_rest", "D": "none"}
-SITES = tuple(SITE_ARTEFACTS)
 METADATA_COLUMNS = ("subject", "site", "sex", "age", "height", "weight")
 TRUTH_COLUMNS = ("subject", "artefact", "sex_flipped", "true_sex")
 
@@ -49,43 +62,25 @@ _FORMAT_VERSION = 1
 _STORED_SIZE = 128
 _RENDER_SIZE = 256  # rendered at twice the stored size, then averaged, against aliasing
 _JPEG_QUALITY = 95
-_FULL_SCALE = 210.0  # template intensity shown as white
-_BRAIN_MEAN = 0.38  # typical brain tissue and CSF levels after scaling by _FULL_SCALE
-_CSF_LEVEL = 0.22
-
-# Geometry, in MNI millimetres (x right, y anterior, z superior).  The image shows the
-# sagittal plane with superior at the top row and anterior at the left column.
-_FOV_MM = 240.0
-_FOV_LEFT_Y = 80.0  # anterior edge of the image: the nose tip falls just outside
-_FOV_TOP_Z = 112.0
-_HEAD_CENTRE = np.array([0.0, -15.0, 15.0])  # centre of scaling and rotation
-_VENTRICLE_CENTRE = np.array([0.0, -12.0, 18.0])  # centre of age-related enlargement
-_BRAIN_CENTRE = np.array([0.0, -18.0, 15.0])  # centre and (y, z) semi-axes of the brain,
-_BRAIN_RADII = (88.0, 72.0)  # for age-related shrinkage
-# Site B: the field of view moves superiorly by 50 of 256 pixels (Graf et al.: 50 voxels),
-# i.e. 0.78125 of FieldOfViewShift's largest shift (a quarter of the field of view).
-SITE_B_ARTEFACT = FieldOfViewShift(strength=0.78125, axis=-2, direction=-1,
-                                   value_range=(0.0, 1.0))
-_SLAB_HALF_WIDTH = 12  # mm either side of the midline kept from the volumes
-_SLAB_Y = (-175.0, 120.0)
-_SLAB_Z = (-160.0, 160.0)
-
-_MRICRON_DIR = Path("/usr/share/mricron/templates")
-_MNI_RELATIVE = Path("datasets") / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+#: Sides of the 3-D cohort's volumes, its default number of subjects, and the version of
+#: its cache files (raise it when the rendering changes).
+VOLUME_SIZES = (16, 32, 48, 64)
+VOLUME_SUBJECTS = 400
+_VOLUME_FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------
 # The dataset
 # --------------------------------------------------------------------------------------
 class DemoCohort(ArrayDataset):
-    """The demo cohort: 2-D head MRI slices, their metadata and what was planted in them.
+    """The demo cohort: head MRI slices or volumes, their metadata and what was planted.
 
     Usually built by :func:`load_demo_cohort`.
 
     Parameters
     ----------
     images : numpy.ndarray
-        float32 ``(N, 1, H, W)`` in [-1, 1].
+        float32 ``(N, 1, H, W)`` or ``(N, 1, D, H, W)`` in [-1, 1].
     metadata : pandas.DataFrame
         One row per image with the columns ``subject``, ``site``, ``sex`` (the given,
         partly wrong label), ``age`` (years), ``height`` (cm) and ``weight`` (kg).
@@ -131,12 +126,15 @@ class DemoCohort(ArrayDataset):
 
     def __repr__(self) -> str:
         meta = self._metadata
+        volumes = self.images.ndim == 5
+        what = ("whole-head T1 volumes (x, z, y): left to right, then the sagittal plane"
+                if volumes else "centre sagittal T1 slices")
         lines = [
             f"{type(self).__name__}: simulated multi-site head MRI cohort "
-            f"(centre sagittal T1 slices, superior up, anterior left)",
+            f"({what}, superior up, anterior left)",
             f"  images: {self.images.shape} {self.images.dtype}, values in "
             f"[{self.images.min():.2f}, {self.images.max():.2f}]",
-            f"  subjects: {len(self.subjects)}, one slice each",
+            f"  subjects: {len(self.subjects)}, one {'volume' if volumes else 'slice'} each",
             f"  metadata columns: {', '.join(map(str, meta.columns))}",
         ]
         if {"site", "sex"} <= set(meta.columns):
@@ -156,40 +154,56 @@ class DemoCohort(ArrayDataset):
     __str__ = __repr__
 
 
-def load_demo_cohort(size: int = 64, *, path=None) -> DemoCohort:
-    """Load the bundled demo cohort: about 2,000 simulated subjects from four sites.
+def load_demo_cohort(size: int | None = None, *, spatial_dims: int = 2,
+                     path=None) -> DemoCohort:
+    """Load the demo cohort: simulated subjects from four sites, 2-D slices or 3-D heads.
 
-    Each image is the centre sagittal slice of a real T1 head volume under a random
-    deformation, with a head size and shape that follow the subject's sex and height, age
-    effects, a contrast change and Rician noise.  Site B's field of view is shifted
-    superiorly (part of the head leaves the image), site C's subjects lie on a visible
-    head-rest, sites A and D are clean; about 3% of the sex labels are flipped.  The
-    sites' demographics are alike, so what sets B and C apart is the artefact.
+    Each image is a real T1 head volume under a random deformation, with a head size and
+    shape that follow the subject's sex and height, age effects, a contrast change and
+    Rician noise: its centre sagittal slice (2-D, about 2,000 subjects, shipped with the
+    package) or the whole head (3-D, 400 subjects, made on first use and cached).  Site
+    B's field of view is shifted superiorly (part of the head leaves the image), site C's
+    subjects lie on a visible head-rest, sites A and D are clean; about 3% of the sex
+    labels are flipped.  The sites' demographics are alike, so what sets B and C apart is
+    the artefact.
 
     Parameters
     ----------
-    size : {64, 128}, default 64
-        Image height and width.  The noise-free 64x64 images are 2x2 means of the 128x128
-        ones; the noise is drawn at each size (at 64x64 with half the standard deviation,
-        as for pixels of four times the area), and the masks are 2x2 "any"s.
+    size : int, optional
+        Side of the images: 64 (default) or 128 in 2-D; 32 (default), 16, 48 or 64 in
+        3-D.  The noise-free 64x64 images are 2x2 means of the 128x128 ones; the noise is
+        drawn at each size (at 64x64 with half the standard deviation, as for pixels of
+        four times the area), and the masks are 2x2 "any"s.
+    spatial_dims : {2, 3}, default 2
+        Slices or volumes.  Volumes are ``(x, z, y)``: left to right, then the sagittal
+        plane as in the slices (superior at the top row, anterior at the left column), so
+        ``images[:, :, size // 2]`` are their centre sagittal slices.  The first call per
+        size renders the 3-D cohort (about 0.1 s per subject at 32^3 on one core, 1 s at
+        64^3) into the user's cache folder (:func:`latentaudit.utils.cache_dir`); later
+        calls read it in a second or two.
     path : str or os.PathLike, optional
-        A cohort file written by :func:`make_demo_cohort`; default the packaged one.
+        A cohort file written by :func:`make_demo_cohort`; default the packaged 2-D one,
+        or the cached 3-D one.
 
     Returns
     -------
     DemoCohort
         An :class:`~latentaudit.data.ArrayDataset` with ``images`` float32
-        ``(N, 1, size, size)`` in [-1, 1]; ``metadata`` (``subject``, ``site``, ``sex``,
-        ``age``, ``height``, ``weight``); ``truth`` (``subject``, ``artefact``,
-        ``sex_flipped``, ``true_sex``) and ``artefact_masks`` (bool, shaped like the
-        images: the region a shifted field of view moved in or out, the head-rest's
-        pixels).
+        ``(N, 1, size, size)`` or ``(N, 1, size, size, size)`` in [-1, 1]; ``metadata``
+        (``subject``, ``site``, ``sex``, ``age``, ``height``, ``weight``); ``truth``
+        (``subject``, ``artefact``, ``sex_flipped``, ``true_sex``) and ``artefact_masks``
+        (bool, shaped like the images: the region a shifted field of view moved in or out,
+        the head-rest's pixels).
 
     Raises
     ------
     ValueError
-        (as :class:`latentaudit.errors.ConfigError`) for another ``size``; (as
-        :class:`latentaudit.errors.DataError`) for a missing or unreadable file.
+        (as :class:`latentaudit.errors.ConfigError`) for another ``size`` or
+        ``spatial_dims``; (as :class:`latentaudit.errors.DataError`) for a missing or
+        unreadable file.
+    ImportError
+        (as :class:`latentaudit.errors.MissingDependencyError`) when the 3-D cohort has to
+        be made and the template volumes are missing.
 
     Examples
     --------
@@ -202,8 +216,13 @@ def load_demo_cohort(size: int = 64, *, path=None) -> DemoCohort:
     >>> cohort.truth.groupby("artefact").size().to_dict()
     {'fov_shift': 500, 'head_rest': 500, 'none': 1000}
     """
-    size = check_option("size", size, (64, 128))
-    path = Path(DEMO_FILE if path is None else path)
+    spatial_dims = check_option("spatial_dims", spatial_dims, (2, 3))
+    if spatial_dims == 3:
+        size = check_option("size", 32 if size is None else size, VOLUME_SIZES)
+        path = _cached_volumes(size) if path is None else Path(path)
+    else:
+        size = check_option("size", 64 if size is None else size, (64, 128))
+        path = Path(DEMO_FILE if path is None else path)
     if not path.is_file():
         hint = ("the package was installed without its data file; reinstall latentaudit"
                 if path == DEMO_FILE else "write one with latentaudit.datasets.make_demo_cohort")
@@ -211,10 +230,20 @@ def load_demo_cohort(size: int = 64, *, path=None) -> DemoCohort:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     stored = _read_cohort_file(*key)
-    clean, masks = _at_size(*key, size)
-    # Rician noise drawn at the requested size; at 64x64 (pixels four times the area) its
-    # level is halved, as it would be for a scan acquired at that resolution.
-    sigma = stored["noise_sigma"] * np.float32(size / _STORED_SIZE)
+    if stored["spatial_dims"] != spatial_dims:
+        raise DataError(f"demo cohort file {str(path)!r} holds a {stored['spatial_dims']}-D "
+                        f"cohort; pass spatial_dims={stored['spatial_dims']}")
+    if spatial_dims == 3:
+        if stored["side"] != size:
+            raise DataError(f"demo cohort file {str(path)!r} holds {stored['side']}^3 "
+                            f"volumes, not {size}^3; pass size={stored['side']}")
+        clean, masks = stored["images"], stored["masks"]
+        sigma = stored["noise_sigma"] * np.float32(size / 64)
+    else:
+        clean, masks = _at_size(*key, size)
+        # Rician noise drawn at the requested size; at 64x64 (pixels four times the area)
+        # its level is halved, as it would be for a scan acquired at that resolution.
+        sigma = stored["noise_sigma"] * np.float32(size / _STORED_SIZE)
     images = _add_rician_noise(clean, sigma, (stored["noise_seed"], size))
     return DemoCohort(images[:, None], stored["metadata"].copy(), stored["truth"].copy(),
                       masks[:, None].copy())
@@ -233,10 +262,15 @@ def _read_cohort_file(path: str, mtime_ns: int, file_size: int) -> dict:
         raise DataError(f"demo cohort file {path!r} has format version {version}; this "
                         f"latentaudit reads version {_FORMAT_VERSION}")
     side = int(arrays["image_size"])
-    images = _decode_jpegs(arrays["jpeg"], arrays["jpeg_offsets"], side)
-    n = len(images)
-    masks = np.unpackbits(arrays["mask_bits"], axis=1, count=side * side)
-    masks = masks.reshape(n, side, side).view(bool)
+    spatial_dims = int(arrays.get("spatial_dims", 2))
+    if spatial_dims == 3:
+        # 8-bit volumes (a JPEG per slice would gain little at 32^3)
+        images = arrays["volumes"].astype(np.float32)
+        images *= np.float32(1 / 255)
+    else:
+        images = _decode_jpegs(arrays["jpeg"], arrays["jpeg_offsets"], side)
+    masks = np.unpackbits(arrays["mask_bits"], axis=1, count=side**spatial_dims)
+    masks = masks.reshape(images.shape).view(bool)
     metadata = pd.DataFrame({column: arrays[column] for column in METADATA_COLUMNS})
     truth = pd.DataFrame({column: arrays[column] for column in TRUTH_COLUMNS})
     for table in (metadata, truth):
@@ -247,7 +281,8 @@ def _read_cohort_file(path: str, mtime_ns: int, file_size: int) -> dict:
         array.flags.writeable = False
     return {"images": images, "masks": masks, "metadata": metadata, "truth": truth,
             "noise_sigma": arrays["noise_sigma"].astype(np.float32),
-            "noise_seed": int(arrays["noise_seed"])}
+            "noise_seed": int(arrays["noise_seed"]), "spatial_dims": spatial_dims,
+            "side": side}
 
 
 @functools.lru_cache(maxsize=4)
@@ -302,7 +337,7 @@ def _add_rician_noise(clean: np.ndarray, sigma: np.ndarray, seed,
     out = np.empty(clean.shape, dtype=np.float32)
     for start in range(0, len(clean), chunk):
         stop = min(start + chunk, len(clean))
-        s = sigma[start:stop, None, None]
+        s = sigma[start:stop].reshape(-1, *([1] * (clean.ndim - 1)))
         real = rng.standard_normal(clean[start:stop].shape, dtype=np.float32)
         real *= s
         real += clean[start:stop]
@@ -321,25 +356,33 @@ def _add_rician_noise(clean: np.ndarray, sigma: np.ndarray, seed,
 # --------------------------------------------------------------------------------------
 # The generator
 # --------------------------------------------------------------------------------------
-def make_demo_cohort(path, *, n_subjects: int = 2000, seed: int = 0,
-                     flip_fraction: float = 0.03, mricron_dir=None, mni_template=None,
+def make_demo_cohort(path, *, n_subjects: int | None = None, seed: int = 0,
+                     flip_fraction: float = 0.03, spatial_dims: int = 2,
+                     size: int | None = None, mricron_dir=None, mni_template=None,
                      verbose: bool = True) -> Path:
     """Build a demo cohort file from real T1 volumes.
 
     Needs the Debian package ``mricron-data`` (Colin27 ``ch2.nii.gz`` and ``ch2bet.nii.gz``)
     and nilearn (its MNI152 2009a T1 template), i.e. ``sudo apt-get install mricron-data``
     and ``pip install 'latentaudit[demo-build]'``.  The same arguments give the same file.
+    The 2-D and 3-D cohorts of one seed and number of subjects share their subjects, sites,
+    flipped labels and every draw but the 3-D deformation.
 
     Parameters
     ----------
     path : str or os.PathLike
         Where to write the ``.npz`` file (written atomically).
-    n_subjects : int, default 2000
-        Number of subjects, spread evenly over the four sites, half of each site female.
+    n_subjects : int, optional
+        Number of subjects, spread evenly over the four sites, half of each site female;
+        default 2000 in 2-D, 400 in 3-D.
     seed : int, default 0
         Seed of every random choice: demographics, anatomy, artefacts, noise.
     flip_fraction : float, default 0.03
         Fraction of subjects whose given sex label is flipped.
+    spatial_dims : {2, 3}, default 2
+        Centre sagittal slices (stored at 128x128) or whole heads.
+    size : {16, 32, 48, 64}, optional
+        Side of the volumes (3-D only; default 32).
     mricron_dir : str or os.PathLike, optional
         Folder holding ``ch2.nii.gz`` and ``ch2bet.nii.gz``; default
         ``/usr/share/mricron/templates``.
@@ -359,17 +402,21 @@ def make_demo_cohort(path, *, n_subjects: int = 2000, seed: int = 0,
         (as :class:`latentaudit.errors.MissingDependencyError`) when the template volumes
         or nilearn are missing, naming what to install.
     ValueError
-        (as :class:`latentaudit.errors.ConfigError`) for a bad ``n_subjects``, ``seed`` or
-        ``flip_fraction``.
+        (as :class:`latentaudit.errors.ConfigError`) for a bad ``n_subjects``, ``seed``,
+        ``flip_fraction``, ``spatial_dims`` or ``size``.
 
     Examples
     --------
     >>> import latentaudit as la
-    >>> la.datasets.make_demo_cohort("tiny.npz", n_subjects=8, verbose=False)  # doctest: +SKIP
-    PosixPath('tiny.npz')
+    >>> path = la.datasets.make_demo_cohort("tiny.npz", n_subjects=4, spatial_dims=3,
+    ...                                     size=16, verbose=False)  # doctest: +SKIP
+    >>> la.datasets.load_demo_cohort(16, spatial_dims=3, path=path).images.shape
+    ... # doctest: +SKIP
+    (4, 1, 16, 16, 16)
     """
-    from ..errors import ConfigError
-
+    spatial_dims = check_option("spatial_dims", spatial_dims, (2, 3))
+    if n_subjects is None:
+        n_subjects = VOLUME_SUBJECTS if spatial_dims == 3 else 2000
     if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) \
             or n_subjects < 4:
         raise ConfigError(f"n_subjects must be an integer of at least 4, got {n_subjects!r}")
@@ -377,171 +424,35 @@ def make_demo_cohort(path, *, n_subjects: int = 2000, seed: int = 0,
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if not 0 <= flip_fraction < 0.5:
         raise ConfigError(f"flip_fraction must be in [0, 0.5), got {flip_fraction!r}")
+    if spatial_dims == 3:
+        size = check_option("size", 32 if size is None else size, VOLUME_SIZES)
+    elif size not in (None, _STORED_SIZE):
+        raise ConfigError(f"a 2-D cohort file is stored at {_STORED_SIZE}x{_STORED_SIZE} "
+                          f"(load it at 64 or 128); size must be None, got {size!r}")
     start = time.perf_counter()
-    templates = _load_templates(*_template_paths(mricron_dir, mni_template))
-    population = _draw_population(int(n_subjects), int(seed), float(flip_fraction))
-    arrays = _render_cohort(templates, population, verbose=verbose)
+    paths = template_paths(mricron_dir, mni_template)
+    population = draw_population(int(n_subjects), int(seed), float(flip_fraction))
+    if spatial_dims == 3:
+        templates = load_templates(*paths, VOLUME_GRID)
+        deformations = draw_volume_deformations(int(n_subjects), int(seed))
+        arrays = _render_volumes(templates, population, deformations, size, verbose=verbose)
+    else:
+        arrays = _render_slices(load_templates(*paths), population, verbose=verbose)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    _write_npz(temporary, arrays, stored=("jpeg",))
-    os.replace(temporary, path)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        _write_npz(temporary, arrays, stored=("jpeg",))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     logger.info("wrote %s (%d subjects, %.1f MB) in %.0f s", path, n_subjects,
                 path.stat().st_size / 1e6, time.perf_counter() - start)
     return path
 
 
-def _write_npz(path: Path, arrays: dict, stored: tuple[str, ...] = ()) -> None:
-    """Like :func:`numpy.savez_compressed`, but the members named in ``stored`` are kept
-    uncompressed (JPEG data does not shrink, and inflating it would slow every load)."""
-    import zipfile
-
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, value in arrays.items():
-            method = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = method
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
-
-
-def _template_paths(mricron_dir=None, mni_template=None) -> tuple[Path, Path, Path]:
-    folder = Path(_MRICRON_DIR if mricron_dir is None else mricron_dir)
-    ch2, ch2bet = folder / "ch2.nii.gz", folder / "ch2bet.nii.gz"
-    for file in (ch2, ch2bet):
-        if not file.is_file():
-            raise MissingDependencyError(
-                f"building the demo cohort needs the Colin27 volume {str(file)!r}, which is "
-                f"missing; install the Debian package mricron-data "
-                f"(sudo apt-get install mricron-data) or pass mricron_dir=")
-    if mni_template is None:
-        try:
-            import nilearn
-        except ImportError as err:
-            raise MissingDependencyError(
-                "building the demo cohort needs nilearn's MNI152 template; install it with: "
-                "pip install 'latentaudit[demo-build]' (or pass mni_template=)") from err
-        mni = Path(nilearn.__file__).parent / _MNI_RELATIVE
-    else:
-        mni = Path(mni_template)
-    if not mni.is_file():
-        raise MissingDependencyError(
-            f"building the demo cohort needs the MNI152 2009a T1 template {str(mni)!r}, "
-            f"which is missing; reinstall nilearn (pip install 'latentaudit[demo-build]')")
-    return ch2, ch2bet, mni
-
-
-def _resample_to_slab(path: Path, *, clamp_bottom: bool) -> np.ndarray:
-    """Resample a volume onto the slab grid (1 mm, MNI space) around the midline.
-
-    With ``clamp_bottom`` the lowest axial plane of the volume is repeated below it, so the
-    neck continues to the bottom of the image instead of ending in a straight cut.
-    """
-    import nibabel as nib
-    from scipy import ndimage
-
-    image = nib.load(str(path))
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    x = np.arange(-_SLAB_HALF_WIDTH, _SLAB_HALF_WIDTH + 1, dtype=np.float64)
-    y = np.arange(_SLAB_Y[0], _SLAB_Y[1] + 1)
-    z = np.arange(_SLAB_Z[0], _SLAB_Z[1] + 1)
-    world = np.stack(np.meshgrid(x, y, z, indexing="ij")).reshape(3, -1)
-    voxel = np.linalg.inv(image.affine) @ np.vstack([world, np.ones(world.shape[1])])
-    voxel = voxel[:3]
-    if clamp_bottom:
-        # the axis of the volume that runs inferior-superior
-        axis = int(np.argmax(np.abs(image.affine[2, :3])))
-        voxel[axis] = np.clip(voxel[axis], 0, data.shape[axis] - 1)
-    values = ndimage.map_coordinates(data, voxel, order=1, mode="constant", cval=0.0)
-    return values.reshape(len(x), len(y), len(z)).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=1)
-def _load_templates(ch2_path: Path, ch2bet_path: Path, mni_path: Path) -> dict:
-    """The volumes every subject is drawn from, on one slab grid (read-only, cached)."""
-    from scipy import ndimage
-
-    ch2 = _resample_to_slab(ch2_path, clamp_bottom=True)
-    ch2_brain = _resample_to_slab(ch2bet_path, clamp_bottom=False) > 0
-    mni = _resample_to_slab(mni_path, clamp_bottom=False)
-    # The head: everything brighter than air, holes filled in each sagittal plane.
-    head = ndimage.binary_opening(ch2 > 18, iterations=1)
-    head = np.stack([ndimage.binary_fill_holes(plane) for plane in head])
-    labels, n_labels = ndimage.label(head)
-    sizes = ndimage.sum(head, labels, range(1, n_labels + 1))
-    head = labels == 1 + int(np.argmax(sizes))
-    # The MNI template is skull-stripped: blend brains only where both have brain, and map
-    # its intensities onto Colin27's so the blend changes anatomy, not brightness.
-    both = ch2_brain & (mni > 0)
-    quantiles = np.linspace(0, 100, 201)
-    mni_matched = np.interp(mni, np.percentile(mni[both], quantiles),
-                            np.percentile(ch2[both], quantiles)).astype(np.float32)
-    brain = ndimage.gaussian_filter(both.astype(np.float32), 1.5)
-    templates = {"ch2": ch2, "brain_delta": brain * (mni_matched - ch2), "brain": brain,
-                 "head": ndimage.gaussian_filter(head.astype(np.float32), 0.7)}
-    for volume in templates.values():
-        volume.flags.writeable = False
-    return templates
-
-
-def _draw_population(n: int, seed: int, flip_fraction: float) -> dict:
-    """Demographics, ground truth and every per-subject random parameter."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    site = np.array(SITES)[np.arange(n) % len(SITES)]
-    rng.shuffle(site)
-    male = np.zeros(n, dtype=bool)
-    for s in SITES:  # half of every site is male, so sex is not a site effect
-        members = np.flatnonzero(site == s)
-        male[rng.permutation(members)[: len(members) // 2]] = True
-    age = rng.uniform(20, 80, n)
-    height = np.where(male, 178.5, 165.0) - 0.04 * (age - 50) \
-        + rng.normal(0, 1, n) * np.where(male, 7.0, 6.5)
-    bmi = np.clip(rng.normal(24.5 + 1.0 * male + 0.06 * (age - 50), 3.2), 17, 42)
-    weight = bmi * (height / 100) ** 2
-    n_flip = int(round(flip_fraction * n))
-    flipped = np.zeros(n, dtype=bool)
-    flipped[rng.choice(n, n_flip, replace=False)] = True
-    true_sex = np.where(male, "M", "F")
-    given_sex = np.where(flipped, np.where(male, "F", "M"), true_sex)
-
-    # Head size follows sex and height; head shape follows sex (longer, relatively flatter
-    # male heads), so that sex is recoverable from the image as the method expects.
-    mean_height = np.where(male, 178.5, 165.0)
-    size = np.where(male, 1.04, 0.96) * (1 + 0.0025 * (height - mean_height)) \
-        * (1 + rng.normal(0, 0.012, n))
-    shape = np.where(male, 1.03, 1 / 1.03) * (1 + rng.normal(0, 0.008, n))
-    params = {
-        "scale_y": size * shape,
-        "scale_z": size / shape,
-        "pitch": rng.normal(0, 2.0, n),  # degrees, head tilt in the coil
-        "x_offset": rng.uniform(-2, 2, n),  # mm, the "centre" slice is never exactly central
-        "blend": rng.beta(2, 2, n),  # share of Colin27 in the brain, the rest MNI152
-        "atrophy": 0.3 * (age - 20) / 60,
-        "shrinkage": 0.06 * (age - 20) / 60,
-        "age_fraction": (age - 20) / 60,
-        "gamma": np.exp(rng.normal(0, 0.08, n)),
-        "noise_sigma": rng.uniform(0.015, 0.04, n),
-        # control points of the smooth deformation: (x, y, z) components, 5 x 5 grid, mm
-        "deformation": rng.normal(0, 1, (n, 3, 5, 5)) * np.array([1.2, 2.0, 2.0])[:, None, None],
-        # head-rest: angular extent (degrees, 0 = posterior, positive = superior),
-        # gap to the scalp and thickness (mm), brightness
-        "rest_from": rng.normal(-45, 6, n),
-        "rest_to": rng.normal(38, 6, n),
-        "rest_gap": rng.uniform(0.5, 2.0, n),
-        "rest_thickness": rng.uniform(14, 20, n),
-        "rest_intensity": rng.uniform(0.55, 0.7, n),
-    }
-    subject = np.array([f"sub-{i:04d}" for i in range(1, n + 1)])
-    metadata = {"subject": subject, "site": site, "sex": given_sex, "age": np.round(age, 1),
-                "height": np.round(height, 1), "weight": np.round(weight, 1)}
-    truth = {"subject": subject,
-             "artefact": np.array([SITE_ARTEFACTS[s] for s in site]),
-             "sex_flipped": flipped, "true_sex": true_sex}
-    return {"metadata": metadata, "truth": truth, "params": params,
-            "noise_seed": int(rng.integers(2**62))}
-
-
-def _render_cohort(templates: dict, population: dict, *, verbose: bool) -> dict:
+def _render_slices(templates: dict, population: dict, *, verbose: bool) -> dict:
+    """The 2-D cohort's arrays: JPEG-coded noise-free slices and packed masks."""
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -551,7 +462,7 @@ def _render_cohort(templates: dict, population: dict, *, verbose: bool) -> dict:
     blobs, mask_bits = [], np.zeros((n, side * side // 8), dtype=np.uint8)
     for i in tqdm(range(n), desc="demo cohort", disable=not verbose):
         p = {key: value[i] for key, value in params.items()}
-        image, mask = _render_subject(templates, p, truth["artefact"][i])
+        image, mask = render_slice(templates, p, truth["artefact"][i], _RENDER_SIZE)
         image = image.reshape(side, 2, side, 2).mean(axis=(1, 3))
         mask = mask.reshape(side, 2, side, 2).any(axis=(1, 3))
         pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
@@ -570,100 +481,74 @@ def _render_cohort(templates: dict, population: dict, *, verbose: bool) -> dict:
     return arrays
 
 
-def _output_plane(shift_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """World (y, z) of every rendered pixel; the field of view moved up by ``shift_mm``."""
-    step = _FOV_MM / _RENDER_SIZE
-    centres = (np.arange(_RENDER_SIZE) + 0.5) * step
-    y = _FOV_LEFT_Y - centres
-    z = _FOV_TOP_Z + shift_mm - centres
-    zz, yy = np.meshgrid(z, y, indexing="ij")
-    return yy, zz
+def _render_volumes(templates: dict, population: dict, deformations: np.ndarray, size: int,
+                    *, verbose: bool) -> dict:
+    """The 3-D cohort's arrays: 8-bit noise-free volumes (rendered at twice the size, then
+    2x2x2 means) and packed masks (2x2x2 "any")."""
+    from tqdm.auto import tqdm
+
+    params, truth = population["params"], population["truth"]
+    n = len(truth["subject"])
+    volumes = np.zeros((n, size, size, size), dtype=np.uint8)
+    mask_bits = np.zeros((n, -(-size**3 // 8)), dtype=np.uint8)
+    for i in tqdm(range(n), desc="3-D demo cohort", disable=not verbose):
+        p = {key: value[i] for key, value in params.items()}
+        volume, mask = render_volume(templates, p, deformations[i], truth["artefact"][i],
+                                     2 * size)
+        volume = volume.reshape(size, 2, size, 2, size, 2).mean(axis=(1, 3, 5))
+        mask = mask.reshape(size, 2, size, 2, size, 2).any(axis=(1, 3, 5))
+        volumes[i] = np.clip(np.round(volume * 255), 0, 255).astype(np.uint8)
+        mask_bits[i] = np.packbits(mask.ravel())
+    arrays = {"format_version": np.int64(_FORMAT_VERSION), "spatial_dims": np.int64(3),
+              "image_size": np.int64(size), "volumes": volumes, "mask_bits": mask_bits,
+              "noise_sigma": params["noise_sigma"].astype(np.float32),
+              "noise_seed": np.int64(population["noise_seed"])}
+    arrays.update(population["metadata"])
+    arrays.update(population["truth"])
+    return arrays
 
 
-def _template_coordinates(p: dict, shift_mm: float = 0.0) -> np.ndarray:
-    """Where each output pixel samples the template volumes (slab voxel indices)."""
-    from scipy import ndimage
-
-    yy, zz = _output_plane(shift_mm)
-    qy, qz = yy - _HEAD_CENTRE[1], zz - _HEAD_CENTRE[2]
-    angle = np.deg2rad(p["pitch"])
-    cos, sin = np.cos(angle), np.sin(angle)
-    y = _HEAD_CENTRE[1] + (cos * qy - sin * qz) / p["scale_y"]
-    z = _HEAD_CENTRE[2] + (sin * qy + cos * qz) / p["scale_z"]
-    x = np.full_like(y, p["x_offset"])
-    # The deformation is fixed to the head, not to the field of view: a shifted field of
-    # view shows the same anatomy, moved.
-    coarse = p["deformation"]
-    pad = _RENDER_SIZE // 4
-    zoom = (_RENDER_SIZE + 2 * pad) / coarse.shape[-1]
-    field = np.stack([ndimage.zoom(c, zoom, order=3) for c in coarse])
-    top = pad - int(round(shift_mm / (_FOV_MM / _RENDER_SIZE)))
-    field = field[:, top: top + _RENDER_SIZE, pad: pad + _RENDER_SIZE]
-    x, y, z = x + field[0], y + field[1], z + field[2]
-    # Ageing.  The brain shrinks inside the skull: sample points inside the brain move
-    # outwards, most near its surface, none beyond the skull, so the CSF gap widens.
-    dy, dz = y - _BRAIN_CENTRE[1], z - _BRAIN_CENTRE[2]
-    radius = np.sqrt((dy / _BRAIN_RADII[0]) ** 2 + (dz / _BRAIN_RADII[1]) ** 2)
-    push = p["shrinkage"] * np.exp(-radius**6)
-    y, z = y + push * dy, z + push * dz
-    # The ventricles enlarge: sample points are pulled towards their centre.
-    dy, dz = y - _VENTRICLE_CENTRE[1], z - _VENTRICLE_CENTRE[2]
-    pull = p["atrophy"] * np.exp(-(dy**2 + dz**2) / (2 * 18.0**2))
-    y, z = y - pull * dy, z - pull * dz
-    return np.stack([x + _SLAB_HALF_WIDTH, y - _SLAB_Y[0], z - _SLAB_Z[0]])
+def _cached_volumes(size: int) -> Path:
+    """The cached default 3-D cohort at ``size``, made first if missing (one process makes
+    it while others wait on a lock file)."""
+    folder = cache_dir("demo")
+    path = folder / (f"demo_cohort_3d_v{_VOLUME_FORMAT_VERSION}_{size}_"
+                     f"{VOLUME_SUBJECTS}_seed0.npz")
+    if path.is_file():
+        return path
+    with _file_lock(folder / f"{path.name}.lock"):
+        if not path.is_file():
+            logger.info("making the 3-D demo cohort (%d subjects at %d^3) in %s; later "
+                        "loads read it", VOLUME_SUBJECTS, size, path)
+            make_demo_cohort(path, spatial_dims=3, size=size, verbose=False)
+    return path
 
 
-def _sample(volume: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.map_coordinates(volume, coordinates, order=1, mode="nearest")
-
-
-def _render_subject(templates: dict, p: dict, artefact: str) -> tuple[np.ndarray, np.ndarray]:
-    """Render one noise-free slice in [0, 1] at the render size, and its artefact mask."""
-    # Site B's field of view moves up by SITE_B_ARTEFACT's shift, in world coordinates, so
-    # what comes into view is the subject's anatomy (an image-space shift can only fill in
-    # background; the head of row 1253 reaches above the unshifted field of view).
-    shift_mm = 0.0
-    if artefact == "fov_shift":
-        shift_mm = SITE_B_ARTEFACT.shift_pixels(_RENDER_SIZE) * (_FOV_MM / _RENDER_SIZE)
-    coordinates = _template_coordinates(p, shift_mm)
-    image = _sample(templates["ch2"], coordinates) \
-        + (1 - p["blend"]) * _sample(templates["brain_delta"], coordinates)
-    brain = _sample(templates["brain"], coordinates)
-    head = _sample(templates["head"], coordinates) > 0.5
-    # Colin27's grey matter sits near 110 and its scalp fat near 200: scale so the fat is
-    # close to white, as in a T1 image windowed for viewing.
-    image = np.clip(image / _FULL_SCALE, 0, None)
-    # Ageing: grey-white contrast falls, the brain darkens, its CSF spaces darken more.
-    age = brain * p["age_fraction"]
-    image = image + age * 0.35 * (_BRAIN_MEAN - image) * (image > _CSF_LEVEL)
-    image = image * (1 - age * 0.15)
-    image = image * (1 - age * 0.3 * np.clip(_CSF_LEVEL - image, 0, None) / _CSF_LEVEL)
-    image = image ** p["gamma"]
-    # The receive coil's sensitivity falls off towards the neck (fixed to the head).
-    _, zz = _output_plane(shift_mm)
-    image = image * np.exp(-np.clip(-50.0 - zz, 0, None) ** 2 / (2 * 25.0**2))
-    mask = np.zeros(image.shape, dtype=bool)
-    # The site artefacts are latentaudit.artefacts' own: the shifted field of view's mask is
-    # the head's region that moved in or out of view; the head-rest is the cushion moulded
-    # to the head, with the subject's draws.
-    if artefact == "fov_shift":
-        unshifted = _sample(templates["head"], _template_coordinates(p)) > 0.5
-        mask = moved_region(unshifted, head)
-    elif artefact == "head_rest":
-        step = _FOV_MM / _RENDER_SIZE
-        rest = HeadRest(strength=1.0, intensity=p["rest_intensity"],
-                        thickness=p["rest_thickness"], gap=p["rest_gap"],
-                        arc=(p["rest_from"], p["rest_to"]), taper=6.0, jitter=False,
-                        spacing=step, centre=_head_centre_pixel(), value_range=(0.0, 1.0))
-        image, mask = rest(image[None], support=head)
-        image, mask = image[0], mask[0]
-    return np.clip(image, 0, 1).astype(np.float32), mask
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive lock on ``path`` while the block runs (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _head_centre_pixel() -> tuple[float, float]:
-    """(row, column) of the head's centre of scaling in the rendered (unshifted) image."""
-    step = _FOV_MM / _RENDER_SIZE
-    return ((_FOV_TOP_Z - _HEAD_CENTRE[2]) / step - 0.5,
-            (_FOV_LEFT_Y - _HEAD_CENTRE[1]) / step - 0.5)
+def _write_npz(path: Path, arrays: dict, stored: tuple[str, ...] = ()) -> None:
+    """Like :func:`numpy.savez_compressed`, but the members named in ``stored`` are kept
+    uncompressed (JPEG data does not shrink, and inflating it would slow every load)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in arrays.items():
+            method = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)

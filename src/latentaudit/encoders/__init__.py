@@ -28,7 +28,7 @@ from ._registry import (
 _LAZY = {
     "BaseEncoder": "._base",
     "ModelEncoder": "._base",
-    "load_pretrained": "._base",
+    "load_pretrained": "._saving",
     "BetaVAEConfig": "._betavae",
     "BetaVAEEncoder": "._betavae",
     "hessian_penalty": "._hessian",
@@ -84,7 +84,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ._base import BaseEncoder, ModelEncoder, load_pretrained
+    from ._base import BaseEncoder, ModelEncoder
     from ._betavae import BetaVAEConfig, BetaVAEEncoder
     from ._hessian import hessian_penalty
     from ._pixel_pca import PixelPCAConfig, PixelPCAEncoder
@@ -95,5 +95,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         interpolate_codes,
         select_codes,
     )
+    from ._saving import load_pretrained
     from ._torch import TorchEncoder
     from .dae import DAEEncoder

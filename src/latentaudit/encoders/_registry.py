@@ -43,6 +43,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "beta_vae": Family("latentaudit.encoders._betavae:BetaVAEEncoder", aliases=("betavae",)),
     "dae": Family("latentaudit.encoders.dae.model:DAEEncoder"),
+    "stylegan2": Family("latentaudit.encoders.stylegan2.model:StyleGAN2Encoder"),
     "pixel_pca": Family("latentaudit.encoders._pixel_pca:PixelPCAEncoder", aliases=("pca",)),
 }
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, InputShapeError
+from ..errors import ConfigError, DataError, InputShapeError
 from ..utils import check_option
 
 __all__ = ["CAM_METHODS", "cam_methods", "compute_cam", "overlay", "pointing_game"]
@@ -200,7 +200,9 @@ def compute_cam(model: nn.Module, target_layers: Sequence[nn.Module], images: to
     ------
     ValueError
         (as :class:`latentaudit.errors.ConfigError`) for an unknown method or one that
-        does not work on 3-D inputs.
+        does not work on 3-D inputs; (as :class:`latentaudit.errors.DataError`) when a map
+        holds NaN or inf (non-finite activations or gradients: NaN in the images, a
+        diverged model).
     """
     spatial_dims = images.ndim - 2
     method = check_method(method, spatial_dims)
@@ -246,7 +248,17 @@ def compute_cam(model: nn.Module, target_layers: Sequence[nn.Module], images: to
     if maps.shape != expected:  # pragma: no cover - guards against upstream changes
         raise InputShapeError(f"grad-cam's {method} returned maps of shape {maps.shape}, "
                               f"expected {expected}")
-    return np.nan_to_num(maps, nan=0.0)
+    broken = ~np.isfinite(maps.reshape(len(maps), -1)).all(axis=1)
+    if broken.any():
+        # A map grad-cam could not compute is not a map without evidence: zeros here would
+        # let a broken model (NaN/inf activations or gradients) pass as one that looks
+        # nowhere.
+        raise DataError(
+            f"grad-cam's {method} returned NaN or inf in {int(broken.sum())} of {len(maps)} "
+            f"maps (first: image {int(np.flatnonzero(broken)[0])}); expected finite maps. "
+            f"The model's activations or gradients at the target layers are not finite: "
+            f"check the images for NaN/inf and the classifier for divergence")
+    return maps
 
 
 def overlay(image, cam, *, alpha: float = 0.45, cmap: str = "jet",

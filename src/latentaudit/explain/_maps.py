@@ -55,7 +55,9 @@ class _Maps:
             Before :meth:`fit`.
         ValueError
             (as :class:`latentaudit.errors.ConfigError`) for an unknown method, one that
-            does not work on 3-D inputs, or a target that is not a class.
+            does not work on 3-D inputs, or a target that is not a class;
+            (as :class:`latentaudit.errors.DataError`) when a map holds NaN or inf (NaN in
+            the images, a diverged classifier) instead of returning it as zeros.
 
         Examples
         --------

@@ -14,7 +14,8 @@ from ..errors import ConfigError, DataError, InputTypeError
 from ..options import AUDIT_SECTIONS, OPTIONS
 from ..utils import check_option
 
-__all__ = ["AUDIT_DEFAULTS", "check_audit_options", "check_metadata", "merge_options"]
+__all__ = ["AUDIT_DEFAULTS", "auditor_params", "check_audit_options", "check_metadata",
+           "merge_options"]
 
 #: Options of :func:`run_audit` and :func:`run_explain`, by section, with their defaults.
 #: ``None`` means "decided from the data" (see :func:`run_audit`).  Their types and ranges
@@ -124,6 +125,31 @@ def check_audit_options(options: Mapping | None, metadata: pd.DataFrame | None =
             for name in names:
                 check_option(f"{section}.{key} (a metadata column)", name, known)
     return opts
+
+
+def auditor_params(audit: Mapping) -> dict:
+    """The :class:`~latentaudit.ClusterAuditor` parameters of a checked ``audit`` section.
+
+    Parameters
+    ----------
+    audit : mapping
+        The ``"audit"`` section of :func:`check_audit_options`'s result.
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> params = auditor_params(check_audit_options({"audit": {"alpha": 0.1}})["audit"])
+    >>> params["alpha"], params["clusterer"]
+    (0.1, 'hdbscan')
+    """
+    return {"clusterer": audit["clusterer"], "n_clusters": audit["n_clusters"],
+            "min_cluster_size": audit["min_cluster_size"], "columns": audit["columns"],
+            "expected": audit["expected"], "nuisance": audit["nuisance"],
+            "within": audit["within"], "n_permutations": int(audit["n_permutations"]),
+            "alpha": float(audit["alpha"])}
 
 
 # --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ..report._build import (
     failure_text,
 )
 from ..report._report import AuditReport
-from ._options import check_audit_options, check_metadata
+from ._options import auditor_params, check_audit_options, check_metadata
 
 __all__ = ["run_audit", "run_explain"]
 
@@ -75,9 +75,10 @@ class _Fits:
                 report.section(key).mark("unavailable", reason)
 
 
-def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None = None,
-              random_state=None, provenance: Mapping | None = None,
-              verbose: bool = False, strict: bool = False) -> AuditReport:
+def run_audit(embeddings, *, images=None, encoder=None, labels=None,
+              options: Mapping | None = None, random_state=None,
+              provenance: Mapping | None = None, verbose: bool = False,
+              strict: bool = False) -> AuditReport:
     """Audit embeddings: map, clusters, findings, probes, label issues and explanations.
 
     Parameters
@@ -93,6 +94,9 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
         images, Grad-CAM, counterfactuals) say they are unavailable.
     encoder : GenerativeEncoder, optional
         The encoder that made the embeddings; it decodes the counterfactual strips.
+    labels : array-like of int, optional
+        Groups to test instead of clustering, one per row (``-1``: in none), e.g. drawn on
+        a report's map (:meth:`latentaudit.audit.Delineation.labels`).
     options : mapping, optional
         Options by section, merged into :data:`AUDIT_DEFAULTS`:
 
@@ -123,8 +127,9 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
     Returns
     -------
     AuditReport
-        Sections ``overview``, ``findings``, ``projection``, ``clusters``, ``probes``,
-        ``label_issues``, ``gradcam``, ``counterfactuals`` and ``provenance``; write it
+        Sections ``overview``, ``findings``, ``projection``, ``map`` (interactive),
+        ``clusters``, ``probes``, ``label_issues``, ``gradcam``, ``counterfactuals`` and
+        ``provenance``; write it
         with :meth:`~latentaudit.report.AuditReport.save`.  A step that fails marks its
         section as failed.
 
@@ -187,11 +192,8 @@ def run_audit(embeddings, *, images=None, encoder=None, options: Mapping | None 
         method=projection["method"], perplexity=projection["perplexity"],
         max_iter=projection["max_iter"], random_state=random_state).fit(embeddings))
     auditor = fits.run("findings", lambda: ClusterAuditor(
-        clusterer=audit["clusterer"], n_clusters=audit["n_clusters"],
-        min_cluster_size=audit["min_cluster_size"], columns=audit["columns"],
-        expected=audit["expected"], nuisance=audit["nuisance"], within=audit["within"],
-        n_permutations=int(audit["n_permutations"]), alpha=float(audit["alpha"]),
-        random_state=random_state, verbose=verbose).fit(embeddings))
+        **auditor_params(audit), random_state=random_state,
+        verbose=verbose).fit(embeddings, labels=labels))
     explainer = None
     if auditor is not None and explain["enabled"] and embeddings.row_images is not None:
         chosen, _ = clusters_of_interest(auditor, metadata, int(explain["clusters"]))

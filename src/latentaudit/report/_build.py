@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 _NOISE = -1
 #: Columns of the subjects table that the audit fills (metadata may not use these names).
-AUDIT_COLUMNS = ("cluster", "map_x", "map_y")
+AUDIT_COLUMNS = ("cluster", "map_x", "map_y", "classifier")
 
 
 class Unavailable(Exception):
@@ -118,6 +118,8 @@ class AuditContext:
         The report's sections by key (a section may read another's results).
     record : dict
         The report's provenance record.
+    sensitivity : SensitivityResult or None
+        A spike-in measurement of :func:`latentaudit.sensitivity`, for its section.
     """
 
     embeddings: object
@@ -140,6 +142,7 @@ class AuditContext:
     noun: str = "cluster"
     sections: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
+    sensitivity: object = None
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,8 @@ class SectionSpec:
 
 
 #: Sections of an audit; "oversampling" is added when an Interpolator is given.
-AUDIT_SECTIONS = ("overview", "findings", "projection", "clusters", "probes", "label_issues",
-                  "gradcam", "counterfactuals", "provenance")
+AUDIT_SECTIONS = ("overview", "findings", "projection", "map", "clusters", "probes",
+                  "label_issues", "gradcam", "counterfactuals", "provenance")
 #: Sections of the explanation of a delineation (no auditor).
 DELINEATION_SECTIONS = ("clusters", "gradcam", "counterfactuals", "provenance")
 
@@ -261,7 +264,7 @@ def _groups_of(labels: np.ndarray, reference, limit: int) -> tuple[list[int], di
 # --------------------------------------------------------------------------------------
 def build_report(embeddings=None, auditor=None, *, projector=None, explainer=None,
                  interpolator=None, encoder=None, labels=None, images=None, options=None,
-                 sections=None,
+                 sections=None, sensitivity=None,
                  reference=None, random_state=None, provenance=None,
                  verbose: bool = False, strict: bool = False) -> AuditReport:
     """See :meth:`AuditReport.from_fitted <latentaudit.report.AuditReport.from_fitted>`."""
@@ -279,10 +282,13 @@ def build_report(embeddings=None, auditor=None, *, projector=None, explainer=Non
     seed = int(check_random_state(random_state).randint(2**31 - 1))
     context = _context(embeddings, auditor, projector, explainer, interpolator, encoder,
                        labels, images, opts, reference, seed, verbose)
+    context.sensitivity = sensitivity
     if sections is None:
         sections = AUDIT_SECTIONS if context.noun == "cluster" else DELINEATION_SECTIONS
         if interpolator is not None:
             sections = (*sections[:-1], "oversampling", sections[-1])
+        if sensitivity is not None:
+            sections = (*sections[:-1], "sensitivity", sections[-1])
     from ._sections import SECTIONS
 
     specs = {spec.key: spec for spec in SECTIONS}
@@ -295,9 +301,11 @@ def build_report(embeddings=None, auditor=None, *, projector=None, explainer=Non
         title = specs[key].title.format(nouns=nouns, Nouns=nouns.capitalize())
         context.sections[key] = report.add(ReportSection(key, title))
     timings: dict = {}
-    # the overview sums up the others, and the provenance records their timings
-    order = [k for k in sections if k not in ("overview", "provenance")]
-    order += [k for k in ("overview", "provenance") if k in sections]
+    # the interactive map and the overview sum up the others, and the provenance records
+    # their timings
+    last = ("map", "overview", "provenance")
+    order = [k for k in sections if k not in last]
+    order += [k for k in last if k in sections]
     report.provenance = context.record = _record(context, provenance, opts, timings,
                                                  random_state)
     for key in order:
@@ -393,13 +401,22 @@ def _record(context: AuditContext, provenance, opts: dict, timings: dict,
 
 def subjects_table(context: AuditContext) -> pd.DataFrame:
     """One row per subject: its id (under the id column's name), its cluster (or group),
-    its place on the map, then the metadata under the users' own column names."""
+    its place on the map, whether the classifier was trained ("train") or measured ("held
+    out") on it, then the metadata under the users' own column names."""
     table = pd.DataFrame({context.id_column: [str(i) for i in context.ids]})
     if context.labels is not None:
         table[context.noun] = context.labels
     xy = map_coordinates(context)
     if xy is not None:
         table["map_x"], table["map_y"] = xy[:, 0], xy[:, 1]
+    explainer = context.explainer
+    if explainer is not None and explainer.row_images_ is not None and len(
+            explainer.row_images_) == len(table):
+        # which subjects trained the classifier and which measured it
+        split = np.full(len(table), "", dtype=object)
+        split[explainer.train_indices_] = "train"
+        split[explainer.test_indices_] = "held out"
+        table["classifier"] = split
     for column in context.metadata.columns:
         table[column] = context.metadata[column].to_numpy()
     return table

@@ -148,7 +148,8 @@ class AuditReport:
     sections : list of ReportSection, optional
         The sections, in order.
     subjects : pandas.DataFrame, optional
-        One row per embedding row: id, cluster, map coordinates, metadata.
+        One row per embedding row: id, cluster, map coordinates, whether the
+        explaining classifier trained on it, metadata.
     provenance : dict, optional
         Data, encoder, versions, seeds, options and timings (JSON-serialisable).
 
@@ -187,7 +188,7 @@ class AuditReport:
     def from_fitted(cls, embeddings, auditor=None, *, projector=None, explainer=None,
                     interpolator=None, encoder=None, labels=None, images=None,
                     options=None, sections=None, reference=None, random_state=None,
-                    provenance=None,
+                    provenance=None, sensitivity=None,
                     verbose: bool = False, strict: bool = False) -> AuditReport:
         """Make the report of objects already fitted, e.g. in a notebook; nothing is refit.
 
@@ -226,7 +227,8 @@ class AuditReport:
             see :func:`latentaudit.pipeline.run_audit`).
         sections : sequence of str, optional
             The sections, by key; default every section of an audit (of a delineation
-            without ``auditor``), "oversampling" when an interpolator is given.
+            without ``auditor``), "oversampling" when an interpolator is given,
+            "sensitivity" when a sensitivity result is given.
         reference : int, optional
             For a delineation: the group the others are compared with and moved from
             (default the largest).
@@ -234,6 +236,9 @@ class AuditReport:
             Seed of the subjects shown.
         provenance : mapping, optional
             What to record about the data and the encoder.
+        sensitivity : SensitivityResult, optional
+            From :func:`latentaudit.sensitivity`: adds the "sensitivity" section
+            (detection limits, curves and every run).
         verbose : bool, default False
             Show progress bars.
         strict : bool, default False
@@ -248,7 +253,7 @@ class AuditReport:
         ValueError
             (as :class:`latentaudit.errors.DataError`) for objects fitted on other rows,
             labels that are not one integer per row, or metadata columns named like the
-            audit's own (``cluster``, ``map_x``, ``map_y``).
+            audit's own (``cluster``, ``map_x``, ``map_y``, ``classifier``).
 
         Examples
         --------
@@ -271,7 +276,7 @@ class AuditReport:
                             images=images, options=options,
                             sections=sections, reference=reference,
                             random_state=random_state, provenance=provenance,
-                            verbose=verbose, strict=strict)
+                            sensitivity=sensitivity, verbose=verbose, strict=strict)
 
     def add(self, section: ReportSection) -> ReportSection:
         """Append a section (replacing one with the same key) and return it."""

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ._build import AuditContext, SectionSpec, Unavailable, map_coordinates
+from ._interactive import interactive_map
 from ._report import ReportFigure, ReportSection, ReportTable
+from ._sensitivity import sensitivity_section
 
 __all__ = ["SECTIONS"]
 
@@ -245,17 +247,23 @@ def label_issues(section: ReportSection, ctx: AuditContext) -> None:
                         "flagged": flagged}
         listed = flagged.head(show).drop(columns=["flagged"])
         section.items.append(
-            f"{column}: {len(flagged)} of {len(issues)} subjects flagged — their {column} "
-            f"label disagrees with both their neighbours in the embedding and a probe.")
+            f"{column}: {len(flagged)} of {len(issues)} subjects flagged — another {column} "
+            f"is more likely than the given one by the average of two estimates: their "
+            f"neighbours' labels in the embedding and a probe's out-of-fold prediction.")
         section.tables.append(ReportTable(
             f"{column}: flagged subjects, most suspicious first", listed,
             "score: 1 - the estimated probability of the given label (categorical) or a "
             "robust z-score (numeric). Check these subjects' records.",
             images=_thumbnails(ctx.row_images, listed["index"]), max_rows=show))
     section.paragraphs.append(
-        "Subjects whose label disagrees with their neighbours in the embedding and with a "
-        "probe's out-of-fold prediction (confident-learning style). A flagged subject is a "
-        "candidate for a wrong label, not a proven one.")
+        "Each subject's label is estimated twice, from the labels of its neighbours in the "
+        "embedding and by a probe's out-of-fold prediction, and the two estimates are "
+        "averaged. Confident learning then estimates how many subjects given one label "
+        "belong to another and flags that many, those the average finds least likely to "
+        "carry their given label (never one whose given label is the most likely); labels "
+        "the embedding cannot tell apart are not flagged as each other's errors (see "
+        "ClusterAuditor.label_issues). A flagged subject is a candidate for a wrong "
+        "label, not a proven one.")
     section.data = data
 
 
@@ -509,6 +517,7 @@ SECTIONS: list[SectionSpec] = [
     SectionSpec("overview", "Overview", overview),
     SectionSpec("findings", "Findings, ranked", findings),
     SectionSpec("projection", "Map of the embeddings", projection),
+    SectionSpec("map", "Interactive map", interactive_map),
     SectionSpec("clusters", "{Nouns}: mean and difference images", cluster_images),
     SectionSpec("probes", "Probes: what the embedding predicts", probes),
     SectionSpec("label_issues", "Label issues", label_issues),
@@ -517,5 +526,7 @@ SECTIONS: list[SectionSpec] = [
                 counterfactuals),
     SectionSpec("oversampling", "Oversampling: synthetic subjects in latent space",
                 oversampling),
+    SectionSpec("sensitivity", "Sensitivity: how weak a planted artefact is still found",
+                sensitivity_section),
     SectionSpec("provenance", "Provenance", provenance),
 ]

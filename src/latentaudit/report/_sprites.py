@@ -39,7 +39,7 @@ def _tiles(pixels, size: int) -> np.ndarray:
     averages to shrink, repeated pixels to enlarge (as the report's thumbnails do)."""
     from PIL import Image
 
-    if isinstance(pixels, np.ndarray) and pixels.shape[1] == pixels.shape[2]:
+    if pixels.shape[1] == pixels.shape[2]:
         side = pixels.shape[1]
         if side % size == 0:
             f = side // size
@@ -71,8 +71,8 @@ def sprite_sheets(images, n_images: int, *, size: int | None = None, quality: in
 
     Parameters
     ----------
-    images : array-like or dataset
-        One image per row (``images[k]`` is an array, a tensor or a dict with ``"image"``).
+    images : array-like, dataset or latentaudit.data.RowImages
+        One image per row, all of one shape.
     n_images : int
         How many (rows ``0 .. n_images - 1`` are read).
     size : int, optional
@@ -104,24 +104,22 @@ def sprite_sheets(images, n_images: int, *, size: int | None = None, quality: in
     """
     from PIL import Image
 
+    from ..data import RowImages
     from ._figures import display_slice, grey_levels
-    from ._plots import _read_image
 
     size = auto_thumbnail_size(n_images) if size is None else int(size)
     if not 8 <= size <= 256:
         raise ConfigError(f"thumbnail size must be between 8 and 256 pixels, got {size}")
-    if len(images) < n_images:
-        raise DataError(f"got {len(images)} images for {n_images} map points; give one "
+    source = RowImages(images, name="the map's images")
+    if len(source) < n_images:
+        raise DataError(f"got {len(source)} images for {n_images} map points; give one "
                         f"image per point")
     per_sheet = tiles * tiles
     sheets = []
     for first in range(0, n_images, per_sheet):
         count = min(per_sheet, n_images - first)
-        planes = [display_slice(_read_image(images, first + k)) for k in range(count)]
-        if len({plane.shape for plane in planes}) == 1:
-            pixels = grey_levels(np.stack(planes))
-        else:
-            pixels = [grey_levels(plane[None])[0] for plane in planes]
+        batch = source.get(np.arange(first, first + count))
+        pixels = grey_levels(np.stack([display_slice(image) for image in batch]))
         thumbs = _tiles(pixels, size)
         rows = -(-count // tiles)
         padded = np.zeros((rows * tiles, size, size), dtype=np.uint8)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
+from ...errors import ConfigError
 from ...utils import check_option
 
 __all__ = ["PRESETS", "DAEConfig", "preset"]
@@ -128,3 +131,21 @@ def preset(name: str, **overrides) -> DAEConfig:
     for key in overrides:
         check_option("DAEConfig field", key, sorted(fields))
     return DAEConfig(**{**PRESETS[name], **overrides})
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _int_tuple(name, value, minimum=1, allow_empty=False):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be a tuple of integers, got {value!r}") from None
+    if not value and not allow_empty:
+        raise ConfigError(f"{name} must not be empty")
+    return tuple(_positive_int(f"{name} entries", v, minimum) for v in value)

@@ -1,6 +1,6 @@
 """Project the demo cohort to 2-D and colour the map by site, sex and age.
 
-Run from the repository root with ``python examples/plot_demo_projection.py``; it writes
+Run from the repository root with ``python scripts/plot_demo_projection.py``; it writes
 ``docs/images/demo_projection.png``.
 
 Without ``--embeddings`` the map is made from the raw pixels (PCA to 50 dimensions, then

@@ -1,0 +1,107 @@
+"""
+A 3-D audit: whole volumes, end to end
+======================================
+
+Everything in latentaudit runs on volumes as it runs on slices: the datasets yield
+``(C, D, H, W)`` items, the encoders and the classifier have 3-D versions, and Grad-CAM maps
+are volumes.  This page audits a small study of NIfTI volumes: 120 subjects at two sites,
+where site B's scanner leaves a bright slab (a head-rest) under every head, and checks
+that the audit finds site B and that Grad-CAM points into the slab.
+
+The volumes are tiny (16^3) so that the page builds in seconds on two CPU cores; real
+studies use the ``volume64`` preset of the Diffusion Autoencoder on a GPU.
+"""
+
+# %%
+# A folder of NIfTI volumes and a participants table
+# --------------------------------------------------
+# Each "head" is a noisy ellipsoid whose size depends on sex; site B adds a bright slab
+# under the head.  The slab's voxels are kept as the truth (the library never sees it).
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+import latentaudit as la
+from latentaudit.explain import overlay, pointing_game
+
+torch.manual_seed(0)
+rng = np.random.default_rng(0)
+study = Path(tempfile.mkdtemp())
+(study / "scans").mkdir()
+grid = np.stack(np.mgrid[:16, :16, :16], axis=0).astype(np.float32)
+rows, slabs = [], {}
+for i in range(120):
+    site, sex = "AB"[i % 2], "FM"[(i // 2) % 2]
+    radius = np.array([5.0, 5.5, 4.5]) * (1.12 if sex == "M" else 1.0) * rng.uniform(0.9, 1.1)
+    centre = np.array([8.0, 8.0, 8.5]) + rng.normal(0, 0.4, 3)
+    inside = (((grid - centre[:, None, None, None]) / radius[:, None, None, None]) ** 2).sum(0)
+    volume = 100.0 / (1.0 + np.exp(6.0 * (inside - 1.0)))
+    slab = np.zeros(volume.shape, bool)
+    if site == "B":
+        slab[3:13, 3:13, 1:3] = True  # under the head (the last axis runs upward)
+        volume[slab] += 80.0
+    volume += rng.normal(0, 6.0, volume.shape)
+    subject = f"sub-{i:03d}"
+    nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)),
+             study / "scans" / f"{subject}.nii.gz")
+    rows.append({"subject": subject, "site": site, "sex": sex, "age": float(rng.integers(20, 80))})
+    slabs[subject] = slab
+table = pd.DataFrame(rows)
+table.to_csv(study / "participants.csv", index=False)
+
+dataset = la.NiftiDataset(study / "scans", metadata=study / "participants.csv",
+                          spatial_dims=3, size=(16, 16, 16))
+print(dataset)
+print("one item:", tuple(dataset[0]["image"].shape))
+
+# %%
+# Train a 3-D encoder and embed every volume
+# ------------------------------------------
+# A small 3-D β-VAE, trained for 60 steps on the CPU (seconds).
+encoder = la.BetaVAEEncoder(preset="tiny", spatial_dims=3, image_size=16, latent_dim=16)
+encoder.fit(dataset, max_steps=60, batch_size=16, lr=3e-3, random_state=0)
+emb = la.embed(encoder, dataset)
+print(emb)
+
+# %%
+# Audit the embeddings
+# --------------------
+auditor = la.ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"]).fit(emb)
+print(auditor.findings_[["kind", "cluster", "column", "effect_size", "q_value"]].head(4)
+      .to_string(index=False))
+
+# %%
+# Explain site B with a 3-D classifier and Grad-CAM
+# -------------------------------------------------
+# The classifier learns site B from the volumes; its Grad-CAM maps are volumes too.  The
+# pointing game asks whether each map's maximum falls inside the planted slab (within one
+# voxel).
+site_b = (emb.metadata["site"] == "B").to_numpy().astype(int)
+exp = la.Explainer(spatial_dims=3, widths=(4, 8, 8, 16), max_steps=60, batch_size=16,
+                   random_state=0).fit(emb, site_b)
+print(f"held-out accuracy {exp.accuracy_:.3f}")
+held_out = exp.test_indices_[site_b[exp.test_indices_] == 1]
+volumes = np.stack([dataset[int(i)]["image"].numpy() for i in held_out])
+maps = exp.explain(volumes, target=1)
+masks = np.stack([slabs[s] for s in emb.ids[held_out]])[:, None]
+hits = pointing_game(maps, masks, tolerance=1)
+print(f"pointing game on {len(hits)} held-out site-B volumes: {hits.mean():.2f}")
+
+# %%
+# A coronal slice through the middle of three held-out site-B volumes, with the map.
+fig, axes = plt.subplots(2, 3, figsize=(7, 4.6))
+for k in range(3):
+    axes[0, k].imshow(volumes[k, 0, :, 8].T, cmap="gray", origin="lower", vmin=-1, vmax=1)
+    axes[1, k].imshow(overlay(volumes[k, :, :, 8].transpose(0, 2, 1), maps[k, :, 8].T),
+                      origin="lower")
+for ax in axes.ravel():
+    ax.set_axis_off()
+axes[0, 0].set_title("coronal slice", loc="left", fontsize=9)
+axes[1, 0].set_title("Grad-CAM", loc="left", fontsize=9)
+fig.tight_layout()
+plt.show()
