@@ -1,31 +1,36 @@
 """Benchmark: 2-D maps of 512-dim embeddings, and CPU embedding throughput.
 
-Part 1 (projection).  For N = 5k, 20k, 50k rows of 512-dim data with real structure
-(Fashion-MNIST images, reduced from 784 pixels to 512 dimensions by PCA, which keeps
-their neighbourhoods; ``--data gmm`` uses a synthetic Gaussian mixture instead) it times
+Part 1 (projection).  For N = 5k, 20k, 50k rows of 512-dim data it times, in ONE process
+and alternating (ours first in even repeats, scikit-learn first in odd ones, so that a
+slow spell of a shared machine hits both),
 
-- ``latentaudit.Projector(method="tsne")``: PCA to 50 dims, then openTSNE's
-  FFT-accelerated t-SNE,
-- scikit-learn's ``TSNE`` (Barnes-Hut) on the same PCA-50 input, with its defaults
-  (1000 iterations), the reference,
-- ``Projector(method="umap")`` when umap-learn is installed; the numba compilation of a
-  fresh process (import and a first small fit) is timed separately,
+- ``latentaudit.Projector(method="tsne", random_state=0)`` with its defaults (PCA to 50
+  dims, kNN graph, FFT-accelerated t-SNE stopping at a plateau of the KL divergence),
+- scikit-learn's ``TSNE(random_state=0, n_jobs=...)`` (Barnes-Hut, its defaults) on the
+  PCA-50 of the same data, the PCA timed with it,
 
-each in a fresh subprocess, reporting wall time, CPU time and peak resident memory (``VmHWM``,
-and the increase over the process's footprint after loading the data).  Every map is
-scored on the same random subsample of at most 5,000 points by scikit-learn's
-trustworthiness (k = 10, against the 512-dim data) and, for Fashion-MNIST, by the
-10-nearest-neighbour class accuracy on the map (5-fold CV).
+each ``--repeats`` times, with the wall time and the CPU time (all threads) of every run,
+the load average around it, and ours' own stage times (``Projector.timings_``).  Every
+map of the first repeat is scored on the same random 5,000 points by scikit-learn's
+trustworthiness at k = 10 and k = 15 (against the 512-dim data) and, where the data has
+classes, the 10-nearest-neighbour class accuracy on the map (5-fold CV).  The speed-up
+is the ratio of the median wall times (and of the median CPU times).
+
+Data (``--data``): ``fashion`` (Fashion-MNIST images, 784 pixels reduced to 512 dims by
+PCA, which keeps their neighbourhoods), ``gmm`` (a synthetic Gaussian mixture),
+``blobs`` (scikit-learn's ``make_blobs(n, 512, centers=20, cluster_std=6)``, the
+acceptance check's data) or ``power`` (``bench_audit.py``'s encoder-like embedding, a
+power-law spectrum).
 
 Part 2 (throughput).  Images per second of ``latentaudit.embed`` on the CPU for a small
 convolutional encoder (conv-batchnorm-ReLU, 64x64 inputs, 512-dim output), float32
 contiguous against float32 channels-last, and optionally bfloat16 autocast.
 
-Run from the repository root::
+Run from the repository root (timings under the heavy lock on a shared machine)::
 
-    .venv/bin/python benchmarks/bench_projector.py                       # everything
-    .venv/bin/python benchmarks/bench_projector.py --sizes 5000 --skip-throughput
-    .venv/bin/python benchmarks/bench_projector.py --sklearn-max 20000    # no sklearn at 50k
+    .venv/bin/python benchmarks/bench_projector.py --skip-throughput     # projection
+    .venv/bin/python benchmarks/bench_projector.py --sizes 20000 --data blobs --repeats 3
+    .venv/bin/python benchmarks/bench_projector.py --skip-projection     # throughput
 
 ``--json PATH`` also writes the figures.
 """
@@ -33,13 +38,12 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import resource
-import subprocess
-import sys
-import tempfile
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -47,14 +51,14 @@ from pathlib import Path
 import numpy as np
 
 TRUST_SAMPLES = 5000
-TRUST_NEIGHBORS = 10
+TRUST_NEIGHBORS = (10, 15)
 
 
 # --------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------
-def make_data(kind: str, n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` rows of ``dim``-dim float32 data and a class label per row."""
+def make_data(kind: str, n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` rows of ``dim``-dim float32 data and a class label per row (or None)."""
     rng = np.random.default_rng(seed)
     if kind == "fashion":
         import latentaudit as la
@@ -72,6 +76,21 @@ def make_data(kind: str, n: int, dim: int, seed: int) -> tuple[np.ndarray, np.nd
         print(f"data: {len(rows)} Fashion-MNIST images, PCA {pixels.shape[1]} -> {dim} "
               f"dims keeps {100 * kept:.2f}% of the variance", flush=True)
         data = (pixels @ top).astype(np.float32)
+    elif kind == "blobs":
+        from sklearn.datasets import make_blobs
+
+        data, labels = make_blobs(n, dim, centers=20, cluster_std=6.0, random_state=seed)
+        data = data.astype(np.float32)
+        print(f"data: make_blobs, {n} x {dim}, 20 centres, std 6", flush=True)
+    elif kind == "power":
+        spec = importlib.util.spec_from_file_location(
+            "bench_audit", Path(__file__).with_name("bench_audit.py"))
+        bench_audit = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench_audit)
+        data, _, _ = bench_audit.make_embedding(n, dim, seed=seed)
+        labels = None
+        print(f"data: encoder-like embedding (power-law spectrum 1/i), {n} x {dim}",
+              flush=True)
     else:
         # 10 classes in 3 groups: group centres far apart, class centres nearer, points
         # spread along a few directions per class (a low-dimensional structure)
@@ -86,122 +105,105 @@ def make_data(kind: str, n: int, dim: int, seed: int) -> tuple[np.ndarray, np.nd
                 + rng.normal(scale=1.0, size=(n, dim))).astype(np.float32)
         print(f"data: Gaussian mixture, {n} x {dim}, {n_classes} classes", flush=True)
     order = rng.permutation(len(data))  # nested subsets: the first N rows are random
-    return np.ascontiguousarray(data[order]), labels[order]
+    return np.ascontiguousarray(data[order]), None if labels is None else labels[order]
 
 
 # --------------------------------------------------------------------------------------
-# one projection in a fresh process
+# projection: ours and scikit-learn's, alternating in this process
 # --------------------------------------------------------------------------------------
-def _rss_mib() -> float:
-    """Peak resident memory of this process so far (MiB).
+def run_ours(X: np.ndarray, threads: int) -> tuple[np.ndarray, dict]:
+    from latentaudit.projection import Projector
 
-    ``VmHWM`` of the process's own address space: unlike ``ru_maxrss``, it does not carry
-    over the parent's footprint through fork and exec.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    proj = Projector(method="tsne", random_state=0, n_jobs=threads)
+    xy = proj.fit_transform(X)
+    return xy, {"n_iter": proj.n_iter_,
+                "stages": {k: round(v, 2) for k, v in proj.timings_.items()}}
 
 
-def worker(spec: dict) -> None:
-    X = np.load(spec["data"])[: spec["n"]]
-    X = np.ascontiguousarray(X)
-    baseline = _rss_mib()
-    result = {"method": spec["method"], "n": spec["n"]}
-    if spec["method"] == "umap":
-        tick = time.perf_counter()
-        import umap  # noqa: F401  (compiles part of umap's numba code)
+def run_sklearn(X: np.ndarray, threads: int) -> tuple[np.ndarray, dict]:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
 
-        from latentaudit.projection import Projector
+    tsne = TSNE(n_components=2, random_state=0, n_jobs=threads)
+    xy = tsne.fit_transform(PCA(n_components=50, random_state=0).fit_transform(X))
+    return xy, {"n_iter": int(tsne.n_iter_)}
 
-        rng = np.random.default_rng(0)
-        Projector(method="umap", random_state=0).fit(rng.normal(size=(300, X.shape[1])))
-        result["compile_s"] = time.perf_counter() - tick
-        baseline = _rss_mib()
+
+def run_umap(X: np.ndarray, threads: int) -> tuple[np.ndarray, dict]:
+    from latentaudit.projection import Projector
+
+    proj = Projector(method="umap", random_state=0, n_jobs=threads)
+    return proj.fit_transform(X), {"n_iter": proj.n_iter_}
+
+
+def compile_umap() -> float:
+    """Seconds of umap-learn's numba compilation (import and a first small fit)."""
+    from latentaudit.projection import Projector
+
     tick = time.perf_counter()
+    Projector(method="umap", random_state=0).fit(
+        np.random.default_rng(0).normal(size=(300, 512)))
+    return time.perf_counter() - tick
+
+
+METHODS = {"ours": run_ours, "sklearn": run_sklearn, "umap": run_umap}
+
+
+def timed(method: str, X: np.ndarray, threads: int) -> tuple[np.ndarray, dict]:
+    load_before = os.getloadavg()[0]
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = cpu.ru_utime + cpu.ru_stime
-    if spec["method"] == "ours":
-        from latentaudit.projection import Projector
-
-        xy = Projector(method="tsne", random_state=0, n_jobs=-1).fit_transform(X)
-    elif spec["method"] == "umap":
-        from latentaudit.projection import Projector
-
-        xy = Projector(method="umap", random_state=0, n_jobs=-1).fit_transform(X)
-    else:
-        from sklearn.decomposition import PCA
-        from sklearn.manifold import TSNE
-
-        reduced = PCA(n_components=50, random_state=0).fit_transform(X)
-        xy = TSNE(n_components=2, init="pca", learning_rate="auto", random_state=0,
-                  n_jobs=-1).fit_transform(reduced)
-    result["seconds"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    xy, extra = METHODS[method](X, threads)
+    seconds = time.perf_counter() - tick
     cpu = resource.getrusage(resource.RUSAGE_SELF)
-    # CPU time of all threads: less sensitive than wall time to other work on the machine
-    result["cpu_seconds"] = cpu.ru_utime + cpu.ru_stime - cpu_before
-    result["peak_rss_mib"] = _rss_mib()
-    result["extra_rss_mib"] = result["peak_rss_mib"] - baseline
-    np.save(spec["out"], np.asarray(xy, dtype=np.float64))
-    print("RESULT " + json.dumps(result), flush=True)
+    return np.asarray(xy, dtype=np.float64), {
+        "method": method, "seconds": seconds,
+        # CPU time of all threads: less sensitive than wall time to other work
+        "cpu_seconds": cpu.ru_utime + cpu.ru_stime - cpu_before,
+        "load_before": load_before, "load_after": os.getloadavg()[0], **extra}
 
 
-def run_worker(spec: dict) -> dict:
-    env = dict(os.environ)
-    load_before = os.getloadavg()[0]
-    completed = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                               capture_output=True, text=True, env=env, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"worker {spec['method']} at N={spec['n']} failed:\n"
-                           f"{completed.stderr[-3000:]}")
-    line = next(x for x in completed.stdout.splitlines() if x.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
-    result["load_before"] = load_before
-    result["load_after"] = os.getloadavg()[0]
-    return result
-
-
-def score(X: np.ndarray, labels: np.ndarray, xy: np.ndarray, seed: int) -> dict:
+def score(X: np.ndarray, labels, xy: np.ndarray, seed: int) -> dict:
     from sklearn.manifold import trustworthiness
     from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(X), size=min(len(X), TRUST_SAMPLES), replace=False))
-    scores = {"trustworthiness": float(trustworthiness(X[sample], xy[sample],
-                                                       n_neighbors=TRUST_NEIGHBORS))}
-    knn = KNeighborsClassifier(n_neighbors=10)
-    scores["knn_accuracy"] = float(cross_val_score(knn, xy[sample], labels[sample],
-                                                   cv=5).mean())
+    scores = {f"trustworthiness_{k}": float(trustworthiness(X[sample], xy[sample],
+                                                            n_neighbors=k))
+              for k in TRUST_NEIGHBORS}
+    if labels is not None:
+        knn = KNeighborsClassifier(n_neighbors=10)
+        scores["knn_accuracy"] = float(cross_val_score(knn, xy[sample], labels[sample],
+                                                       cv=5).mean())
     return scores
 
 
 def bench_projection(args) -> list[dict]:
     sizes = [int(s) for s in args.sizes.split(",")]
-    X, labels = make_data(args.data, max(sizes), 512, args.seed)
-    have_umap = subprocess.run([sys.executable, "-c", "import umap"], capture_output=True,
-                               check=False).returncode == 0
+    X_all, labels_all = make_data(args.data, max(sizes), 512, args.seed)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data_path = os.path.join(tmp, "X.npy")
-        np.save(data_path, X)
-        for n in sizes:
-            methods = ["ours"]
-            if args.sklearn_max is None or n <= args.sklearn_max:
-                methods.append("sklearn")
-            if have_umap and not args.no_umap:
-                methods.append("umap")
-            for method in methods:
-                out = os.path.join(tmp, f"{method}-{n}.npy")
-                print(f"N={n} {method} ...", flush=True)
-                result = run_worker({"data": data_path, "n": n, "method": method,
-                                     "out": out})
-                result.update(score(X[:n], labels[:n], np.load(out), args.seed))
+    with_umap = not args.no_umap and importlib.util.find_spec("umap") is not None
+    if with_umap:
+        print(f"umap-learn's numba compilation: {compile_umap():.1f} s (not timed below)",
+              flush=True)
+    for n in sizes:
+        X = X_all[:n]
+        labels = None if labels_all is None else labels_all[:n]
+        methods = ["ours"]
+        if args.sklearn_max is None or n <= args.sklearn_max:
+            methods.append("sklearn")
+        if with_umap:
+            methods.append("umap")
+        for repeat in range(args.repeats):
+            for method in methods if repeat % 2 == 0 else methods[::-1]:
+                print(f"N={n} {method} (repeat {repeat + 1}) ...", flush=True)
+                xy, result = timed(method, X, args.threads)
+                result.update(n=n, repeat=repeat)
+                if repeat == 0:
+                    result.update(score(X, labels, xy, args.seed))
                 print("   " + json.dumps(result), flush=True)
                 rows.append(result)
     return rows
@@ -266,34 +268,44 @@ def bench_throughput(args) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------
-def markdown(projection: list[dict], throughput: list[dict], args) -> str:
+def markdown(projection: list[dict], throughput: list[dict]) -> str:
     lines = []
     if projection:
-        lines += ["| N | method | wall time (s) | CPU time (s) | peak RSS (MiB) | "
-                  "RSS increase (MiB) | trustworthiness | 10-NN accuracy | "
-                  "load avg before/after |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
-        names = {"ours": "latentaudit Projector (PCA-50 + openTSNE FFT)",
+        names = {"ours": "latentaudit Projector (t-SNE)",
                  "sklearn": "scikit-learn TSNE (PCA-50 + Barnes-Hut)",
                  "umap": "latentaudit Projector (PCA-50 + UMAP)"}
-        for r in projection:
-            extra = f" (+ {r['compile_s']:.0f} s numba compile)" if "compile_s" in r else ""
-            lines.append(
-                f"| {r['n']:,} | {names[r['method']]} | {r['seconds']:.1f}{extra} | "
-                f"{r['cpu_seconds']:.1f} | "
-                f"{r['peak_rss_mib']:.0f} | {r['extra_rss_mib']:.0f} | "
-                f"{r['trustworthiness']:.4f} | {r.get('knn_accuracy', float('nan')):.3f} | "
-                f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
-        by = {(r["n"], r["method"]): r for r in projection}
-        lines.append("")
+        lines += ["| N | method | runs | wall time (s), median | CPU time (s), median | "
+                  "iterations | trustworthiness k=10 / k=15 | 10-NN accuracy | load avg |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        medians = {}
         for n in sorted({r["n"] for r in projection}):
-            if (n, "sklearn") in by:
-                ours, ref = by[(n, "ours")], by[(n, "sklearn")]
-                cpu_ratio = ref["cpu_seconds"] / ours["cpu_seconds"]
-                lines.append(f"- N = {n:,}: ours is {ref['seconds'] / ours['seconds']:.1f}x "
-                             f"faster in wall time ({cpu_ratio:.1f}x in CPU time); "
-                             f"trustworthiness {ours['trustworthiness']:.4f} vs "
-                             f"{ref['trustworthiness']:.4f}")
+            for method in names:
+                runs = [r for r in projection if r["n"] == n and r["method"] == method]
+                if not runs:
+                    continue
+                wall = statistics.median(r["seconds"] for r in runs)
+                cpu = statistics.median(r["cpu_seconds"] for r in runs)
+                medians[n, method] = (wall, cpu, runs[0])
+                first = runs[0]
+                loads = [f"{r['load_before']:.1f}-{r['load_after']:.1f}" for r in runs]
+                lines.append(
+                    f"| {n:,} | {names[method]} | {len(runs)} | {wall:.1f} | {cpu:.1f} | "
+                    f"{first['n_iter']} | {first['trustworthiness_10']:.4f} / "
+                    f"{first['trustworthiness_15']:.4f} | "
+                    f"{first.get('knn_accuracy', float('nan')):.3f} | {', '.join(loads)} |")
+        lines.append("")
+        for (n, method), (wall, cpu, first) in medians.items():
+            if method != "sklearn" or (n, "ours") not in medians:
+                continue
+            ours_wall, ours_cpu, ours = medians[n, "ours"]
+            lines.append(
+                f"- N = {n:,}: ours is {wall / ours_wall:.1f}x faster than scikit-learn in "
+                f"wall time ({cpu / ours_cpu:.1f}x in CPU time); trustworthiness k=10 "
+                f"{ours['trustworthiness_10']:.4f} vs {first['trustworthiness_10']:.4f} "
+                f"(difference {ours['trustworthiness_10'] - first['trustworthiness_10']:+.4f})"
+                f", k=15 {ours['trustworthiness_15']:.4f} vs "
+                f"{first['trustworthiness_15']:.4f}; ours' stages (s, first run): "
+                f"{ours['stages']}")
     if throughput:
         lines += ["", "| embed on CPU | images | images/s | max abs diff vs contiguous |",
                   "|---|---:|---:|---:|"]
@@ -310,7 +322,8 @@ def markdown(projection: list[dict], throughput: list[dict], args) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5000,20000,50000")
-    parser.add_argument("--data", choices=["fashion", "gmm"], default="fashion")
+    parser.add_argument("--data", choices=["fashion", "gmm", "blobs", "power"],
+                        default="fashion")
     parser.add_argument("--sklearn-max", type=int, default=None,
                         help="skip scikit-learn's TSNE above this N")
     parser.add_argument("--no-umap", action="store_true")
@@ -318,20 +331,18 @@ def main(argv=None):
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--throughput-images", type=int, default=1024)
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each projection and of each throughput config")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="n_jobs of both t-SNEs, and torch threads of the throughput")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(json.loads(args.worker))
-        return None
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}", flush=True)
     projection = [] if args.skip_projection else bench_projection(args)
     throughput = [] if args.skip_throughput else bench_throughput(args)
-    text = markdown(projection, throughput, args)
+    text = markdown(projection, throughput)
     print("\n" + text)
     if args.json:
         Path(args.json).write_text(json.dumps({"projection": projection,

@@ -76,7 +76,26 @@ def test_tsne_separates_clusters(blobs, fitted_tsne):
     assert adjusted_rand_score(y, labels) == pytest.approx(1.0)
     assert fitted_tsne.backend_ == "opentsne"
     assert fitted_tsne.pca_.n_components_ == 50
-    assert fitted_tsne.n_iter_ == 750
+    # early exaggeration (at most 250) and the rest (at most 500) both stop at a plateau
+    assert 100 <= fitted_tsne.n_iter_ < 750
+    assert set(fitted_tsne.timings_) == {"pca", "affinities", "early_exaggeration",
+                                         "optimisation"}
+    assert fitted_tsne.knn_recall_ == 1.0
+    assert fitted_tsne.fit_rows_ is None
+
+
+def test_max_iter_caps_the_iterations_after_early_exaggeration(blobs):
+    X, _ = blobs
+    proj = Projector(max_iter=50, random_state=0).fit(X)
+    assert proj.n_iter_ <= 250 + 50
+
+
+def test_other_metrics_use_opentsnes_neighbour_search(blobs):
+    X, y = blobs
+    proj = Projector(metric="cosine", max_iter=100, random_state=0).fit(X)
+    labels = KMeans(n_clusters=3, n_init=4, random_state=0).fit_predict(proj.embedding_)
+    assert adjusted_rand_score(y, labels) > 0.9
+    assert not hasattr(proj, "knn_recall_")
 
 
 def test_fit_transform_is_reproducible(blobs):
@@ -100,6 +119,28 @@ def test_small_inputs_lower_the_perplexity():
     X = np.random.default_rng(0).normal(size=(13, 5))
     proj = Projector(perplexity=30, max_iter=50, random_state=0).fit(X)
     assert proj.perplexity_ == pytest.approx(4.0)
+
+
+def test_max_fit_samples_optimises_a_subsample_and_places_the_rest(blobs, tmp_path):
+    X, y = blobs
+    path = tmp_path / "z.npy"
+    np.save(path, X.astype(np.float32))
+    z = np.load(path, mmap_mode="r")  # a memory-mapped input is read, not copied
+    proj = Projector(max_fit_samples=120, max_iter=100, random_state=0).fit(z)
+    assert proj.fit_rows_.shape == (120,) and proj.embedding_.shape == (300, 2)
+    assert proj.pca_.n_samples_ == 120
+    assert "placement" in proj.timings_
+    rest = np.setdiff1d(np.arange(300), proj.fit_rows_)
+    np.testing.assert_allclose(proj.embedding_[rest], proj.transform(np.asarray(z)[rest]),
+                               rtol=1e-5, atol=1e-4)  # transform returns float32
+    labels = KMeans(n_clusters=3, n_init=4, random_state=0).fit_predict(proj.embedding_)
+    assert adjusted_rand_score(y, labels) == pytest.approx(1.0)
+    # at or under the limit: every row is optimised
+    assert Projector(max_fit_samples=300, max_iter=50, random_state=0).fit(X).fit_rows_ is None
+    with pytest.raises(ConfigError, match="max_fit_samples"):
+        Projector(max_fit_samples=2).fit(X)
+    with pytest.raises(ConfigError, match="cannot do"):
+        Projector(max_fit_samples=100, backend="sklearn").fit(X)
 
 
 # -- transform ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._streaming import row_blocks
 from .errors import DataError, InputTypeError
 
 __all__ = ["EmbeddingCheck", "check_embedding", "validate_embedding"]
@@ -93,7 +94,9 @@ def check_embedding(z, *, name: str = "the embeddings", owner: str | None = None
     if z.ndim != 2:
         raise DataError(f"{name} must be 2-D (n_rows, n_dims), got shape {z.shape}")
     n, d = z.shape
-    finite = np.isfinite(z).all(axis=1) if z.size else np.ones(n, dtype=bool)
+    # one pass over blocks of rows: a memory-mapped million-row embedding is read, not
+    # copied (per-row finiteness, column ranges, row hashes for the duplicate count)
+    finite, low, high, hashes = _row_statistics(z)
     if n and not finite.any():
         raise DataError(
             f"{name} are all NaN or inf ({n} rows x {d} dimensions): there is no embedding "
@@ -110,9 +113,8 @@ def check_embedding(z, *, name: str = "the embeddings", owner: str | None = None
                         f"n_samples = {n}")
     if n == 0 or d == 0:
         return EmbeddingCheck(n, d, n, 0, 0)
-    values = z.astype(np.float64, copy=False)
-    scale = float(np.abs(values).max())
-    spread = values.max(axis=0) - values.min(axis=0)
+    scale = float(max(np.abs(low).max(), np.abs(high).max()))
+    spread = high - low
     constant = spread <= _RELATIVE_TOL * max(scale, np.finfo(np.float64).tiny)
     if constant.all():
         raise DataError(
@@ -120,8 +122,10 @@ def check_embedding(z, *, name: str = "the embeddings", owner: str | None = None
             f"in every row), so they are uninformative: nothing can be clustered, tested or "
             f"flagged from them. An untrained or collapsed encoder gives such embeddings; "
             f"check the encoder and its inputs")
-    n_distinct = _distinct_rows(values)
-    rank = _rank(values, np.random.default_rng(0))
+    # equal rows hash alike; two different rows share a hash only if they differ
+    # orthogonally to two random directions
+    n_distinct = int(np.unique(hashes, axis=0).shape[0])
+    rank = _rank(z, np.random.default_rng(0))
     if constant.any():
         warnings.warn(f"{int(constant.sum())} of the {d} dimensions of {name} are constant "
                       f"(the same in every row); they carry no information", UserWarning,
@@ -136,18 +140,30 @@ def check_embedding(z, *, name: str = "the embeddings", owner: str | None = None
     return EmbeddingCheck(n, d, n_distinct, int(constant.sum()), rank)
 
 
-def _distinct_rows(values: np.ndarray) -> int:
-    """Rows that are not exact copies of another (equal rows hash alike; two different rows
-    share a hash only if they differ orthogonally to two random directions)."""
-    rng = np.random.default_rng(12345)
-    hashes = values @ rng.normal(size=(values.shape[1], 2))
-    return int(np.unique(hashes, axis=0).shape[0])
+def _row_statistics(z: np.ndarray):
+    """Per-row finiteness, column minima and maxima, and two random projections of every
+    row (summed row by row, so equal rows get equal hashes whatever their block)."""
+    n, d = z.shape
+    finite = np.ones(n, dtype=bool)
+    low, high = np.full(d, np.inf), np.full(d, -np.inf)
+    hashes = np.empty((n, 2))
+    directions = np.random.default_rng(12345).normal(size=(2, d))
+    for rows in row_blocks(n):
+        block = np.asarray(z[rows], dtype=np.float64)
+        finite[rows] = np.isfinite(block).all(axis=1)
+        np.minimum(low, block.min(axis=0, initial=np.inf), out=low)
+        np.maximum(high, block.max(axis=0, initial=-np.inf), out=high)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are refused
+            for j in range(2):
+                hashes[rows, j] = (block * directions[j]).sum(axis=1)
+    return finite, low, high, hashes
 
 
 def _rank(values: np.ndarray, rng: np.random.Generator) -> int:
     rows = values
     if len(rows) > _RANK_ROWS:
         rows = rows[np.sort(rng.choice(len(rows), _RANK_ROWS, replace=False))]
+    rows = np.asarray(rows, dtype=np.float64)
     centred = rows - rows.mean(axis=0)
     singular = np.linalg.svd(centred, compute_uv=False)
     if singular.size == 0 or singular[0] == 0:

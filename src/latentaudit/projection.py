@@ -1,27 +1,29 @@
 """Two-dimensional maps of embeddings: t-SNE, UMAP and PCA behind one transformer.
 
-:class:`Projector` is a scikit-learn transformer.  t-SNE runs on openTSNE's
-FFT-accelerated implementation by default (scikit-learn's ``TSNE`` stays available as the
-reference); UMAP is an optional extra; embeddings are first reduced to 50 dimensions by
-PCA.  Backends that can place new points against a frozen map (openTSNE, UMAP, PCA) do so
-in :meth:`Projector.transform`, one point independently of the others.
+:class:`Projector` is a scikit-learn transformer.  t-SNE runs by default on openTSNE with
+latentaudit's own kNN graph, FFT repulsion and convergence-based stop
+(:mod:`latentaudit._tsne`); scikit-learn's ``TSNE`` stays available as the reference;
+UMAP is an optional extra; embeddings are first reduced to 50 dimensions by PCA.
+Backends that can place new points against a frozen map (openTSNE, UMAP, PCA) do so in
+:meth:`Projector.transform`, one point independently of the others.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import numbers
+import time
 
 import numpy as np
-import pandas as pd
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from ._stability import ProjectionStability
+from ._streaming import project_rows, row_blocks
 from ._validation import validate_embedding
-from .errors import ConfigError, InputShapeError
+from .errors import ConfigError
 from .errors import NotFittedError as _NotFittedError
 from .utils import check_option, check_random_state, optional_import
 
@@ -42,6 +44,8 @@ _BACKENDS = {
 }
 # t-SNE places new points by optimising them against the frozen reference map only
 _TRANSFORM_ITER = 250
+# rows placed on the map at a time when the fit used a subsample (max_fit_samples)
+_PLACE_BLOCK_ROWS = 65_536
 _EARLY_EXAGGERATION_ITER = 250
 
 
@@ -61,7 +65,9 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         for ``method="pca"``.
     perplexity : float, default 30.0
         t-SNE's effective number of neighbours; lowered to ``(n_samples - 1) / 3`` for
-        small inputs.
+        small inputs.  The affinities of the default backend come from the
+        ``2 * perplexity`` nearest neighbours (exact search up to 50,000 rows,
+        NN-descent above).
     n_neighbors : int, default 15
         UMAP's neighbourhood size.  (UMAP starts from a PCA initialisation, like
         t-SNE, so that a fixed ``random_state`` gives the same map.)
@@ -70,14 +76,23 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     metric : str, default "euclidean"
         Distance in the input space (t-SNE and UMAP).
     max_iter : int, optional
-        t-SNE iterations after the 250 of early exaggeration (default: 500 for openTSNE,
-        750 for scikit-learn, matching their defaults of 750 and 1000 in all); UMAP
-        epochs (default: UMAP's own).  Ignored for PCA.
+        t-SNE iterations after early exaggeration; UMAP epochs (default: UMAP's own).
+        Ignored for PCA.  The default t-SNE runs early exaggeration for at most 250
+        iterations and then at most 500 (``max_iter``), and ends each phase early once
+        the Kullback-Leibler divergence falls by less than 1% (early exaggeration) or 2%
+        over 50 iterations; scikit-learn's ``TSNE`` runs 250 + 750 (``max_iter``).
+    max_fit_samples : int, optional
+        Optimise the map (and fit the PCA) on at most this many randomly chosen rows
+        and place the others with :meth:`transform`, a block of rows at a time: for
+        very large inputs (a million rows, possibly memory-mapped), where a full fit
+        would take hours.  ``None`` (default): every row is optimised.  Not for PCA
+        maps or ``backend="sklearn"``.  ``benchmarks/bench_scale.py`` measures what it
+        costs in trustworthiness.
     random_state : int, numpy.random.RandomState or None, default None
         Seed of every random choice; an int makes maps reproducible.
     n_jobs : int, optional
-        Threads (``-1``: all cores).  Default: one thread for openTSNE, the backend's
-        default otherwise.
+        Threads (``-1``: all cores).  Default: every core this process may use for the
+        default t-SNE backend, the backend's own default otherwise.
     backend : {"auto", "opentsne", "sklearn", "umap"}, default "auto"
         Implementation: for ``"tsne"``, ``"opentsne"`` (default, FFT-accelerated, can
         :meth:`transform`) or ``"sklearn"`` (scikit-learn's ``TSNE``, the reference,
@@ -101,6 +116,16 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     n_iter_ : int
         Iterations run, early exaggeration included (t-SNE), or epochs (UMAP); not set
         for PCA.
+    fit_rows_ : numpy.ndarray of int or None
+        The rows the map was optimised on (``max_fit_samples``); ``None`` when all were.
+    knn_recall_ : float
+        Recall of the t-SNE kNN graph against exact search (1.0 when exact; default
+        backend with the Euclidean metric only).
+    timings_ : dict
+        Seconds ``fit`` spent in each stage: ``pca``, then ``affinities`` (kNN graph
+        and affinities), ``early_exaggeration`` and ``optimisation`` for the default
+        t-SNE, or ``map`` for the other backends, and ``placement`` (the rows left out
+        by ``max_fit_samples``).
     n_features_in_ : int
         Number of input features.
 
@@ -120,8 +145,9 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     def __init__(self, method: str = "tsne", n_components: int = 2, *,
                  pca_components: int | None = 50, perplexity: float = 30.0,
                  n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean",
-                 max_iter: int | None = None, random_state=None, n_jobs: int | None = None,
-                 backend: str = "auto", verbose: bool = False) -> None:
+                 max_iter: int | None = None, max_fit_samples: int | None = None,
+                 random_state=None, n_jobs: int | None = None, backend: str = "auto",
+                 verbose: bool = False) -> None:
         self.method = method
         self.n_components = n_components
         self.pca_components = pca_components
@@ -130,6 +156,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.min_dist = min_dist
         self.metric = metric
         self.max_iter = max_iter
+        self.max_fit_samples = max_fit_samples
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.backend = backend
@@ -209,9 +236,11 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         seed = self._seed()
 
         self.__dict__.pop("n_iter_", None)
+        self.__dict__.pop("knn_recall_", None)
         self.pca_ = None
         self.model_ = None
         self.perplexity_ = None
+        self.fit_rows_ = None
         self.backend_ = backend
         if method == "pca":
             if n_components > min(n_samples, n_features):
@@ -221,20 +250,60 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
                     f"{n_features} feature(s)")
             from sklearn.decomposition import PCA
 
+            start = time.perf_counter()
             self.pca_ = PCA(n_components=n_components, random_state=seed).fit(X)
             self.embedding_ = self.pca_.transform(X).astype(np.float64)
+            self.timings_ = {"pca": time.perf_counter() - start}
             return X
 
-        reduced = self._fit_pca(X, seed)
+        self.fit_rows_ = self._fit_rows(n_samples, seed, backend)
+        sample = X if self.fit_rows_ is None else X[self.fit_rows_]
+        start = time.perf_counter()
+        reduced = self._fit_pca(sample, seed)
+        self.timings_ = {"pca": time.perf_counter() - start}
         if method == "tsne":
-            self.perplexity_ = self._effective_perplexity(n_samples)
+            self.perplexity_ = self._effective_perplexity(len(sample))
             if backend == "opentsne":
-                self.embedding_ = self._fit_opentsne(reduced, seed, n_components)
+                embedding = self._fit_opentsne(reduced, seed, n_components)
             else:
-                self.embedding_ = self._fit_sklearn_tsne(reduced, seed, n_components)
+                start = time.perf_counter()
+                embedding = self._fit_sklearn_tsne(reduced, seed, n_components)
+                self.timings_["map"] = time.perf_counter() - start
         else:
-            self.embedding_ = self._fit_umap(reduced, seed, n_components)
+            start = time.perf_counter()
+            embedding = self._fit_umap(reduced, seed, n_components)
+            self.timings_["map"] = time.perf_counter() - start
+        if self.fit_rows_ is None:
+            self.embedding_ = embedding
+            return X
+        # the other rows are placed on the frozen map, a block at a time (each point
+        # independently of the others, so the blocks change nothing but the memory)
+        start = time.perf_counter()
+        self.embedding_ = np.empty((n_samples, n_components))
+        self.embedding_[self.fit_rows_] = embedding
+        rest = np.ones(n_samples, dtype=bool)
+        rest[self.fit_rows_] = False
+        rest = np.flatnonzero(rest)
+        for rows in row_blocks(len(rest), _PLACE_BLOCK_ROWS):
+            self.embedding_[rest[rows]] = self._place(self._reduce(X[rest[rows]]))
+        self.timings_["placement"] = time.perf_counter() - start
         return X
+
+    def _fit_rows(self, n_samples: int, seed: int, backend: str) -> np.ndarray | None:
+        limit = self.max_fit_samples
+        if limit is None:
+            return None
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 4:
+            raise ConfigError(f"max_fit_samples must be an integer >= 4 or None, got "
+                              f"{limit!r}")
+        if n_samples <= limit:
+            return None
+        if backend == "sklearn":
+            raise ConfigError(
+                "max_fit_samples places the rows left out of the fit with transform, which "
+                "scikit-learn's TSNE (backend='sklearn') cannot do; use the default backend")
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(n_samples, size=int(limit), replace=False))
 
     def _check_n_components(self, method: str) -> int:
         n = self.n_components
@@ -280,26 +349,18 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return float(perplexity)
 
     def _fit_opentsne(self, X: np.ndarray, seed: int, n_components: int) -> np.ndarray:
-        import openTSNE
+        from ._tsne import fit_tsne
 
-        options = {}
-        if self.max_iter is not None:
-            options["n_iter"] = _check_iter(self.max_iter)
-        if n_components > 2:
-            # openTSNE's FFT gradient handles at most 2 dimensions
-            options["negative_gradient_method"] = "bh"
-        tsne = openTSNE.TSNE(
-            n_components=n_components, perplexity=self.perplexity_, metric=self.metric,
-            n_jobs=1 if self.n_jobs is None else int(self.n_jobs), random_state=seed,
-            verbose=bool(self.verbose), early_exaggeration_iter=_EARLY_EXAGGERATION_ITER,
-            **options)
-        model = tsne.fit(np.ascontiguousarray(X, dtype=np.float64))
-        self.n_iter_ = int(tsne.early_exaggeration_iter + tsne.n_iter)
-        # openTSNE's transform centres the reference map in place; centring it now keeps
-        # embedding_ and later transforms in one frame
-        model -= (np.max(model, axis=0) + np.min(model, axis=0)) / 2
-        self.model_ = model
-        return np.array(model, dtype=np.float64)
+        max_iter = None if self.max_iter is None else _check_iter(self.max_iter)
+        fitted = fit_tsne(X, n_components=n_components, perplexity=self.perplexity_,
+                          metric=self.metric, max_iter=max_iter, n_jobs=self.n_jobs,
+                          random_state=seed, verbose=bool(self.verbose))
+        self.timings_.update(fitted.timings)
+        self.n_iter_ = fitted.n_iter
+        if fitted.knn_recall is not None:
+            self.knn_recall_ = fitted.knn_recall
+        self.model_ = fitted.model
+        return np.array(fitted.model, dtype=np.float64)
 
     def _fit_sklearn_tsne(self, X: np.ndarray, seed: int, n_components: int) -> np.ndarray:
         from sklearn.manifold import TSNE
@@ -378,13 +439,24 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         if self.method == "pca":
             return self.pca_.transform(X).astype(X.dtype, copy=False)
-        reduced = self.pca_.transform(X) if self.pca_ is not None else X
+        return self._place(self._reduce(X)).astype(X.dtype, copy=False)
+
+    def _reduce(self, X) -> np.ndarray:
+        if self.pca_ is None:
+            return np.asarray(X, dtype=np.float64)
+        return project_rows(X, self.pca_.mean_, self.pca_.components_, dtype=np.float64)
+
+    def _place(self, reduced: np.ndarray) -> np.ndarray:
         if self.backend_ == "opentsne":
-            placed = np.asarray(self.model_.transform(
+            # the interpolation grid prepared at fit comes back read-only from a
+            # memory-mapped pickle (joblib); openTSNE's kernel needs writable buffers
+            for name in ("interp_coeffs", "box_x_lower_bounds", "box_y_lower_bounds"):
+                value = getattr(self.model_, name, None)
+                if isinstance(value, np.ndarray) and not value.flags.writeable:
+                    setattr(self.model_, name, value.copy())
+            return np.asarray(self.model_.transform(
                 np.ascontiguousarray(reduced, dtype=np.float64), n_iter=_TRANSFORM_ITER))
-        else:
-            placed = self._place_umap(reduced)
-        return placed.astype(X.dtype, copy=False)
+        return self._place_umap(reduced)
 
     def _place_umap(self, X: np.ndarray) -> np.ndarray:
         # UMAP's own transform refines new points by stochastic gradient descent whose
@@ -477,99 +549,17 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         >>> 0 <= report.trustworthiness <= 1
         True
         """
-        from sklearn.cluster import HDBSCAN, KMeans
-        from sklearn.manifold import trustworthiness
-        from sklearn.metrics import adjusted_rand_score
+        from ._stability import map_stability
 
-        if isinstance(n_seeds, bool) or not isinstance(n_seeds, numbers.Integral) or (
-                n_seeds < 2):
-            raise ConfigError(f"n_seeds must be an integer >= 2, got {n_seeds!r}")
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise InputShapeError(f"X must be 2-D (n_samples, n_features), got shape "
-                                  f"{X.shape}")
-        n = len(X)
-        rng = check_random_state(self.random_state)
-        seeds = [int(s) for s in rng.randint(np.iinfo(np.int32).max, size=n_seeds)]
-        if min_cluster_size is None:
-            min_cluster_size = max(10, n // 100)
-        min_cluster_size = int(min(min_cluster_size, max(2, n // 2)))
-        sample = np.sort(rng.choice(n, size=min(n, max_samples), replace=False))
-        k = int(min(n_neighbors, max(1, (len(sample) - 1) // 2 - 1)))
-
-        kmeans_labels, hdbscan_labels, runs = [], [], []
-        for seed in seeds:
-            xy = clone(self).set_params(random_state=seed).fit_transform(X)
-            kmeans_labels.append(KMeans(n_clusters=min(n_clusters, n), n_init=4,
-                                        random_state=0).fit_predict(xy))
-            labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(xy)
-            hdbscan_labels.append(labels)
-            runs.append({
-                "seed": seed,
-                "trustworthiness": float(trustworthiness(X[sample], xy[sample],
-                                                         n_neighbors=k)),
-                "n_hdbscan_clusters": int(len(set(labels) - {-1})),
-                "hdbscan_noise_fraction": float(np.mean(labels == -1)),
-            })
-        pairs = []
-        for a in range(n_seeds):
-            for b in range(a + 1, n_seeds):
-                pairs.append({
-                    "seed_a": seeds[a], "seed_b": seeds[b],
-                    "kmeans_ari": float(adjusted_rand_score(kmeans_labels[a],
-                                                            kmeans_labels[b])),
-                    "hdbscan_ari": float(adjusted_rand_score(hdbscan_labels[a],
-                                                             hdbscan_labels[b])),
-                })
-        pairs = pd.DataFrame(pairs)
-        runs = pd.DataFrame(runs)
-        return ProjectionStability(
-            seeds=seeds,
-            kmeans_ari=float(pairs["kmeans_ari"].mean()),
-            hdbscan_ari=float(pairs["hdbscan_ari"].mean()),
-            trustworthiness=float(runs["trustworthiness"].mean()),
-            pairs=pairs, runs=runs)
+        return map_stability(self, X, n_seeds, n_clusters=n_clusters,
+                             min_cluster_size=min_cluster_size, n_neighbors=n_neighbors,
+                             max_samples=max_samples)
 
 
 # scikit-learn's set_output machinery re-wraps ``transform`` when the class is created,
 # which would drop an ``available_if`` decorator written in the class body: applied here,
 # ``hasattr(Projector(backend="sklearn"), "transform")`` is False, as for sklearn's TSNE.
 Projector.transform = available_if(Projector._can_transform)(Projector.transform)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProjectionStability:
-    """Result of :meth:`Projector.stability`.
-
-    Attributes
-    ----------
-    seeds : list of int
-        The seeds of the maps.
-    kmeans_ari : float
-        Mean adjusted Rand index between the k-means labels of every pair of maps.
-    hdbscan_ari : float
-        The same for HDBSCAN labels (noise points count as one label).
-    trustworthiness : float
-        Mean trustworthiness of the maps (on a subsample).
-    pairs : pandas.DataFrame
-        One row per pair of maps: ``seed_a``, ``seed_b``, ``kmeans_ari``,
-        ``hdbscan_ari``.
-    runs : pandas.DataFrame
-        One row per map: ``seed``, ``trustworthiness``, ``n_hdbscan_clusters``,
-        ``hdbscan_noise_fraction``.
-    """
-
-    seeds: list
-    kmeans_ari: float
-    hdbscan_ari: float
-    trustworthiness: float
-    pairs: pd.DataFrame
-    runs: pd.DataFrame
-
-    def __repr__(self) -> str:
-        return (f"ProjectionStability(n_seeds={len(self.seeds)}, "
-                f"kmeans_ari={self.kmeans_ari:.3f}, hdbscan_ari={self.hdbscan_ari:.3f}, "
-                f"trustworthiness={self.trustworthiness:.3f})")
 
 
 def _check_iter(value) -> int:

@@ -1,10 +1,14 @@
 """The auditor's analysis space: the embedding reduced by PCA, where clusters, probes and
-label issues are computed."""
+label issues are computed.
+
+The PCA is computed from block-wise sums (:class:`latentaudit._streaming.StreamingPCA`),
+so that a memory-mapped embedding of a million rows is read, never copied."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.decomposition import PCA
+
+from .._streaming import StreamingPCA, project_rows
 
 __all__: list[str] = []
 
@@ -27,11 +31,10 @@ class _AnalysisSpace:
         self.reduced_ = z
         if analysis is None and clustering is None:
             return self.reduced_
-        pca = PCA(n_components=int(max(analysis or 0, clustering or 0)), random_state=seed)
-        pca.fit(z)
+        pca = StreamingPCA(int(max(analysis or 0, clustering or 0))).fit(z)
         components = pca.components_.astype(np.float32)
         mean = pca.mean_.astype(np.float32)
-        scores = ((z - mean) @ components.T).astype(np.float32)
+        scores = pca.transform(z)
         if analysis is not None:
             self.pca_mean_, self.pca_components_ = mean, components
             self.explained_variance_ratio_ = pca.explained_variance_ratio_
@@ -43,5 +46,5 @@ class _AnalysisSpace:
     def _project(self, z: np.ndarray) -> np.ndarray:
         if self.pca_components_ is None:
             return z
-        return ((z - self.pca_mean_) @ self.pca_components_.T).astype(np.float32)
+        return project_rows(z, self.pca_mean_, self.pca_components_)
 
