@@ -318,7 +318,9 @@ class _AssociationTests:
                             frame["effect_size"])
         expected = frame["column"].map(self.column_roles_).eq("expected")
         significant = frame["q_value"] <= self.alpha
-        order = np.lexsort((frame["q_value"].to_numpy(), -strength,
+        # candidate subgroups name no column: after the significant findings about columns
+        subgroup = frame["kind"].eq("subgroup").to_numpy()
+        order = np.lexsort((frame["q_value"].to_numpy(), -strength, subgroup,
                             ~significant.to_numpy(), expected.to_numpy()))
         frame = frame.iloc[order].reset_index(drop=True)
         frame["cluster"] = pd.array(frame["cluster"].tolist(), dtype="Int64")

@@ -3,9 +3,10 @@
 The paper looks at a t-SNE map coloured by site and sees "clusters that should not
 exist".  :class:`ClusterAuditor` does the same systematically on any (N, d) embedding and a
 metadata table: it clusters the embedding, tests every cluster against every column,
-probes every column it did not expect, corrects for multiple testing and ranks what it
-found, with a sentence a person can read.  The same k-nearest-neighbour graph then serves
-label issues, outliers, near-duplicates and look-ups.  NumPy, SciPy, pandas and scikit-learn only.
+probes every column it did not expect, looks for subgroups no column names, corrects for
+multiple testing and ranks what it found, with a sentence a person can read.  The same
+k-nearest-neighbour graph then serves label issues, outliers, near-duplicates and
+look-ups.  NumPy, SciPy, pandas and scikit-learn only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .._validation import validate_embedding
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError, NotFittedError
 from ..utils import check_option, check_random_state
 from ._association import _MIN_GROUP, _AssociationTests
+from ._candidates import _CandidateSubgroups
 from ._clustering import _CLUSTERERS, _NOISE, _Clustering
 from ._diagnostics import _Diagnostics
 from ._persistence import _Persistence
@@ -39,12 +41,13 @@ MIN_ROWS = 5  # fewer rows cannot be clustered and tested
 logger = logging.getLogger(__name__)
 
 
-class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostics,
-                     _Persistence, ClusterMixin, BaseEstimator):
+class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateSubgroups,
+                     _Diagnostics, _Persistence, ClusterMixin, BaseEstimator):
     """Cluster an embedding and test the clusters against the metadata.
 
     ``fit`` reduces the embedding by PCA, clusters it (HDBSCAN by default), tests every
     cluster against every metadata column, probes every column that is not expected,
+    searches what the columns do not explain for candidate subgroups no column names,
     controls the false discovery rate over everything tested and ranks the findings.  It also builds
     the k-nearest-neighbour graph that :meth:`label_issues`, :meth:`outliers` and
     :meth:`duplicates` read.
@@ -114,6 +117,20 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         Rows (a random subsample, stratified by level) that each probe of ``fit`` uses,
         which bounds its cost on large cohorts, and the most training rows of each
         fold's probe in :meth:`label_issues`.
+    n_subgroups : int, default 5
+        Candidate subgroups that ``fit`` looks for (0: none; none either without a
+        metadata column to test).  What every tested column
+        explains (levels, pairwise cells, smooth trends) is removed from the analysis
+        space; the residual of a random half of the rows is searched for groups of 5% to
+        50% of the rows that sit apart along one direction (projection pursuit: FastICA
+        and the bimodality coefficient; k-means cells; each refined by a linear
+        discriminant), and each candidate is tested on the other half, which the search
+        never saw: is there a second mode where the search found the group?  (An exact
+        binomial test of the rows in two equal windows, valid for any unimodal
+        population; see :attr:`subgroups_`.)  Each is a finding of kind ``"subgroup"``.
+    subgroup_max_samples : int or None, default 6000
+        Rows (a random subsample) that the subgroup search and test use; every row still
+        gets a score and a membership.
     alpha : float, default 0.05
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
@@ -139,18 +156,28 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
     n_clusters_ : int
         Number of clusters (``-1`` not counted).
     findings_ : pandas.DataFrame
-        Everything tested, most important first: columns ``kind`` ("cluster" or
-        "probe"), ``cluster`` (``<NA>`` for tests of the whole clustering and for
-        probes), ``column``, ``test`` ("chi2", "fisher", "chi2_mc", "kruskal", "ami",
-        "probe_logistic", "probe_ridge"), ``statistic`` (χ², H, AMI; a probe's held-out
-        AUC or Spearman's ρ), ``effect_size`` (Cramér's V, ε², AMI; a probe's Somers'
-        D = 2 AUC - 1 or held-out R²), ``p_value``, ``q_value`` (Benjamini–Hochberg over
+        Everything tested, most important first: columns ``kind`` ("cluster",
+        "probe" or "subgroup"), ``cluster`` (``<NA>`` for tests of the whole clustering,
+        probes and subgroups), ``column`` (None for subgroups), ``test`` ("chi2",
+        "fisher", "chi2_mc", "kruskal", "ami", "probe_logistic", "probe_ridge",
+        "gap_binomial"), ``statistic`` (χ², H, AMI; a probe's held-out AUC or
+        Spearman's ρ; a subgroup's separation in SDs), ``effect_size`` (Cramér's V, ε²,
+        AMI; a probe's Somers' D = 2 AUC - 1 or held-out R²; a subgroup's correlation
+        ratio), ``p_value``, ``q_value`` (Benjamini–Hochberg over
         all rows), ``n`` (the cluster's size, or the rows tested) and ``description``.
         Ranking: findings of expected columns last; within each part, significant ones
-        (``q_value <= alpha``) first, by effect size on a correlation scale (V, √ε²,
-        AMI, D, √R²).
+        (``q_value <= alpha``) first, those about columns before candidate subgroups,
+        then by effect size on a correlation scale (V, √ε², AMI, D, √R², η).
     column_types_ : dict
         ``{column: "categorical" or "continuous"}`` of the columns tested.
+    subgroups_ : pandas.DataFrame
+        One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
+        ``n``, ``fraction``, ``p_value`` (held-out gap test), ``separation``,
+        ``effect_size``, ``n_test`` (held-out rows tested), ``gap_rows`` and
+        ``group_rows`` (held-out rows in the gap and group windows).  Members:
+        :meth:`subgroup_members`, :meth:`subgroup_labels`.
+    subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
+        Each row's score along each candidate's direction (members: positive).
     column_roles_ : dict
         ``{column: "expected", "nuisance" or "other"}``.
     explained_variance_ratio_ : numpy.ndarray or None
@@ -182,7 +209,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         How :attr:`labels_` came about: the ``clusterer`` or ``"given"``.
     timings_ : dict
         Seconds ``fit`` spent in each stage (``pca``, ``clusters``, ``knn_graph``,
-        ``tests``, ``probes``).
+        ``tests``, ``probes``, ``subgroups``).
 
     Examples
     --------
@@ -217,6 +244,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         n_permutations: int = 199,
         probe_columns: str = "unexpected",
         probe_max_samples: int = 20_000,
+        n_subgroups: int = 5,
+        subgroup_max_samples: int | None = 6000,
         alpha: float = 0.05,
         id_column: str = DEFAULT_ID_COLUMN,
         n_jobs: int | None = None,
@@ -241,6 +270,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
         self.n_permutations = n_permutations
         self.probe_columns = probe_columns
         self.probe_max_samples = probe_max_samples
+        self.n_subgroups = n_subgroups
+        self.subgroup_max_samples = subgroup_max_samples
         self.alpha = alpha
         self.id_column = id_column
         self.n_jobs = n_jobs
@@ -264,6 +295,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             ("n_neighbors", 1, False),
             ("n_permutations", 1, False),
             ("probe_max_samples", 10, False),
+            ("n_subgroups", 0, False),
+            ("subgroup_max_samples", 100, True),
         ]:
             value = getattr(self, name)
             if value is None and allow_none:
@@ -402,7 +435,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             raise ConfigError(f"within must name one column, got {self.within!r}")
         rng = check_random_state(self.random_state)
         seeds = [int(s) for s in rng.randint(2**31 - 1, size=8)]
-        steps = tqdm(total=5, desc="audit", disable=not self.verbose)
+        steps = tqdm(total=6, desc="audit", disable=not self.verbose)
         self.timings_ = {}
         clock = time.perf_counter()
 
@@ -459,6 +492,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
                 c for c in self.column_types_ if c not in expected]
             rows += self._probe_findings(metadata, probed, expected, seeds[4])
         lap("probes")
+        rows += self._subgroup_findings(metadata, seeds[5])
+        lap("subgroups")
         steps.close()
         self.findings_ = self._rank(rows)
         logger.info("audit of %d x %d: %d clusters, %d findings with q <= %g",
@@ -523,77 +558,3 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _Diagnostic
             raise InputTypeError(f"column must be a str, got {type(column).__name__}")
         check_option("column", column, list(self.metadata_.columns))
         return column
-
-    def members(self, cluster: int) -> np.ndarray:
-        """Row positions of one cluster.
-
-        Parameters
-        ----------
-        cluster : int
-            A label of :attr:`labels_` (``-1``: rows in no cluster).
-
-        Returns
-        -------
-        numpy.ndarray of int64
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> aud = ClusterAuditor(clusterer="kmeans", n_clusters=2, random_state=0)
-        >>> aud = aud.fit(np.r_[np.zeros((10, 2)), np.ones((10, 2)) * 5])
-        >>> aud.members(aud.labels_[0]).size
-        10
-        """
-        self._check_fitted()
-        return np.flatnonzero(self.labels_ == int(cluster))
-
-    def summary(self) -> pd.DataFrame:
-        """One row per cluster: its size and its strongest association.
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``cluster``, ``n``, ``fraction``, ``top_column``, ``top_test``,
-            ``top_effect_size``, ``top_q_value``, ``description`` (of the cluster's
-            first-ranked finding; empty when it has none), clusters in label order
-            and ``-1`` last.
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit``.
-
-        Examples
-        --------
-        >>> import numpy as np, pandas as pd
-        >>> rng = np.random.default_rng(0)
-        >>> site = np.repeat(["A", "B"], 100)
-        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
-        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
-        >>> aud.summary()[["cluster", "n"]].values.tolist()
-        [[0, 100], [1, 100]]
-        """
-        self._check_fitted()
-        clusters, sizes = np.unique(self.labels_, return_counts=True)
-        order = np.argsort(np.where(clusters == _NOISE, np.iinfo(np.int64).max, clusters))
-        per_cluster = self.findings_.dropna(subset=["cluster"])
-        out = []
-        for cluster, size in zip(clusters[order], sizes[order], strict=True):
-            first = per_cluster[per_cluster["cluster"] == cluster].head(1)
-            row = {"cluster": int(cluster), "n": int(size),
-                   "fraction": float(size / self.n_samples_)}
-            if len(first):
-                top = first.iloc[0]
-                row.update(top_column=top["column"], top_test=top["test"],
-                           top_effect_size=float(top["effect_size"]),
-                           top_q_value=float(top["q_value"]), description=top["description"])
-            else:
-                row.update(top_column=None, top_test=None, top_effect_size=np.nan,
-                           top_q_value=np.nan, description="")
-            out.append(row)
-        return pd.DataFrame(out)

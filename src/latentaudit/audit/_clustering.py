@@ -1,5 +1,5 @@
 """Clustering of the analysis space: HDBSCAN, k-means or Gaussian mixtures, optionally within
-the groups of a column, on a subsample for large inputs."""
+the groups of a column, on a subsample for large inputs; the clusters' members and summary."""
 
 from __future__ import annotations
 
@@ -20,6 +20,82 @@ _NOISE = -1
 
 class _Clustering:
     """:class:`~latentaudit.audit.ClusterAuditor`'s clustering step."""
+
+    def members(self, cluster: int) -> np.ndarray:
+        """Row positions of one cluster.
+
+        Parameters
+        ----------
+        cluster : int
+            A label of :attr:`labels_` (``-1``: rows in no cluster).
+
+        Returns
+        -------
+        numpy.ndarray of int64
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latentaudit.audit import ClusterAuditor
+        >>> aud = ClusterAuditor(clusterer="kmeans", n_clusters=2, random_state=0)
+        >>> aud = aud.fit(np.r_[np.zeros((10, 2)), np.ones((10, 2)) * 5])
+        >>> aud.members(aud.labels_[0]).size
+        10
+        """
+        self._check_fitted()
+        return np.flatnonzero(self.labels_ == int(cluster))
+
+    def summary(self) -> pd.DataFrame:
+        """One row per cluster: its size and its strongest association.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``cluster``, ``n``, ``fraction``, ``top_column``, ``top_test``,
+            ``top_effect_size``, ``top_q_value``, ``description`` (of the cluster's
+            first-ranked finding; empty when it has none), clusters in label order
+            and ``-1`` last.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from latentaudit.audit import ClusterAuditor
+        >>> rng = np.random.default_rng(0)
+        >>> site = np.repeat(["A", "B"], 100)
+        >>> z = rng.normal(size=(200, 8)) + 6.0 * (site == "B")[:, None]
+        >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
+        >>> aud.summary()[["cluster", "n"]].values.tolist()
+        [[0, 100], [1, 100]]
+        """
+        self._check_fitted()
+        clusters, sizes = np.unique(self.labels_, return_counts=True)
+        order = np.argsort(np.where(clusters == _NOISE, np.iinfo(np.int64).max, clusters))
+        per_cluster = self.findings_.dropna(subset=["cluster"])
+        out = []
+        for cluster, size in zip(clusters[order], sizes[order], strict=True):
+            first = per_cluster[per_cluster["cluster"] == cluster].head(1)
+            row = {"cluster": int(cluster), "n": int(size),
+                   "fraction": float(size / self.n_samples_)}
+            if len(first):
+                top = first.iloc[0]
+                row.update(top_column=top["column"], top_test=top["test"],
+                           top_effect_size=float(top["effect_size"]),
+                           top_q_value=float(top["q_value"]), description=top["description"])
+            else:
+                row.update(top_column=None, top_test=None, top_effect_size=np.nan,
+                           top_q_value=np.nan, description="")
+            out.append(row)
+        return pd.DataFrame(out)
 
     def _cluster(self, space: np.ndarray, metadata: pd.DataFrame, seed: int) -> np.ndarray:
         space = np.ascontiguousarray(space, dtype=np.float64)

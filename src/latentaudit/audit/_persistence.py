@@ -14,6 +14,7 @@ import pandas as pd
 from ..errors import CheckpointError
 from ..utils import atomic_write
 from ._association import FINDING_COLUMNS
+from ._candidates import SUBGROUP_COLUMNS, empty_subgroups
 from ._clustering import _NOISE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,6 +103,7 @@ class _Persistence:
             "knn_indices": self.knn_indices_,
             "knn_distances": self.knn_distances_,
             "ids": np.asarray(self.ids_, dtype=str),  # fixed-width text: no pickle needed
+            "subgroup_scores": self.subgroup_scores_,
         }
         if self.pca_components_ is not None:
             arrays.update(pca_mean=self.pca_mean_, pca_components=self.pca_components_,
@@ -115,6 +117,7 @@ class _Persistence:
             np.savez(handle, **arrays)
         _write_table(self.findings_, folder / "findings.json")
         _write_table(self.metadata_, folder / "metadata.json")
+        _write_table(self.subgroups_, folder / "subgroups.json")
         return folder
 
     @classmethod
@@ -158,6 +161,8 @@ class _Persistence:
                 arrays = {key: stored[key] for key in stored.files}
             findings = _read_table(folder / "findings.json")
             metadata = _read_table(folder / "metadata.json")
+            subgroups = (_read_table(folder / "subgroups.json")
+                         if (folder / "subgroups.json").exists() else empty_subgroups())
         except (OSError, ValueError, KeyError) as err:
             raise CheckpointError(f"cannot read a saved ClusterAuditor from {str(folder)!r}: "
                                   f"{err}") from err
@@ -180,6 +185,9 @@ class _Persistence:
         auditor.knn_indices_ = arrays["knn_indices"]
         auditor.knn_distances_ = arrays["knn_distances"]
         auditor.ids_ = arrays["ids"].astype(object)
+        auditor.subgroup_scores_ = arrays.get(
+            "subgroup_scores", np.zeros((0, auditor.labels_.size), dtype=np.float64))
+        auditor.subgroups_ = subgroups[SUBGROUP_COLUMNS]
         auditor.embedding_ = arrays.get("z")
         if "pca_components" in arrays:
             auditor.pca_mean_ = arrays["pca_mean"]

@@ -121,10 +121,10 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
     section.paragraphs.append(
         f"The embedding was clustered ({auditor.cluster_method_}{within}) into "
         f"{auditor.n_clusters_} clusters; every cluster was tested against every metadata "
-        f"column, every column that is not expected was probed, and the false discovery "
-        f"rate was "
-        f"controlled over all {len(table)} tests. {len(significant)} pass q ≤ "
-        f"{auditor.alpha:g}. Findings of expected columns ({expected}) are ranked last: "
+        f"column, every column that is not expected was probed, what the columns do not "
+        f"explain was searched for candidate subgroups (kind 'subgroup'), and the false "
+        f"discovery rate was controlled over all {len(table)} tests. {len(significant)} "
+        f"pass q ≤ {auditor.alpha:g}. Findings of expected columns ({expected}) are ranked last: "
         f"they are structure the embedding should show.")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table["role"] = roles.to_numpy()
@@ -132,7 +132,9 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
         "All findings", table[["rank", "description", "column", "role", "kind", "cluster",
                                "test", "effect_size", "q_value", "n"]],
         "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Somers' D "
-        "(probe_logistic) or R² (probe_ridge); q: Benjamini-Hochberg adjusted p-value.",
+        "(probe_logistic), R² (probe_ridge) or correlation ratio (gap_binomial, a "
+        "candidate subgroup: ClusterAuditor.subgroup_members gives its subjects); q: "
+        "Benjamini-Hochberg adjusted p-value.",
         max_rows=25))
     section.tables.append(ReportTable("Clusters", auditor.summary(),
                                       "Each cluster's size and its strongest association."))

@@ -1,0 +1,178 @@
+"""Candidate subgroups as findings of :class:`~latentaudit.audit.ClusterAuditor`.
+
+``fit`` removes from the analysis space what every tested metadata column explains (their
+levels, pairwise cells and smooth trends; :func:`~._known.known_design`), searches the
+residual for groups that sit apart (:func:`~._subgroups.find_subgroups`) and appends one
+finding of kind ``"subgroup"`` per candidate, tested on rows the search never saw, to the
+rows that the false discovery rate is controlled over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ._known import known_design
+from ._subgroups import find_subgroups
+
+__all__ = ["SUBGROUP_COLUMNS", "empty_subgroups"]
+
+#: Columns of ``ClusterAuditor.subgroups_``.
+SUBGROUP_COLUMNS = ["subgroup", "n", "fraction", "p_value", "separation", "effect_size",
+                    "n_test", "gap_rows", "group_rows"]
+
+
+def empty_subgroups() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=np.float64 if c in ("fraction", "p_value",
+                                                                 "separation", "effect_size")
+                                      else np.int64) for c in SUBGROUP_COLUMNS})
+
+
+class _CandidateSubgroups:
+    """Mixin of ClusterAuditor: groups no column names, searched for and tested in ``fit``."""
+
+    def _known_structure(self, metadata: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """Design of every tested column (and the one clustered within)."""
+        kinds = dict(self.column_types_)
+        if self.within_ is not None and self.within_ not in kinds:
+            kind = self._column_kind(metadata[self.within_])
+            if kind is not None:
+                kinds[self.within_] = kind
+        n = len(metadata)
+        design = known_design(metadata, kinds)
+        if design.shape[1] > n // 5:
+            # too many cells for the rows: levels and trends only
+            design = known_design(metadata, kinds, interactions=False)
+        if design.shape[1] > n // 5:
+            return np.ones((n, 1)), []
+        return design, list(kinds)
+
+    def _subgroup_findings(self, metadata: pd.DataFrame, seed: int) -> list[dict]:
+        """Search the residual of the known columns; one finding per candidate."""
+        n = self.reduced_.shape[0]
+        self.subgroups_ = empty_subgroups()
+        self.subgroup_scores_ = np.zeros((0, n), dtype=np.float64)
+        if not self.n_subgroups or not self.column_types_:
+            return []  # without metadata to test there are no findings at all
+        design, known = self._known_structure(metadata)
+        found = find_subgroups(self.reduced_, design, n_subgroups=self.n_subgroups,
+                               max_samples=self.subgroup_max_samples, random_state=seed)
+        beyond = f" beyond what {', '.join(known)} explain" if known else ""
+        rows, table = [], []
+        for k, candidate in enumerate(found, start=1):
+            size = candidate.size
+            gap, group = candidate.window_counts
+            description = (
+                f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from the "
+                f"rest along one direction of the embedding{beyond} (on held-out rows, "
+                f"{group} near the group's centre against {gap} in the gap before it; "
+                f"{candidate.separation:.1f} SD apart)")
+            rows.append({
+                "kind": "subgroup",
+                "cluster": None,
+                "column": None,
+                "test": "gap_binomial",
+                "statistic": float(candidate.separation),
+                "effect_size": float(candidate.effect_size),
+                "p_value": float(candidate.p_value),
+                "n": int(size),
+                "description": description,
+            })
+            table.append({"subgroup": k, "n": int(size), "fraction": size / n,
+                          "p_value": float(candidate.p_value),
+                          "separation": float(candidate.separation),
+                          "effect_size": float(candidate.effect_size),
+                          "n_test": int(candidate.n_test), "gap_rows": int(gap),
+                          "group_rows": int(group)})
+        if found:
+            self.subgroups_ = pd.DataFrame(table, columns=SUBGROUP_COLUMNS)
+            self.subgroup_scores_ = np.vstack([c.score for c in found])
+        return rows
+
+    def subgroup_members(self, subgroup: int) -> pd.DataFrame:
+        """The rows of one candidate subgroup, most typical first.
+
+        Parameters
+        ----------
+        subgroup : int
+            Its number (``subgroups_["subgroup"]``, 1 for the first).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``index`` (row position), the id column, and ``score`` (the row's distance
+            into the group along its direction; members have a positive score), one row
+            per member, highest score first.  ``ClusterAuditor.subgroup_labels`` gives
+            the same membership as one boolean per row, e.g. for an
+            :class:`~latentaudit.Explainer`.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError
+            (as :class:`~latentaudit.errors.ConfigError`) for a subgroup that was not
+            found.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from latentaudit.audit import ClusterAuditor
+        >>> rng = np.random.default_rng(0)
+        >>> z = rng.normal(size=(600, 6)); z[:60, 3] += 9.0
+        >>> meta = pd.DataFrame({"age": rng.normal(50, 10, 600)})
+        >>> aud = ClusterAuditor(random_state=0).fit(z, meta)
+        >>> members = aud.subgroup_members(1)
+        >>> len(members), int(members["index"].max())
+        (60, 59)
+        """
+        scores = self._subgroup_scores(subgroup)
+        rows = np.flatnonzero(scores > 0)
+        rows = rows[np.argsort(-scores[rows], kind="stable")]
+        return pd.DataFrame({"index": rows, self.id_column_: np.asarray(self.ids_)[rows],
+                             "score": scores[rows]})
+
+    def subgroup_labels(self, subgroup: int) -> np.ndarray:
+        """One boolean per row: is it in the candidate subgroup?
+
+        Parameters
+        ----------
+        subgroup : int
+            Its number (``subgroups_["subgroup"]``, 1 for the first).
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape (n_samples,)
+            Labels to hand to :meth:`latentaudit.Explainer.fit` (what sets the group
+            apart in the images) or to :meth:`probe`-style analyses.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        ValueError
+            (as :class:`~latentaudit.errors.ConfigError`) for a subgroup that was not
+            found.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from latentaudit.audit import ClusterAuditor
+        >>> rng = np.random.default_rng(0)
+        >>> z = rng.normal(size=(600, 6)); z[:60, 3] += 9.0
+        >>> meta = pd.DataFrame({"g": rng.integers(0, 2, 600)})
+        >>> aud = ClusterAuditor(random_state=0).fit(z, meta)
+        >>> int(aud.subgroup_labels(1).sum())
+        60
+        """
+        return self._subgroup_scores(subgroup) > 0
+
+    def _subgroup_scores(self, subgroup) -> np.ndarray:
+        self._check_fitted()
+        count = self.subgroup_scores_.shape[0]
+        if isinstance(subgroup, bool) or not isinstance(subgroup, (int, np.integer)) or not (
+                1 <= subgroup <= count):
+            raise ConfigError(f"subgroup must be one of 1..{count} (the candidates found), "
+                              f"got {subgroup!r}")
+        return self.subgroup_scores_[int(subgroup) - 1]

@@ -1,0 +1,441 @@
+"""Candidate subgroups that no column names: search the residual embedding, test held out.
+
+What an audit is for is the group no one thought to label (a head-rest, a shifted field of
+view, a scanner upgrade).  :func:`find_subgroups` looks for it where the known structure is
+accounted for:
+
+1. **Residual.**  What the known metadata columns explain (levels, their pairwise cells,
+   smooth trends of numeric columns; :func:`~._known.known_design`) is removed from the
+   analysis space, so that sites and sexes do not hide a subtler group inside them.
+2. **Split.**  The rows are cut at random into a *search* half and a *test* half.
+3. **Search** (search half only).  The residual is whitened, so that a direction of low
+   variance in which a group sits far apart counts as much as a direction of high
+   variance; candidate directions come from projection pursuit (FastICA's non-Gaussian
+   components, and gradient ascent of the bimodality coefficient from random starts, which
+   prefers a separate group to a long tail of single outliers) and from k-means cells.  Each
+   gives a first membership (the upper class of Otsu's split of the projection, or the
+   cell), refined by iterating a linear discriminant between members and the rest (in
+   whitened space, the direction of their mean difference).  Candidates of
+   ``min_fraction`` to ``max_fraction`` of the rows are kept, near-duplicates merged, and
+   ranked by the skewness of their out-of-fold projections (a group on one side skews the
+   projection towards it; a cut through a continuum does not), as slice discovery ranks
+   its slices (Domino, Eyuboglu et al., ICLR 2022; the spotlight, d'Eon et al., AAAI 2022),
+   but without a model error to guide it: the target is a group that sits apart.
+4. **Test** (test half only).  Along the candidate's direction the test rows are projected
+   and the question is whether a second mode sits where the search found the group: the
+   search half gives the gap (the density's low point between the bulk and the group) and
+   the group's centre; with equal windows around both, a unimodal population whose mode is
+   on the bulk's side puts at least as many rows in the gap window as in the group window,
+   so the count in the group window among the two is binomial with probability at most 1/2.
+   The p-value is exact under that null, whatever the population's shape (skewed, heavy-
+   or light-tailed), and the search is accounted for because it never saw the test rows.
+
+A group that a probe would separate but that forms only a shoulder of the bulk (no second
+mode) is still returned as a candidate, with its members, but it does not reach
+significance: one-dimensional shape alone cannot tell such a group from a skewed continuum,
+and long tails are common in real embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import warnings
+
+import numpy as np
+from scipy import stats
+from sklearn.cluster import KMeans
+from sklearn.decomposition import FastICA
+
+from ..errors import ConfigError
+from ..utils import check_random_state
+from ._known import residualize
+
+__all__ = ["Subgroup", "find_subgroups", "gap_test"]
+
+logger = logging.getLogger(__name__)
+
+_MIN_ROWS = 100  # fewer rows: no search
+_REFINE_STEPS = 15
+_BC_STARTS = 20
+_BC_STEPS = 40
+_KMEANS_K = (2, 3, 4, 5, 6)
+_HONEST_FOLDS = 5
+
+
+@dataclasses.dataclass
+class Subgroup:
+    """One candidate subgroup.
+
+    Attributes
+    ----------
+    members : numpy.ndarray of bool, shape (n_samples,)
+        Rows on the group's side of the discriminant (every row, search, test or neither).
+    score : numpy.ndarray of float, shape (n_samples,)
+        Each row's discriminant score (positive: member); ranks rows by how much they
+        look like the group.
+    direction : numpy.ndarray of shape (n_features,)
+        The discriminant in the analysis space (``score = residual @ direction + offset``).
+    offset : float
+        See ``direction``.
+    p_value : float
+        The held-out gap test (:func:`gap_test`).
+    separation : float
+        Distance between the members' and the other rows' mean projection, in standard
+        deviations of the others, on the test rows.
+    effect_size : float
+        Correlation ratio of the split on the test rows (between-group share of the
+        projection's variance, square-rooted): size and separation in one number.
+    n_test : int
+        Test rows.
+    window_counts : tuple of int
+        Test rows in the gap window and in the group window.
+    """
+
+    members: np.ndarray
+    score: np.ndarray
+    direction: np.ndarray
+    offset: float
+    p_value: float
+    separation: float
+    effect_size: float
+    n_test: int
+    window_counts: tuple[int, int]
+
+    @property
+    def size(self) -> int:
+        """Number of members."""
+        return int(self.members.sum())
+
+
+def gap_test(search_scores, search_members, test_scores) -> tuple[float, tuple[int, int]]:
+    """Is there a second mode where the search found a group?  An exact binomial test.
+
+    On the search rows, the bulk's centre ``m`` (median of the non-members), the group's
+    centre ``g`` (median of the members) and the gap ``a`` (the lowest point of a kernel
+    density estimate between them) give two equal windows, one around ``a`` and one around
+    ``g``, of half-width ``min(a - m, g - a) / 3``.  A unimodal density with its mode at or
+    below the gap window decreases across both, so on the test rows the group window holds
+    a binomial share of at most one half of the rows in the two windows.
+
+    Parameters
+    ----------
+    search_scores : array-like of float
+        Projections of the search rows (out-of-fold, so that they look like held-out
+        ones), members on the positive side.
+    search_members : array-like of bool
+        The candidate's members among the search rows.
+    test_scores : array-like of float
+        Projections of the test rows, which the search never saw.
+
+    Returns
+    -------
+    (float, (int, int))
+        The one-sided p-value and the test rows in the gap and group windows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> def sample(n):
+    ...     return np.r_[rng.normal(0, 1, n - n // 10), rng.normal(6, 1, n // 10)]
+    >>> search = sample(1000)
+    >>> p, counts = gap_test(search, search > 3, sample(1000))
+    >>> p < 1e-10
+    True
+    >>> p, counts = gap_test(search, search > 3, rng.normal(0, 1.5, 1000))
+    >>> p > 0.05
+    True
+    """
+    search_scores = np.asarray(search_scores, dtype=np.float64)
+    search_members = np.asarray(search_members, dtype=bool)
+    test_scores = np.asarray(test_scores, dtype=np.float64)
+    if search_members.sum() < 2 or (~search_members).sum() < 2:
+        return 1.0, (0, 0)
+    bulk = float(np.median(search_scores[~search_members]))
+    group = float(np.median(search_scores[search_members]))
+    if not group > bulk:
+        return 1.0, (0, 0)
+    grid = np.linspace(bulk, group, 101)
+    try:
+        density = stats.gaussian_kde(search_scores)(grid)
+    except (np.linalg.LinAlgError, ValueError):
+        return 1.0, (0, 0)
+    gap = float(grid[int(np.argmin(density))])
+    half = min(gap - bulk, group - gap) / 3.0
+    if not half > 0:
+        return 1.0, (0, 0)
+    in_gap = int(np.sum(np.abs(test_scores - gap) <= half))
+    in_group = int(np.sum(np.abs(test_scores - group) <= half))
+    if in_gap + in_group == 0:
+        return 1.0, (0, 0)
+    p = float(stats.binomtest(in_group, in_gap + in_group, 0.5, alternative="greater").pvalue)
+    return p, (in_gap, in_group)
+
+
+def _whitener(x: np.ndarray):
+    """Mean and whitening matrix of ``x`` (directions of almost no variance dropped)."""
+    mean = x.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))
+    keep = values > max(values.max(), 1e-300) * 1e-6
+    return mean, vectors[:, keep] / np.sqrt(values[keep])
+
+
+def _discriminant(white: np.ndarray, members: np.ndarray):
+    """Linear discriminant of members vs the rest in whitened space: ``(w, b)``.
+
+    In whitened space the within-group covariance is ``I - share (1 - share) d d'`` (``d``
+    the difference of the means), whose inverse maps ``d`` to a multiple of itself: the
+    direction is ``d``.  The score ``w . x + b`` is the log-odds of membership (equal
+    within-group variances along ``d``) divided by the groups' distance in within-group
+    standard deviations, so that scores of discriminants fitted on different rows share
+    one scale (the within-group SD) and positive means member.
+    """
+    share = float(members.mean())
+    inside, outside = white[members].mean(axis=0), white[~members].mean(axis=0)
+    difference = inside - outside
+    length = float(np.linalg.norm(difference))
+    if not length > 0:
+        return np.zeros(white.shape[1]), -1.0
+    u = difference / length
+    s = white @ u
+    within = math.sqrt(max(
+        (np.sum((s[members] - s[members].mean()) ** 2)
+         + np.sum((s[~members] - s[~members].mean()) ** 2)) / max(s.size - 2, 1), 1e-12))
+    w = u / within
+    distance = length / within
+    b = -float(0.5 * (inside + outside) @ w) + math.log(share / (1.0 - share)) / distance
+    return w, b
+
+
+def _refine(white: np.ndarray, members: np.ndarray, low: int, high: int):
+    for _ in range(_REFINE_STEPS):
+        if not low <= members.sum() <= high:
+            return None
+        w, b = _discriminant(white, members)
+        new = white @ w + b > 0
+        if np.array_equal(new, members):
+            break
+        members = new
+    if not low <= members.sum() <= high:
+        return None
+    return members
+
+
+def _upper_mode(values: np.ndarray, low: int) -> np.ndarray:
+    """The rows above the best two-class split of a 1-D projection (Otsu's threshold:
+    most between-class variance), the longer tail on the upper side, at least ``low``
+    rows in the upper class and at most half."""
+    values = values * np.sign(stats.skew(values) or 1.0)
+    ordered = np.sort(values)
+    n = ordered.size
+    sums = np.cumsum(ordered)
+    lower = np.arange(1, n)  # rows below each cut
+    mean_low = sums[:-1] / lower
+    mean_high = (sums[-1] - sums[:-1]) / (n - lower)
+    between = lower * (n - lower) * (mean_high - mean_low) ** 2
+    upper = n - lower
+    between[(upper < low) | (upper > n // 2)] = -np.inf
+    cut = int(np.argmax(between))
+    if not np.isfinite(between[cut]):
+        return values >= ordered[-low]
+    return values > ordered[cut]
+
+
+def _bimodality_directions(white: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Directions of high bimodality coefficient (skew² + 1) / kurtosis, by projected
+    gradient ascent from random starts."""
+    n = white.shape[0]
+    out = []
+    for _ in range(_BC_STARTS):
+        u = rng.normal(size=white.shape[1])
+        u /= np.linalg.norm(u)
+        for _ in range(_BC_STEPS):
+            s = white @ u
+            c = s - s.mean()
+            m2, m3, m4 = (c**2).mean(), (c**3).mean(), (c**4).mean()
+            skew, kurt = m3 / m2**1.5, m4 / m2**2
+            g2 = 2.0 * (white.T @ c) / n
+            g3 = 3.0 * (white.T @ c**2) / n
+            g4 = 4.0 * (white.T @ c**3) / n
+            g_skew = g3 / m2**1.5 - 1.5 * m3 * g2 / m2**2.5
+            g_kurt = g4 / m2**2 - 2.0 * m4 * g2 / m2**3
+            grad = 2.0 * skew * g_skew / kurt - (skew**2 + 1.0) * g_kurt / kurt**2
+            grad -= (grad @ u) * u
+            norm = np.linalg.norm(grad)
+            if not norm > 1e-12:
+                break
+            u = u + 0.5 * grad / norm
+            u /= np.linalg.norm(u)
+        out.append(white @ u)
+    return out
+
+
+def _skewness_directions(white: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Directions of large third moment: the power method on the whitened data's
+    third-moment tensor, ``u <- E[(x.u)^2 x]``, from random starts.  For a population
+    plus one shifted group the tensor is (up to noise) of rank one along the shift, so
+    the iteration converges to the group's direction (Anandkumar et al., JMLR 2014)."""
+    out = []
+    for _ in range(_BC_STARTS):
+        u = rng.normal(size=white.shape[1])
+        u /= np.linalg.norm(u)
+        for _ in range(_BC_STEPS):
+            s = white @ u
+            step = white.T @ (s * s) / white.shape[0]
+            norm = np.linalg.norm(step)
+            if not norm > 1e-12:
+                break
+            u = step / norm
+        out.append(white @ u)
+    return out
+
+
+def _seeds(white: np.ndarray, low: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    seeds: list[np.ndarray] = []
+    projections = []
+    for fun in ("logcosh", "cube"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sources = FastICA(whiten=False, fun=fun, max_iter=200, tol=1e-3,
+                              random_state=int(rng.integers(2**31 - 1))).fit_transform(white)
+        projections += list(sources.T)
+    projections += _bimodality_directions(white, rng)
+    projections += _skewness_directions(white, rng)
+    for values in projections:
+        seeds.append(_upper_mode(values, low))
+    for k in _KMEANS_K:
+        labels = KMeans(k, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(white)
+        seeds += [labels == c for c in range(k)]
+    return seeds
+
+
+def _honest_scores(white: np.ndarray, members: np.ndarray, seed: int) -> np.ndarray:
+    """Out-of-fold projections of the search rows on the candidate's discriminant."""
+    folds = np.random.default_rng(seed).integers(0, _HONEST_FOLDS, white.shape[0])
+    out = np.empty(white.shape[0])
+    for fold in range(_HONEST_FOLDS):
+        inside = folds == fold
+        train = ~inside
+        if members[train].sum() < 2 or (~members[train]).sum() < 2:
+            w, b = _discriminant(white, members)
+        else:
+            w, b = _discriminant(white[train], members[train])
+        out[inside] = white[inside] @ w + b
+    return out
+
+
+def _correlation_ratio(values: np.ndarray, members: np.ndarray) -> tuple[float, float]:
+    """(separation in SDs of the non-members, correlation ratio) of a split of values."""
+    if members.sum() < 2 or (~members).sum() < 2:
+        return 0.0, 0.0
+    inside, outside = values[members], values[~members]
+    spread = outside.std() or 1.0
+    separation = float((inside.mean() - outside.mean()) / spread)
+    between = members.mean() * (1 - members.mean()) * (inside.mean() - outside.mean()) ** 2
+    total = values.var()
+    return separation, float(math.sqrt(min(1.0, between / total))) if total > 0 else 0.0
+
+
+def find_subgroups(x, design=None, *, min_fraction: float = 0.05, max_fraction: float = 0.5,
+                   n_subgroups: int = 5, max_samples: int | None = 6000,
+                   random_state=None) -> list[Subgroup]:
+    """Search the residual embedding for groups no column names; test each held out.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_features)
+        The analysis space (e.g. the embedding's leading principal components).
+    design : array-like of shape (n_samples, n_terms), optional
+        What the known columns explain (:func:`~._known.known_design`); removed first.
+        Default: only the mean.
+    min_fraction, max_fraction : float, default 0.05 and 0.5
+        Sizes of the groups looked for, as fractions of the rows (at least 10 rows of
+        the search half).
+    n_subgroups : int, default 5
+        Most candidates returned (and tested).
+    max_samples : int or None, default 6000
+        Search and test on a random subsample of this many rows (half each); every row
+        still gets a score and a membership.
+    random_state : int, numpy.random.RandomState or None
+        Seed of the split, the subsample and the search.
+
+    Returns
+    -------
+    list of Subgroup
+        Most skewed first (on the search half's out-of-fold projections); empty for
+        fewer than 100 rows.
+
+    Raises
+    ------
+    ValueError
+        (as :class:`~latentaudit.errors.ConfigError`) for fractions outside
+        ``0 < min_fraction < max_fraction <= 0.5``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(1000, 6))
+    >>> group = np.zeros(1000, bool); group[:100] = True
+    >>> x[group, 2] += 8.0
+    >>> found = find_subgroups(x, random_state=0)
+    >>> best = found[0]
+    >>> int((best.members & group).sum()), int(best.members.sum()), best.p_value < 1e-6
+    (100, 100, True)
+    """
+    if not 0 < min_fraction < max_fraction <= 0.5:
+        raise ConfigError("fractions must satisfy 0 < min_fraction < max_fraction <= 0.5, "
+                          f"got {min_fraction!r} and {max_fraction!r}")
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if n < _MIN_ROWS:
+        return []
+    residual = residualize(x, np.ones((n, 1)) if design is None else design)
+    rng = check_random_state(random_state)
+    rows = np.arange(n)
+    if max_samples is not None and n > max_samples:
+        rows = np.sort(rng.choice(n, size=int(max_samples), replace=False))
+    order = rng.permutation(rows)
+    search, test = np.sort(order[: order.size // 2]), np.sort(order[order.size // 2:])
+    mean, whitening = _whitener(residual[search])
+    white_search = (residual[search] - mean) @ whitening
+    white_test = (residual[test] - mean) @ whitening
+    low = max(10, int(math.ceil(min_fraction * search.size)))
+    high = int(max_fraction * search.size)
+    seed = int(rng.randint(2**31 - 1))
+    refined: list[np.ndarray] = []
+    for start in _seeds(white_search, low, seed):
+        members = _refine(white_search, start, low, high)
+        if members is not None and not any(np.array_equal(members, m) for m in refined):
+            refined.append(members)
+    # a group on one side makes the projection skewed towards it (a cut through a
+    # continuum does not): rank by the skewness of the out-of-fold projections, and of
+    # near-duplicates keep the most skewed
+    scored = [(members, _honest_scores(white_search, members, seed)) for members in refined]
+    scored.sort(key=lambda item: -float(stats.skew(item[1])))
+    ranked: list[tuple[np.ndarray, np.ndarray]] = []
+    for members, honest in scored:
+        if not any(_jaccard(members, kept) >= 0.5 for kept, _ in ranked):
+            ranked.append((members, honest))
+    found = []
+    for members, honest in ranked[: int(n_subgroups)]:
+        w, b = _discriminant(white_search, members)
+        test_scores = white_test @ w + b
+        p, counts = gap_test(honest, members, test_scores)
+        separation, effect = _correlation_ratio(test_scores, test_scores > 0)
+        direction = whitening @ w
+        offset = b - float(mean @ direction)
+        score = residual @ direction + offset
+        found.append(Subgroup(members=score > 0, score=score, direction=direction,
+                              offset=offset, p_value=p, separation=separation,
+                              effect_size=effect, n_test=int(test.size),
+                              window_counts=counts))
+    return found
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.sum(a | b)
+    return float(np.sum(a & b) / union) if union else 0.0

@@ -1,0 +1,119 @@
+"""ClusterAuditor's default audit on planted artefacts (audit/_candidates.py and the probes
+of every column): several artefact families of latentaudit.artefacts in groups of 5-30% of
+demo-cohort images, embedded by pixel PCA; a column the embedding predicts is reported at
+q < 0.001; a group no column names comes out as a candidate subgroup; with nothing planted,
+candidate subgroups stay within the false discovery rate."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import cross_val_predict
+from threadpoolctl import threadpool_limits
+
+import latentaudit as la
+from latentaudit import artefacts
+from latentaudit.audit import ClusterAuditor
+from latentaudit.errors import ConfigError
+
+N = 400  # demo subjects used: a few hundred rows
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    demo = la.datasets.load_demo_cohort()
+    rows = np.random.default_rng(0).choice(len(demo.metadata), N, replace=False)
+    images = np.asarray(demo.images)[rows, :, ::2, ::2].astype(np.float32)  # 32x32
+    metadata = demo.metadata.iloc[rows].reset_index(drop=True)
+    return images, metadata
+
+
+def _plant(images, family, strength, fraction, seed):
+    rng = np.random.default_rng(seed)
+    group = np.zeros(len(images), bool)
+    group[rng.choice(len(images), int(round(fraction * len(images))), replace=False)] = True
+    out = images.copy()
+    artefact = artefacts.get_artefact(family, strength=strength)
+    for i in np.flatnonzero(group):
+        out[i], _ = artefact(images[i], random_state=int(rng.integers(2**31 - 1)))
+    z = PCA(20, random_state=0).fit_transform(out.reshape(len(out), -1))
+    return z, group
+
+
+def _probe_auc(z, group):
+    model = LogisticRegression(max_iter=2000)
+    return roc_auc_score(group, cross_val_predict(model, z, group, cv=5,
+                                                  method="predict_proba")[:, 1])
+
+
+def _f1(a, b):
+    tp = np.sum(a & b)
+    return 0.0 if tp == 0 else 2 * tp / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize(("family", "strength", "fraction"), [
+    ("burned_in_text", 1.0, 0.05), ("blur", 0.8, 0.1), ("gain", 1.0, 0.1),
+    ("bar", 0.8, 0.15), ("tilt", 1.0, 0.3), ("ghosting", 1.0, 0.3),
+])
+def test_a_column_the_embedding_predicts_is_reported(cohort, family, strength, fraction):
+    images, metadata = cohort
+    z, group = _plant(images, family, strength, fraction, seed=1)
+    assert _probe_auc(z, group) >= 0.9  # the premise: a linear probe predicts the column
+    meta = metadata.assign(scanner=np.where(group, "new", "old"))
+    aud = ClusterAuditor(expected=["sex"], n_subgroups=0, random_state=0).fit(z, meta)
+    probe = aud.findings_[(aud.findings_["kind"] == "probe")
+                          & (aud.findings_["column"] == "scanner")]
+    assert len(probe) == 1 and probe["q_value"].iloc[0] < 1e-3
+
+
+@pytest.mark.parametrize(("family", "strength", "fraction"), [
+    ("bar", 1.0, 0.1), ("burned_in_text", 1.0, 0.1), ("tilt", 1.0, 0.1),
+])
+def test_a_group_no_column_names_is_a_candidate_subgroup(cohort, family, strength, fraction):
+    images, metadata = cohort
+    z, group = _plant(images, family, strength, fraction, seed=2)
+    assert _probe_auc(z, group) >= 0.95
+    aud = ClusterAuditor(random_state=0).fit(z, metadata)  # site, sex, age...: no group
+    found = aud.findings_[aud.findings_["kind"] == "subgroup"]
+    assert len(found) == len(aud.subgroups_) > 0
+    best = max(aud.subgroups_["subgroup"], key=lambda k: _f1(aud.subgroup_labels(k), group))
+    assert _f1(aud.subgroup_labels(best), group) >= 0.5
+    members = aud.subgroup_members(best)
+    assert set(members.columns) == {"index", "subject", "score"}
+    assert (members["score"] > 0).all() and members["score"].is_monotonic_decreasing
+
+
+@pytest.mark.slow
+def test_candidate_subgroups_stay_within_the_false_discovery_rate_at_strength_zero(cohort):
+    images, metadata = cohort
+    z = PCA(20, random_state=0).fit_transform(images.reshape(len(images), -1))
+    false = 0
+    for seed in range(20):
+        aud = ClusterAuditor(random_state=seed).fit(z, metadata)
+        subgroups = aud.findings_[aud.findings_["kind"] == "subgroup"]
+        false += int((subgroups["q_value"] <= aud.alpha).any())
+    # any false subgroup finding in at most alpha of the audits (+ binomial slack)
+    assert false <= 3
+
+
+def test_subgroups_are_saved_and_options_checked(cohort, tmp_path):
+    images, metadata = cohort
+    z, _ = _plant(images, "bar", 1.0, 0.1, seed=3)
+    aud = ClusterAuditor(random_state=0).fit(z, metadata)
+    again = ClusterAuditor.load(aud.save(tmp_path / "aud"))
+    pd.testing.assert_frame_equal(again.subgroups_, aud.subgroups_)
+    assert np.array_equal(again.subgroup_labels(1), aud.subgroup_labels(1))
+    off = ClusterAuditor(n_subgroups=0, random_state=0).fit(z, metadata)
+    assert off.subgroups_.empty and "subgroup" not in set(off.findings_["kind"])
+    with pytest.raises(ConfigError, match="subgroup must be one of"):
+        aud.subgroup_labels(99)
+    with pytest.raises(ConfigError, match="n_subgroups"):
+        ClusterAuditor(n_subgroups=-1).fit(z, metadata)
