@@ -305,6 +305,25 @@ def headline_run(tmp_path_factory):
     return out
 
 
+def test_demo_uses_the_shipped_weights_of_the_chosen_family(tmp_path):
+    """``demo --encoder stylegan2`` loads StyleGAN2's shipped demo weights (no training), as
+    ``--encoder dae`` loads the DAE's; a family without demo weights says so."""
+    from latentaudit.cli._encoders import demo_weights_available, load_encoder
+    from latentaudit.errors import CheckpointError
+
+    out = tmp_path / "out"
+    code = main(["demo", "--encoder", "stylegan2", "--n-subjects", "60", "--output", str(out),
+                 "--no-explain", "--projection", "pca", "-q"])
+    assert code == EXIT_OK
+    record = json.loads((out / "report.json").read_text(encoding="utf-8"))[
+        "provenance"]["encoder"]
+    assert record["pretrained"] == "demo" and record["class"] == "StyleGAN2Encoder"
+    assert "trained_steps" not in record and not (out / "encoder").exists()
+    assert demo_weights_available("dae") and not demo_weights_available("betavae")
+    with pytest.raises(CheckpointError, match="no shipped demo weights of the 'betavae'"):
+        load_encoder("demo", "betavae")
+
+
 def test_headline_demo_finds_the_planted_sites_and_flipped_labels(headline_run):
     """README: "The report's top findings are the cohort's planted site artefacts (site B's
     shifted field of view, site C's head-rest) and its label issues list most of the

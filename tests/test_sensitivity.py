@@ -196,6 +196,12 @@ def test_report_section_shows_limits_curves_and_runs(small_cohort):
     assert any(item.startswith("known regime: detection limit") for item in section.items)
     assert any(item.startswith("null (strength 0)") for item in section.items)
     assert "Gain(" in section.paragraphs[0]
+    # the interactive curves: the report's one CurveView component, not a second mechanism
+    (view,) = section.views
+    assert type(view).__name__ == "CurveView"
+    names = [line["name"] for line in view.payload()["series"]]
+    assert names == ["known regime", "unforeseen regime", "probe AUC"]
+    assert 'data-la-view="curves"' in report.to_html()
     # from_fitted adds the section before the provenance when given a result
     emb = result.embeddings
     aud = la.ClusterAuditor(**CHEAP, random_state=0).fit(emb)

@@ -112,16 +112,6 @@ class _Storage:
             "metadata_dtypes": {str(c): str(t) for c, t in self.metadata.dtypes.items()},
         })
 
-    def _finish_streamed(self, out) -> None:
-        """Seal a folder whose z.npy was filled in place: flush, sidecars, reopen read-only."""
-        path = Path(out)
-        self.z.flush()
-        filename = self.z.filename
-        del self.z
-        os.replace(filename, path / "z.npy")
-        self.z = np.load(path / "z.npy", mmap_mode="r", allow_pickle=False)
-        self._write_sidecars(path)
-
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool | str = False,
              images=None) -> Embeddings:
@@ -323,7 +313,7 @@ class _Storage:
         result = cls(z, ids=ids, metadata=metadata, slice_index=slice_index,
                      provenance=provenance, id_column=id_columns[0])
         if out is not None:
-            result._finish_streamed(out)
+            finish_streamed(result, out)
         return result
 
 
@@ -339,6 +329,18 @@ def allocate_rows(shape: tuple[int, int], out):
     path = prepare_out(out)
     return np.lib.format.open_memmap(path / "z.npy.partial", mode="w+", dtype=np.float32,
                                      shape=shape)
+
+
+def finish_streamed(embeddings, out) -> None:
+    """Seal a folder whose ``z.npy`` was filled in place (``embed(..., out=)``, merges):
+    flush, rename into place, write the sidecars and reopen ``z`` read-only."""
+    path = Path(out)
+    embeddings.z.flush()
+    filename = embeddings.z.filename
+    del embeddings.z
+    os.replace(filename, path / "z.npy")
+    embeddings.z = np.load(path / "z.npy", mmap_mode="r", allow_pickle=False)
+    embeddings._write_sidecars(path)
 
 
 def discard_partial(target) -> None:

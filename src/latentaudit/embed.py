@@ -21,7 +21,7 @@ import pandas as pd
 from ._aggregation import _AggregationPlan, _IdentityPlan
 from ._identity import DEFAULT_ID_COLUMN, middle_rows
 from ._shards import combine_processes, finished_shard, shard_batches, shard_folder
-from ._storage import discard_partial
+from ._storage import discard_partial, finish_streamed
 from .data._rows import RowImages
 from .embeddings import Embeddings
 from .errors import ConfigError, InputShapeError, InputTypeError
@@ -277,7 +277,7 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
                             id_column=id_column, images=images)
     del target  # the result holds the only reference, so the file can be sealed
     if writes:
-        result._finish_streamed(out)
+        finish_streamed(result, out)
     if processes > 1 and shard_dir is not None:
         barrier()  # every process has merged: the shards can go
         _remove_shard(shard_folder(shard_dir, rank(), processes))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ._aggregation import _AggregationPlan
 from ._identity import DEFAULT_ID_COLUMN, middle_rows
-from ._storage import _Storage
+from ._storage import _Storage, finish_streamed
 from .errors import ConfigError, DataError, InputShapeError, InputTypeError
 
 __all__ = ["Embeddings"]
@@ -370,7 +370,7 @@ class Embeddings(_Storage):
                             metadata=plan.subject_metadata(self.metadata),
                             provenance=provenance, id_column=self.id_column, images=images)
         if out is not None:
-            result._finish_streamed(out)
+            finish_streamed(result, out)
         return result
 
 

@@ -21,25 +21,26 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def demo_weights_available() -> bool:
-    """Whether the shipped demo DAE weights are installed."""
-    from ..encoders.dae.model import DEMO_WEIGHTS
+def demo_weights_available(kind: str = "dae") -> bool:
+    """Whether the encoder family ``kind`` ships demo weights and they are installed."""
+    from ..encoders import encoder_class
 
-    return (Path(DEMO_WEIGHTS) / "config.json").is_file()
+    folder = getattr(encoder_class(kind), "shipped_weights", {}).get("demo")
+    return folder is not None and (Path(folder) / "config.json").is_file()
 
 
-def load_encoder(path: str):
-    """A saved encoder: a ``save_pretrained`` folder, a train run's folder, or "demo"."""
-    from ..encoders import load_pretrained
+def load_encoder(path: str, kind: str | None = None):
+    """A saved encoder: a ``save_pretrained`` folder, a train run's folder, or "demo" (the
+    demo weights of the family ``kind``, the DAE's when ``kind`` is None or "auto")."""
+    from ..encoders import encoder_class, load_pretrained
 
     if str(path) == "demo" and not Path(path).exists():
-        from ..encoders.dae.model import DAEEncoder
-
-        if not demo_weights_available():
-            raise CheckpointError("the shipped demo DAE weights are not installed with this "
-                                  "copy of latentaudit; train an encoder with 'latentaudit "
-                                  "train' and pass its folder")
-        return DAEEncoder.from_pretrained("demo")
+        kind = "dae" if kind in (None, "auto") else kind
+        if not demo_weights_available(kind):
+            raise CheckpointError(f"no shipped demo weights of the {kind!r} encoder are "
+                                  f"installed with this copy of latentaudit; train an "
+                                  f"encoder with 'latentaudit train' and pass its folder")
+        return encoder_class(kind).from_pretrained("demo")
     folder = Path(path)
     if not folder.exists():
         raise CheckpointError(f"encoder folder {str(folder)!r} does not exist; pass the "

@@ -69,7 +69,7 @@ def run_audit_command(config: dict, run: Run) -> int:
     encoder, record = None, None
     if config["encoder"]["pretrained"]:
         with run.stage("load_encoder", "loading the encoder ..."):
-            encoder = load_encoder(config["encoder"]["pretrained"])
+            encoder = load_encoder(config["encoder"]["pretrained"], config["encoder"]["kind"])
         record = encoder_record(encoder, f"{type(encoder).__name__} from "
                                          f"{config['encoder']['pretrained']}")
     provenance = {"data": data_record}

@@ -81,8 +81,8 @@ def run_demo(config: dict, run: Run) -> int:
         if kind == "betavae":
             logger.info("the shipped demo DAE weights are not installed; training a small "
                         "beta-VAE in the run instead (--encoder to choose)")
-    if kind == "dae" and not pretrained and demo_weights_available():
-        pretrained = "demo"
+    if kind not in ("pca", "pixel_pca") and not pretrained and demo_weights_available(kind):
+        pretrained = "demo"  # the family's shipped demo weights
 
     stage_key = fingerprint(config["data"], config["encoder"], config["train"],
                             config["embed"]["aggregate"], config["seed"], kind, pretrained)
@@ -106,8 +106,8 @@ def run_demo(config: dict, run: Run) -> int:
         record = encoder_record(encoder, f"pixel PCA ({latent} components)")
     elif pretrained:
         with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
-            encoder = load_encoder(pretrained)
-        name = ("the shipped demo Diffusion Autoencoder" if pretrained == "demo"
+            encoder = load_encoder(pretrained, kind)
+        name = (f"the shipped demo {type(encoder).__name__}" if pretrained == "demo"
                 else f"{type(encoder).__name__} from {pretrained}")
         record = encoder_record(encoder, name, pretrained=str(pretrained))
     elif reuse:

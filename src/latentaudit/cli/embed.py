@@ -29,7 +29,7 @@ def run_embed(config: dict, run: Run) -> int:
     with run.stage("load", f"reading {config['data']['images']} ..."):
         dataset = load_nifti(config, verbose=run.verbose)
     with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
-        encoder = load_encoder(pretrained)
+        encoder = load_encoder(pretrained, config["encoder"]["kind"])
     aggregate = None if config["embed"]["aggregate"] == "none" else "subject"
     if not run.main:
         # Another process of a torchrun launch: once the first process has made the output

@@ -111,7 +111,7 @@ def run_explain_command(config: dict, run: Run) -> int:
     encoder = embeddings = None
     if config["encoder"]["pretrained"]:
         with run.stage("load_encoder", "loading the encoder ..."):
-            encoder = load_encoder(config["encoder"]["pretrained"])
+            encoder = load_encoder(config["encoder"]["pretrained"], config["encoder"]["kind"])
     if spec["embeddings"]:
         folder = embeddings_folder(spec["embeddings"], "explain")
         loaded = Embeddings.load(folder)

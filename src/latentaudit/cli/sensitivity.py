@@ -60,7 +60,7 @@ def run_sensitivity(config: dict, run: Run) -> int:
     pretrained = config["encoder"]["pretrained"]
     if pretrained:
         with run.stage("load_encoder", f"loading the encoder {pretrained!r} ..."):
-            encoder = load_encoder(pretrained)
+            encoder = load_encoder(pretrained, config["encoder"]["kind"])
         record = encoder_record(encoder, f"{type(encoder).__name__} from {pretrained}")
     else:
         from ..encoders import build_encoder

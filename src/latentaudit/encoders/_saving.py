@@ -43,6 +43,10 @@ class SaveLoadMixin:
     """Configs as JSON, ``save_pretrained`` / ``from_pretrained`` and ``config_hash`` of
     :class:`~latentaudit.encoders.ModelEncoder`."""
 
+    #: Weights shipped with latentaudit, by the name ``from_pretrained`` takes instead of a
+    #: folder (``{"demo": folder}`` for a family with demo weights; none by default).
+    shipped_weights: dict[str, Path] = {}
+
     @classmethod
     def _config_from_dict(cls, data: dict, source: str):
         names = {f.name for f in dataclasses.fields(cls.config_class)}
@@ -137,7 +141,14 @@ class SaveLoadMixin:
         Parameters
         ----------
         directory : str or os.PathLike
-            The folder holding ``config.json`` and ``model.safetensors``.
+            The folder holding ``config.json`` and ``model.safetensors``, or the name of
+            weights the family ships (:attr:`shipped_weights`: ``"demo"`` for the
+            :class:`~latentaudit.DAEEncoder` and the
+            :class:`~latentaudit.StyleGAN2Encoder` trained by
+            ``scripts/train_demo_dae.py`` / ``scripts/train_demo_stylegan2.py`` on the
+            training part of :func:`latentaudit.datasets.demo_split`; their folder's
+            ``split.json`` names the held-out subjects).  An existing folder of that name
+            wins.
         device : str or torch.device, optional
             Device to put the model on (default: CPU), as everywhere in latentaudit.
 
@@ -157,7 +168,13 @@ class SaveLoadMixin:
         --------
         >>> from latentaudit.encoders import BetaVAEEncoder
         >>> enc = BetaVAEEncoder.from_pretrained("my_vae")  # doctest: +SKIP
+        >>> from latentaudit.encoders import DAEEncoder
+        >>> DAEEncoder.from_pretrained("demo").latent_dim
+        512
         """
+        if isinstance(directory, str) and directory in cls.shipped_weights and not Path(
+                directory).exists():
+            directory = cls.shipped_weights[directory]
         return load_pretrained(directory, device=device, expected=cls)
 
 

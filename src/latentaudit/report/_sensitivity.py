@@ -9,7 +9,7 @@ from ._build import AuditContext, Unavailable
 from ._plots import OKABE_ITO
 from ._report import ReportFigure, ReportSection, ReportTable
 
-__all__ = ["plot_sensitivity", "sensitivity_section"]
+__all__ = ["plot_sensitivity", "sensitivity_section", "sensitivity_view"]
 
 
 def plot_sensitivity(result, ax=None):
@@ -81,6 +81,55 @@ def plot_sensitivity(result, ax=None):
     return ax
 
 
+def sensitivity_view(result):
+    """The curves of :func:`plot_sensitivity` as the report's interactive
+    :class:`~latentaudit.report.CurveView` (values on hover, detection limits as markers).
+
+    Parameters
+    ----------
+    result : SensitivityResult
+        From :func:`latentaudit.sensitivity`.
+
+    Returns
+    -------
+    CurveView
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from latentaudit.pipeline import SensitivityResult
+    >>> from latentaudit.artefacts import Blur
+    >>> runs = pd.DataFrame({"repeat": [0, 0], "strength": [0.0, 1.0], "known_q": [0.5, 1e-6],
+    ...     "known_significant": [False, True], "known_found": [False, True],
+    ...     "probe_auc": [0.5, 0.99], "unforeseen_f1": [0.1, 0.2],
+    ...     "unforeseen_found": [False, False]})
+    >>> settings = {"fraction": 0.1, "repeats": 1, "strengths": (0.0, 1.0),
+    ...             "known_q_threshold": 1e-3, "min_f1": 0.5}
+    >>> view = sensitivity_view(SensitivityResult(runs, Blur(), settings))
+    >>> [line["name"] for line in view.payload()["series"]]
+    ['known regime', 'unforeseen regime', 'probe AUC']
+    """
+    from ._views import CurveView
+
+    curves = result.curves
+    settings = result.settings
+    x = curves["strength"].to_numpy()
+    regimes = [r for r in ("known", "unforeseen")
+               if r in settings.get("regimes", ("known", "unforeseen"))]
+    series = [{"name": f"{regime} regime", "x": x, "y": curves[f"{regime}_rate"].to_numpy(),
+               "lower": curves[f"{regime}_low"].to_numpy(),
+               "upper": curves[f"{regime}_high"].to_numpy()} for regime in regimes]
+    series.append({"name": "probe AUC", "x": x, "y": curves["probe_auc"].to_numpy()})
+    limits = result.detection_limits.set_index("regime")["limit"]
+    markers = {f"{regime} limit": float(limits[regime]) for regime in regimes
+               if regime in limits.index and math.isfinite(limits[regime])}
+    return CurveView(series, f"strength of {type(result.artefact).__name__}",
+                     "share of repeats found; probe AUC", markers=markers or None,
+                     title="Detection by strength",
+                     caption="Hover a point for its value; bands: Wilson 95% intervals; "
+                             "vertical lines: detection limits.", y_range=(0.0, 1.02))
+
+
 def sensitivity_section(section: ReportSection, ctx: AuditContext) -> None:
     """The report section of a :class:`~latentaudit.pipeline.SensitivityResult`: what was
     planted, the detection limit of each regime, the curves and every run."""
@@ -121,6 +170,7 @@ def sensitivity_section(section: ReportSection, ctx: AuditContext) -> None:
         "Lines: share of repeats in which each regime found the group, with Wilson 95% "
         "intervals; dotted: detection limits; dashed (right axis): out-of-fold probe AUC "
         "of membership."))
+    section.views.append(sensitivity_view(result))
     section.tables.append(ReportTable(
         "Detection limits", result.detection_limits,
         "limit: median over repeats of the lowest strength found (inf: not found in most "

@@ -143,6 +143,7 @@ class DAEEncoder(LatentSpaceMixin, DecodingMixin, ModelEncoder):
 
     model_type = "dae"
     config_class = DAEConfig
+    shipped_weights = {"demo": DEMO_WEIGHTS}
     default_training = {"lr": 1e-4, "ema_decay": 0.999, "weight_decay": 0.0}
     presets = PRESETS
     default_preset = "cpu64"
@@ -271,38 +272,6 @@ class DAEEncoder(LatentSpaceMixin, DecodingMixin, ModelEncoder):
         16
         """
         return super().from_preset(name, **overrides)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> DAEEncoder:
-        """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
-
-        Parameters
-        ----------
-        directory : str or os.PathLike
-            The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
-            for the ``cpu64`` model trained on the bundled demo cohort
-            (:func:`latentaudit.datasets.load_demo_cohort`) by ``scripts/train_demo_dae.py``.
-        device : str or torch.device, optional
-            Device to put the model on (default: CPU).
-
-        Returns
-        -------
-        DAEEncoder
-            In eval mode.
-
-        Raises
-        ------
-        CheckpointError
-            If a file is missing or corrupt.
-
-        Examples
-        --------
-        >>> from latentaudit import DAEEncoder
-        >>> enc = DAEEncoder.from_pretrained("demo")  # doctest: +SKIP
-        """
-        if str(directory) == "demo" and not Path(directory).exists():
-            directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, device=device)
 
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes

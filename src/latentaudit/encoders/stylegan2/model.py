@@ -155,6 +155,7 @@ class StyleGAN2Encoder(ModelEncoder):
 
     model_type = "stylegan2"
     config_class = StyleGAN2Config
+    shipped_weights = {"demo": DEMO_WEIGHTS}
     presets = PRESETS
     default_preset = "cpu64"
 
@@ -198,39 +199,6 @@ class StyleGAN2Encoder(ModelEncoder):
         self._stage = "gan"
 
     # -- construction -----------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device=None) -> StyleGAN2Encoder:
-        """Load a model written by :meth:`save_pretrained`, or the shipped demo model.
-
-        Parameters
-        ----------
-        directory : str or os.PathLike
-            The folder holding ``config.json`` and ``model.safetensors``, or ``"demo"``
-            for the ``cpu64`` model trained on the training part of
-            :func:`latentaudit.datasets.demo_split` by ``scripts/train_demo_stylegan2.py``
-            (its folder's ``split.json`` names the held-out subjects).
-        device : str or torch.device, optional
-            Device to put the model on (default: CPU).
-
-        Returns
-        -------
-        StyleGAN2Encoder
-            In eval mode.
-
-        Raises
-        ------
-        CheckpointError
-            If a file is missing or corrupt, or the folder holds another kind of model.
-
-        Examples
-        --------
-        >>> from latentaudit import StyleGAN2Encoder
-        >>> enc = StyleGAN2Encoder.from_pretrained("demo")  # doctest: +SKIP
-        """
-        if str(directory) == "demo" and not Path(directory).exists():
-            directory = DEMO_WEIGHTS
-        return super().from_pretrained(directory, device=device)
-
     def _expected_spatial_shape(self) -> tuple[int, ...]:
         return self._sizes
 
