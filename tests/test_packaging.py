@@ -53,7 +53,11 @@ def test_wheel_installs_into_fresh_venv(wheel, tmp_path):
     # .pth file; latentaudit itself only from the wheel.
     site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # (every site-packages folder of the running interpreter: an environment that itself
+    # reaches its packages through a .pth file passes them on too)
+    folders = dict.fromkeys([sysconfig.get_paths()["purelib"],
+                             *(p for p in sys.path if p.endswith("site-packages"))])
+    Path(site, "deps.pth").write_text("".join(f"{folder}\n" for folder in folders))
     # --ignore-installed: the development install is visible through deps.pth (and
     # PYTHONPATH), and pip would otherwise call the wheel "already installed".
     clean = {**os.environ, "PYTHONPATH": ""}

@@ -24,7 +24,7 @@ from ._shards import combine_processes, finished_shard, shard_batches, shard_fol
 from ._storage import discard_partial, finish_streamed
 from .data._rows import RowImages
 from .embeddings import Embeddings
-from .errors import ConfigError, InputShapeError, InputTypeError
+from .errors import ConfigError, DataError, InputShapeError, InputTypeError
 from .utils import check_option, config_hash, resolve_device
 
 __all__ = ["Embeddings", "embed"]
@@ -149,6 +149,8 @@ def embed(encoder, dataset, batch_size: int = 64, device=None, num_workers: int 
     from .training._distributed import barrier, init_distributed, local_device, rank, world_size
 
     items, ids, slice_index, metadata, id_column = _as_items(dataset)
+    if len(items) == 0:
+        raise DataError("the dataset has no images: there is nothing to embed")
     module = encoder if isinstance(encoder, torch.nn.Module) else None
     run_device = local_device(resolve_device(device, encoder))
     # Under torchrun each process encodes one shard; the result is the whole run's.

@@ -68,7 +68,7 @@ class _Persistence:
         >>> aud = ClusterAuditor(random_state=0).fit(z, pd.DataFrame({"site": site}))
         >>> folder = aud.save(tempfile.mkdtemp())
         >>> sorted(p.name for p in folder.iterdir())
-        ['arrays.npz', 'auditor.json', 'findings.json', 'metadata.json']
+        ['arrays.npz', 'auditor.json', 'findings.json', 'metadata.json', 'subgroups.json']
         """
         self._check_fitted()
         folder = Path(path)
