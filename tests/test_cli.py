@@ -438,15 +438,21 @@ def test_train_writes_a_loadable_encoder(trained):
     assert (trained / "train" / "checkpoints").is_dir()
 
 
-def test_train_a_tiny_dae(study, tmp_path, capsys):
+@pytest.mark.parametrize("family", ["dae", "stylegan2"])
+def test_train_a_tiny_generative_encoder(family, study, tmp_path, capsys):
     scans, csv, _ = study
     code, out, err = run(capsys, "train", "--images", scans, "--metadata", csv, "--encoder",
-                         "dae", "--preset", "tiny", "--size", "16", "--train-steps", "2",
-                         "--batch-size", "4", "--output", tmp_path / "dae", "-q")
+                         family, "--preset", "tiny", "--size", "16", "--train-steps", "2",
+                         "--batch-size", "4", "--output", tmp_path / family, "-q")
     assert code == EXIT_OK, err
-    config = json.loads((tmp_path / "dae" / "encoder" / "config.json").read_text())
-    assert config["model_type"] == "dae"
+    config = json.loads((tmp_path / family / "encoder" / "config.json").read_text())
+    assert config["model_type"] == family
     assert "latentaudit embed" in out
+    # the saved encoder embeds (the command that 'train' prints next)
+    code, _, err = run(capsys, "embed", "--images", scans, "--metadata", csv, "--encoder",
+                       tmp_path / family / "encoder", "--size", "16",
+                       "--output", tmp_path / f"{family}_embed", "-q")
+    assert code == EXIT_OK, err
 
 
 def test_embed_saves_one_row_per_subject(trained, study):
