@@ -243,25 +243,44 @@ def test_fit_stops_at_the_time_limit_before_the_inverter():
     assert set(enc.history_["stage"]) == {"gan"}
 
 
-def test_stylegan2_killed_in_a_subprocess_resumes_bit_identical(tmp_path):
-    reference = _fit(tmp_path / "reference")
+def _run_fit_in_a_fresh_process(*args):
+    """Run this file's ``__main__`` (a fit) in a new interpreter: every run of the
+    comparison below starts from the same process state, whatever other tests did to this
+    one (thread pools, caches, global flags)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, __file__, str(tmp_path / "killed"), "3"], env=env,
+    return subprocess.run([sys.executable, __file__, *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def test_stylegan2_killed_in_a_subprocess_resumes_bit_identical(tmp_path):
+    done = _run_fit_in_a_fresh_process(tmp_path / "reference", "full")
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_fit_in_a_fresh_process(tmp_path / "killed", "kill", 3)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     from latentaudit.training import load_checkpoint
 
     assert load_checkpoint(tmp_path / "killed" / "gan")["step"] == 2  # the last one written
-    resumed = _fit(tmp_path / "killed", resume=True, seed=99)  # other initial weights
-    assert _same(reference, resumed)
-    assert list(resumed.history_["stage"]) == ["gan"] * 4 + ["inversion"] * 2
+    done = _run_fit_in_a_fresh_process(tmp_path / "killed", "resume")  # other initial weights
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = torch.load(tmp_path / "reference" / "state.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "killed" / "state.pt", weights_only=True)
+    assert reference["state"].keys() == resumed["state"].keys()
+    assert all(torch.equal(reference["state"][k], resumed["state"][k])
+               for k in reference["state"])
+    assert resumed["stages"] == ["gan"] * 4 + ["inversion"] * 2
 
 
-if __name__ == "__main__":  # the killed run: python this_file CHECKPOINT_DIR KILL_AT_STEP
+if __name__ == "__main__":  # python this_file CHECKPOINT_DIR {full | kill STEP | resume}
     def _kill(step, logs):
-        if step == int(sys.argv[2]):
+        if step == int(sys.argv[3]):
             os.kill(os.getpid(), signal.SIGKILL)
 
     torch.set_num_threads(1)
-    _fit(sys.argv[1], callbacks=[_kill])
+    folder, mode = Path(sys.argv[1]), sys.argv[2]
+    if mode == "kill":
+        _fit(folder, callbacks=[_kill])
+    else:
+        fitted = _fit(folder, resume=mode == "resume", seed=99 if mode == "resume" else 0)
+        torch.save({"state": fitted.state_dict(), "stages": list(fitted.history_["stage"])},
+                   folder / "state.pt")
