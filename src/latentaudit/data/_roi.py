@@ -206,25 +206,22 @@ class ROI:
 
         Examples
         --------
-        >>> import os, tempfile
+        >>> import os
         >>> import nibabel as nib, numpy as np
         >>> import latentaudit as la
-        >>> folder = tempfile.mkdtemp()
+        >>> folder = "segs"; os.makedirs(folder, exist_ok=True)
         >>> nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)),
         ...          os.path.join(folder, "sub-01.nii.gz"))
         >>> labels, affine = la.data.ROI(folder, label=1).read_segmentation("sub-01")
         >>> labels.shape, int(labels.sum())
         ((4, 4, 4), 64)
         """
-        import nibabel as nib
-
         path = self.segmentation_path(subject_id)
+        img = _open_segmentation(path, subject_id)
         try:
-            img = nib.load(path)
             data = np.asanyarray(img.dataobj)
         except Exception as err:  # nibabel, gzip and zlib raise many kinds
-            raise DataError(f"cannot read segmentation {path!r} of subject {subject_id!r}: "
-                            f"{err}") from err
+            raise _unreadable(path, subject_id, err) from err
         data = _squeeze_to_3d(data, path, what="segmentation")
         return data, np.asarray(img.affine, dtype=float)
 
@@ -251,25 +248,33 @@ class ROI:
 
         Examples
         --------
-        >>> import os, tempfile
+        >>> import os
         >>> import nibabel as nib, numpy as np
         >>> import latentaudit as la
-        >>> folder = tempfile.mkdtemp()
+        >>> folder = "segs"; os.makedirs(folder, exist_ok=True)
         >>> nib.save(nib.Nifti1Image(np.ones((4, 5, 6), np.uint8), np.eye(4)),
         ...          os.path.join(folder, "sub-01.nii.gz"))
         >>> la.data.ROI(folder, label=1).segmentation_header("sub-01")[0]
         (4, 5, 6)
         """
-        import nibabel as nib
-
         path = self.segmentation_path(subject_id)
-        try:
-            img = nib.load(path)
-        except Exception as err:
-            raise DataError(f"cannot read segmentation {path!r} of subject {subject_id!r}: "
-                            f"{err}") from err
+        img = _open_segmentation(path, subject_id)
         shape = _shape_to_3d(img.shape, path, what="segmentation")
         return shape, np.asarray(img.affine, dtype=float)
+
+
+def _unreadable(path: str, subject_id: str, err: Exception) -> DataError:
+    return DataError(f"cannot read segmentation {path!r} of subject {subject_id!r}: {err}")
+
+
+def _open_segmentation(path: str, subject_id: str):
+    """The nibabel image of a segmentation (header read, voxels not yet)."""
+    import nibabel as nib
+
+    try:
+        return nib.load(path)
+    except Exception as err:  # nibabel, gzip and zlib raise many kinds
+        raise _unreadable(path, subject_id, err) from err
 
 
 def _check_same_space(image_shape, image_affine, seg_shape, seg_affine, seg_path: str,
