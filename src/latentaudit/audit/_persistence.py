@@ -105,6 +105,10 @@ class _Persistence:
             "ids": np.asarray(self.ids_, dtype=str),  # fixed-width text: no pickle needed
             "subgroup_scores": self.subgroup_scores_,
         }
+        statistics = getattr(self, "image_statistics_", None)
+        if statistics is not None:
+            arrays["image_statistics"] = statistics.to_numpy(dtype=np.float64)
+            state["image_statistics_columns"] = [str(c) for c in statistics.columns]
         if self.pca_components_ is not None:
             arrays.update(pca_mean=self.pca_mean_, pca_components=self.pca_components_,
                           explained_variance_ratio=self.explained_variance_ratio_,
@@ -187,8 +191,13 @@ class _Persistence:
         auditor.ids_ = arrays["ids"].astype(object)
         auditor.subgroup_scores_ = arrays.get(
             "subgroup_scores", np.zeros((0, auditor.labels_.size), dtype=np.float64))
+        if "space" not in subgroups:  # saved before image statistics were searched
+            subgroups.insert(1, "space", "embedding")
         auditor.subgroups_ = subgroups[SUBGROUP_COLUMNS]
         auditor.embedding_ = arrays.get("z")
+        auditor.image_statistics_ = (
+            pd.DataFrame(arrays["image_statistics"], columns=state["image_statistics_columns"])
+            if "image_statistics" in arrays else None)
         if "pca_components" in arrays:
             auditor.pca_mean_ = arrays["pca_mean"]
             auditor.pca_components_ = arrays["pca_components"]
