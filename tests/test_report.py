@@ -309,8 +309,8 @@ def test_a_notebook_session_becomes_the_report_without_refitting(monkeypatch, tm
     assert fits == []  # nothing was fitted again
     statuses = {s.key: (s.status, s.note) for s in report.sections}
     assert [k for k in statuses] == ["overview", "findings", "projection", "map", "clusters",
-                                     "probes", "label_issues", "gradcam", "counterfactuals",
-                                     "oversampling", "provenance"]
+                                     "subgroups", "probes", "label_issues", "gradcam",
+                                     "counterfactuals", "oversampling", "provenance"]
     assert all(status == "ok" for status, _ in statuses.values()), statuses
     oversampling = report.section("oversampling")
     assert oversampling.data["n_synthetic"] == len(interpolator.provenance_)
