@@ -113,7 +113,13 @@ class TrainingConfig:
     channels_last : bool or "auto", default "auto"
         Channels-last memory format; ``"auto"``: on for convolutional models on the CPU.
     compile : bool, default False
-        Compile the loss with :func:`torch.compile`.
+        Compile the model for the run with :func:`torch.compile` (inductor: fused
+        kernels, a C++ compiler on CPUs): the submodules the model names in its
+        ``compile_modules`` attribute (a Diffusion Autoencoder: its semantic encoder and
+        UNet; also on the ``training_step`` path), else ``model.loss``.  They run eagerly
+        again after training.  The first steps (and the first validation) wait for the
+        compilation, a minute or more on a CPU; it pays on runs of hundreds of steps
+        (``docs/benchmarks.md`` has the DAE's figures).
     validation : float, Dataset or None, default None
         A fraction in (0, 1) of the dataset held out at random, or a separate dataset,
         whose mean loss is evaluated every ``val_every`` steps and at the end.
