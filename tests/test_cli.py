@@ -739,3 +739,27 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
     flagged = set(subjects["subject"][pd.Index(subjects.index).isin(
         [row["index"] for row in report["sections"]["label_issues"]["data"]["sex"]["flagged"]])])
     assert len(flipped & flagged) / len(flipped) >= 0.6
+
+
+def test_train_precision_and_compile_reach_fit():
+    from latentaudit.cli import _encoders
+    from latentaudit.options import OPTIONS
+
+    seen = {}
+
+    class Fake:
+        def fit(self, dataset, **options):
+            seen.update(options)
+
+        def to(self, device):
+            return self
+
+    class Quiet:
+        verbose = False
+
+    config = OPTIONS.defaults()
+    _encoders.train(Fake(), None, config, Quiet(), None)
+    assert "compile" not in seen and "precision" not in seen  # the model's own defaults
+    config["train"].update(compile=True, precision="bf16")
+    _encoders.train(Fake(), None, config, Quiet(), None)
+    assert seen["compile"] is True and seen["precision"] == "bf16"
