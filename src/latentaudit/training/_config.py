@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError
 from ..utils import check_option
@@ -309,3 +310,14 @@ class TrainingConfig:
                          else str(value))
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The autocast precision a run on ``device`` uses for ``precision``."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision='fp16' needs a GPU; on the CPU use 'fp32' (or 'bf16')")
+    return precision

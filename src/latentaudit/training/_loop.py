@@ -21,7 +21,7 @@ from . import _checkpoint as ckpt_io
 from . import _data as data
 from . import _distributed as distributed
 from ._compile import compile_targets, compiled_modules
-from ._config import TrainingConfig
+from ._config import TrainingConfig, resolve_precision
 from ._context import StepContext
 from ._ema import EMA
 
@@ -154,16 +154,6 @@ def _unpack_loss(out, model_name: str) -> tuple[torch.Tensor, dict]:
     return out.reshape(()), dict(logs)
 
 
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("precision='fp16' needs a GPU; on the CPU use 'fp32' (or 'bf16')")
-    return precision
-
-
 def _seed(random_state: int, *path: int) -> int:
     return ckpt_io.derived_seed(random_state, *path)
 
@@ -216,7 +206,7 @@ class _Trainer:
         self.distributed = distributed.init_distributed(device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = device
-        self.precision = _resolve_precision(config.precision, device)
+        self.precision = resolve_precision(config.precision, device)
         self.seed = (config.random_state if config.random_state is not None
                      else int(np.random.randint(0, 2**31 - 1)))  # noqa: NPY002 - as documented
         if self.distributed and config.random_state is None:
