@@ -21,8 +21,10 @@ from latentaudit.encoders.dae import (
 from latentaudit.encoders.dae.model import DEMO_WEIGHTS
 from latentaudit.errors import ConfigError, InputShapeError, NotFittedError
 
-#: measured below in the test (printed on failure); set from a run
-PSNR_FLOOR_3D_DEMO = 99.0
+#: Floor of the 3-D demo test: it measured 25.2 dB (seed 0; other initial weights gave
+#: 33.9 and 38.6 dB at this budget); predicting the training mean volume gives 22.3 dB
+#: on the same 4 volumes
+PSNR_FLOOR_3D_DEMO = 23.0
 
 
 def _blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
@@ -438,6 +440,7 @@ def test_3d_dae_reconstructs_held_out_heads_of_the_3d_demo_cohort(demo_volumes, 
     printed by ``benchmarks/bench_dae_3d.py`` (docs/benchmarks.md)."""
     train, held_out = la.datasets.demo_split(demo_volumes.metadata)
     images = demo_volumes.images
+    torch.manual_seed(0)  # the initial weights
     enc = DAEEncoder.from_preset("tiny3d", image_size=16)
     enc.fit(images[train[:64]], max_steps=30, batch_size=16, lr=2e-3, random_state=0)
     enc.save_pretrained(tmp_path / "dae3d")

@@ -129,7 +129,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     >>> import numpy as np
     >>> from latentaudit import Projector
     >>> X = np.random.default_rng(0).normal(size=(200, 64))
-    >>> proj = Projector(method="tsne", max_iter=100, random_state=0)  # a quick map
+    >>> proj = Projector(method="tsne", random_state=0)
     >>> xy = proj.fit_transform(X)
     >>> xy.shape
     (200, 2)
@@ -544,7 +544,7 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         >>> import numpy as np
         >>> from latentaudit import Projector
         >>> X = np.random.default_rng(0).normal(size=(150, 20))
-        >>> report = Projector(max_iter=100, random_state=0).stability(X, n_seeds=2)
+        >>> report = Projector(random_state=0).stability(X, n_seeds=2)
         >>> 0 <= report.trustworthiness <= 1
         True
         """
