@@ -340,10 +340,10 @@ def test_the_benchmark_supervised_resnet_scores_held_out_rows():
                              "score": rng.normal(50, 10, 80)})
     train = la.ArrayDataset(images[:60], metadata.iloc[:60].reset_index(drop=True))
     test = la.ArrayDataset(images[60:], metadata.iloc[60:].reset_index(drop=True))
-    table = _benchmark().supervised_table1(train, test, ["kind", "score"], seconds=2.0,
-                                           seed=0)
+    table = _benchmark().supervised_table1(train, test, ["kind", "score"], seconds=120.0,
+                                           seed=0, max_steps=40)
     kind, score = table["kind"], table["score"]
     assert kind["metric"] == "accuracy" and score["metric"] == "mae"
-    assert kind["steps"] >= 1 and kind["score"] >= 0.9
+    assert kind["steps"] == 40 and kind["score"] >= 0.8
     assert kind["low"] <= kind["score"] <= kind["high"] <= 1.0
     assert score["low"] <= score["score"] <= score["high"] and score["score"] > 0

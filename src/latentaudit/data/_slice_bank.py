@@ -16,7 +16,6 @@ and audited slices apart (:func:`slice_bank_split`).
 from __future__ import annotations
 
 import functools
-import gzip
 import plistlib
 import tarfile
 from dataclasses import dataclass
