@@ -132,15 +132,21 @@ def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str
         raise SystemExit(f"unknown encoder {kind!r}")
     folder = os.path.join(work, f"{source}_{kind}_seed{seed}") if work else None
     if kind in TRAINED and folder and os.path.isfile(os.path.join(folder, "config.json")):
-        return load_pretrained(folder).eval()
+        encoder = load_pretrained(folder).eval()
+        with open(os.path.join(folder, "steps.json"), encoding="utf-8") as handle:
+            encoder.steps_trained = json.load(handle)
+        return encoder
     # the Hessian penalty (Peebles et al. 2020) from the first step: the budget is short
     hessian = {"hessian_weight": 0.1, "hessian_warmup_steps": 0} if kind == "vaeh" else {}
     encoder = build_encoder("beta_vae", train.image_shape, preset="cpu64", **hessian)
     if kind in TRAINED:
         encoder.fit(train, max_steps=10**6, time_limit=train_seconds, batch_size=32,
                     random_state=seed, verbose=False)
+        encoder.steps_trained = int(encoder.history_["step"].iloc[-1])
         if folder:
             encoder.save_pretrained(folder)
+            with open(os.path.join(folder, "steps.json"), "w", encoding="utf-8") as handle:
+                json.dump(encoder.steps_trained, handle)
     return encoder.eval()
 
 
@@ -243,11 +249,11 @@ def run(args) -> dict:
            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
                       f"{args.threads} torch threads",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "limits": [], "table1": {}, "seconds": {}}
+           "limits": [], "table1": {}, "seconds": {}, "steps": {}}
     if args.json and os.path.isfile(args.json):  # resume: keep what was measured
         with open(args.json, encoding="utf-8") as handle:
             saved = json.load(handle)
-        for key in ("limits", "table1", "seconds"):
+        for key in ("limits", "table1", "seconds", "steps"):
             out[key] = saved.get(key, out[key])
         out["date"] = saved.get("date", out["date"])
         out["command"] = saved.get("command", out["command"])
@@ -272,8 +278,8 @@ def run(args) -> dict:
         encoder = make_encoder(kind, train, train_seconds=args.train_seconds, seed=args.seed,
                                work=args.work, source=args.source)
         out["seconds"].setdefault(f"{kind}_fit", round(time.perf_counter() - tick, 1))
-        if kind in TRAINED and getattr(encoder, "history_", None) is not None:
-            out.setdefault("steps", {})[kind] = int(len(encoder.history_))
+        if kind in TRAINED:
+            out.setdefault("steps", {})[kind] = encoder.steps_trained
         if kind not in out["table1"]:
             out["table1"][kind] = table1(encoder, test, TABLE1[args.source], audit, args.seed)
             save(out, args.json)
