@@ -354,6 +354,23 @@ def print_tables(runs: list[dict]) -> None:
             cells.append("" if hit.empty else
                          f"{_limit(hit['known'].item())} / {_limit(hit['unforeseen'].item())}")
         print(f"| {family} ({part['artefact'].iloc[0]}) | " + " | ".join(cells) + " |")
+    for r in runs:
+        if not r["limits"]:
+            continue
+        kinds = list(dict.fromkeys(row["encoder"] for row in r["limits"]))
+        planted = [s for s in r["strengths"] if s > 0]
+        print(f"\nProbe AUC of the hidden group, {r.get('label', r['source'])}, at strengths "
+              + " / ".join(f"{s:g}" for s in planted) + "\n")
+        print("| family | " + " | ".join(kinds) + " |")
+        print("|---|" + "---:|" * len(kinds))
+        for family in dict.fromkeys(row["family"] for row in r["limits"]):
+            cells = []
+            for kind in kinds:
+                hit = [row for row in r["limits"]
+                       if row["family"] == family and row["encoder"] == kind]
+                cells.append("" if not hit else " / ".join(
+                    f"{hit[0]['auc'][f'{s:g}']:.3f}" for s in planted))
+            print(f"| {family} | " + " | ".join(cells) + " |")
     # the null runs of one encoder are the same for every family (same groups and seeds)
     nulls = frame.drop_duplicates(["source", "encoder"])["null_significant"].dropna()
     if len(nulls):
