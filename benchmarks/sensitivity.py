@@ -112,7 +112,7 @@ def load_source(source: str, n: int, seed: int):
 
 
 def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str | None,
-                 source: str):
+                 source: str, train_steps: int | None = None):
     """An encoder of ``kind``, fitted label-free on ``train`` (images only); trained ones
     are kept in ``work`` and read back by a rerun."""
     import torch
@@ -130,7 +130,8 @@ def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str
         return la.StyleGAN2Encoder.from_pretrained("demo").eval()
     if kind not in ("vae0", "vae", "vaeh"):
         raise SystemExit(f"unknown encoder {kind!r}")
-    folder = os.path.join(work, f"{source}_{kind}_seed{seed}") if work else None
+    name = f"{source}_{kind}_seed{seed}" + (f"_steps{train_steps}" if train_steps else "")
+    folder = os.path.join(work, name) if work else None
     if kind in TRAINED and folder and os.path.isfile(os.path.join(folder, "config.json")):
         encoder = load_pretrained(folder).eval()
         with open(os.path.join(folder, "steps.json"), encoding="utf-8") as handle:
@@ -140,8 +141,12 @@ def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str
     hessian = {"hessian_weight": 0.1, "hessian_warmup_steps": 0} if kind == "vaeh" else {}
     encoder = build_encoder("beta_vae", train.image_shape, preset="cpu64", **hessian)
     if kind in TRAINED:
-        encoder.fit(train, max_steps=10**6, time_limit=train_seconds, batch_size=32,
-                    random_state=seed, verbose=False)
+        if train_steps:   # a fixed number of steps instead of the time budget
+            encoder.fit(train, max_steps=train_steps, batch_size=32, random_state=seed,
+                        verbose=False)
+        else:
+            encoder.fit(train, max_steps=10**6, time_limit=train_seconds, batch_size=32,
+                        random_state=seed, verbose=False)
         encoder.steps_trained = int(encoder.history_["step"].iloc[-1])
         if folder:
             encoder.save_pretrained(folder)
@@ -276,7 +281,8 @@ def run(args) -> dict:
             continue
         tick = time.perf_counter()
         encoder = make_encoder(kind, train, train_seconds=args.train_seconds, seed=args.seed,
-                               work=args.work, source=args.source)
+                               work=args.work, source=args.source,
+                               train_steps=args.vae_steps)
         out["seconds"].setdefault(f"{kind}_fit", round(time.perf_counter() - tick, 1))
         if kind in TRAINED:
             out.setdefault("steps", {})[kind] = encoder.steps_trained
@@ -424,6 +430,8 @@ def main(argv=None):
     go.add_argument("--permutations", type=int, default=19)
     go.add_argument("--train-seconds", type=float, default=240,
                     help="wall-clock budget of each label-free trained encoder (vae, vaeh)")
+    go.add_argument("--vae-steps", type=int, default=None,
+                    help="train vae and vaeh for this many steps instead of --train-seconds")
     go.add_argument("--resnet-seconds", type=float, default=60,
                     help="training budget of the supervised ResNet-10, per column (0: none)")
     go.add_argument("--work", default=None, help="folder keeping the trained encoders")
