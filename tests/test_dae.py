@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from latentaudit.encoders.dae import (
     ddim_timesteps,
     preset,
 )
+from latentaudit.encoders.dae.model import DEMO_WEIGHTS
 from latentaudit.errors import ConfigError, InputShapeError, NotFittedError
 
 
@@ -318,18 +320,35 @@ def test_v_prediction_trains_and_inverts():
 
 
 
+def test_demo_weights_record_their_training_split():
+    # The shipped weights were trained on the training rows of demo_split only; the
+    # held-out subjects are written beside them, so every figure can leave them out.
+    split = json.loads((DEMO_WEIGHTS / "split.json").read_text())
+    cohort = la.datasets.load_demo_cohort()
+    train_rows, held_out = la.datasets.demo_split(cohort.metadata)
+    subjects = cohort.metadata["subject"].astype(str).to_numpy()
+    assert split["name"] == la.datasets.DEMO_SPLIT_NAME
+    assert split["train_subjects"] == subjects[train_rows].tolist()
+    assert split["held_out_subjects"] == subjects[held_out].tolist()
+    enc = DAEEncoder.from_pretrained("demo")
+    # its latent statistics come from the training rows alone
+    assert int(enc.latent_count) == len(train_rows)
+
+
 def test_demo_weights_load_and_separate_the_planted_sites():
     enc = DAEEncoder.from_pretrained("demo")
     assert enc.config == preset("cpu64")
-    assert int(enc.latent_count) == 2000 and int(enc.latent_ddim_trained) == 1
+    assert int(enc.latent_ddim_trained) == 1
     cohort = la.datasets.load_demo_cohort()
-    sites = cohort.metadata["site"].to_numpy()
-    keep = np.isin(sites, ["A", "B", "C"])[:300]
-    z = enc.encode(cohort.images[:300][keep], batch_size=100).numpy()
+    _, held_out = la.datasets.demo_split(cohort.metadata)
+    sites = cohort.metadata["site"].to_numpy()[held_out]
+    keep = np.isin(sites, ["A", "B", "C"])
+    z = enc.encode(cohort.images[held_out][keep], batch_size=100).numpy()
     assert z.shape[1] == 512 and np.isfinite(z).all()
     # Sites B (shifted field of view) and C (head-rest) differ from the clean site A in
-    # z_sem: a nearest-centroid rule on half the images sorts the other half.
-    labels = sites[:300][keep]
+    # z_sem of held-out subjects: a nearest-centroid rule on half of them sorts the other
+    # half.
+    labels = sites[keep]
     fit, held = np.arange(len(z)) % 2 == 0, np.arange(len(z)) % 2 == 1
     centroids = {s: z[fit & (labels == s)].mean(0) for s in ("A", "B", "C")}
     names = np.array(list(centroids))
