@@ -4,8 +4,9 @@ trained for the same CPU budget, and the speed of one ``paper64`` training step.
 Three sub-commands, run from the repository root:
 
 ``evaluate`` (default) evaluates a trained DAE, by default the shipped demo model
-(``DAEEncoder.from_pretrained("demo")``, trained by ``scripts/train_demo_dae.py`` on all
-2,000 images), and trains a β-VAE on the same images for the same CPU time::
+(``DAEEncoder.from_pretrained("demo")``, trained by ``scripts/train_demo_dae.py`` on the
+1,600 training rows of :func:`latentaudit.datasets.demo_split`), on images drawn from the
+400 held-out rows, and can train a β-VAE on the same training rows for a given CPU time::
 
     .venv/bin/python benchmarks/bench_dae.py evaluate --vae-cpu-minutes 60
 
@@ -91,8 +92,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def evaluate(dae: DAEEncoder, images: np.ndarray, meta, args, vae=None) -> dict:
+    """Reconstruction and semantic decoding on ``args.n_eval`` images drawn from the
+    held-out rows of ``demo_split``; linear probes on all images (cross-validated)."""
     rng = np.random.default_rng(args.seed)
-    sub = np.sort(rng.choice(len(images), size=min(args.n_eval, len(images)), replace=False))
+    _, held_out = la.datasets.demo_split(meta)
+    sub = np.sort(rng.choice(held_out, size=min(args.n_eval, len(held_out)), replace=False))
     x = torch.from_numpy(images[sub])
     results = {}
 
@@ -210,9 +214,12 @@ def run_evaluate(args) -> dict:
     summary = Path(args.summary)
     if summary.is_file():
         results["dae_training"] = json.loads(summary.read_text())
+    train_rows, held_out = la.datasets.demo_split(meta)
+    results["evaluated_on"] = f"held-out rows of demo_split ({len(held_out)})"
     vae = None
     if args.vae_cpu_minutes > 0:
-        vae, results["vae_training"] = train_vae(images, 60 * args.vae_cpu_minutes, args)
+        vae, results["vae_training"] = train_vae(images[train_rows],
+                                                 60 * args.vae_cpu_minutes, args)
     results.update(evaluate(dae, images, meta, args, vae))
     return results
 
@@ -220,18 +227,19 @@ def run_evaluate(args) -> dict:
 def run_train(args) -> dict:
     cohort = la.datasets.load_demo_cohort()
     images, meta = cohort.images, cohort.metadata
+    train_rows, _ = la.datasets.demo_split(meta)
     torch.manual_seed(args.seed)
     dae = DAEEncoder.from_preset("cpu64")
     steps, cpu, wall = train_for_cpu_budget(
-        dae, ArrayDataset(images), 60 * args.cpu_minutes, f"{args.work_dir}/dae",
+        dae, ArrayDataset(images[train_rows]), 60 * args.cpu_minutes, f"{args.work_dir}/dae",
         slice_steps=50, batch_size=32, lr=2e-4, ema_decay=0.995, warmup_steps=100,
         precision=args.precision, channels_last=False, random_state=args.seed)
-    dae.compute_latent_stats(images, batch_size=128)
+    dae.compute_latent_stats(images[train_rows], batch_size=128)
     results = {"mode": "train", "dae_training": {
         "steps": steps, "cpu_minutes": round(cpu / 60, 1), "wall_minutes": round(wall / 60, 1),
         "images_per_cpu_s": round(steps * 32 / cpu, 2), "precision": args.precision}}
     print(f"DAE: {steps} steps in {cpu / 60:.1f} CPU-min ({wall / 60:.1f} min wall)", flush=True)
-    vae, results["vae_training"] = train_vae(images, cpu, args)
+    vae, results["vae_training"] = train_vae(images[train_rows], cpu, args)
     results.update(evaluate(dae, images, meta, args, vae))
     return results
 
@@ -288,7 +296,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=20,
                         help="evaluate/train: DDIM steps; speed: timed training steps")
     parser.add_argument("--n-eval", type=int, default=200,
-                        help="images for reconstruction and semantic decoding")
+                        help="held-out images for reconstruction and semantic decoding")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default="runs/bench_dae")

@@ -218,6 +218,10 @@ def test_fit_trains_the_gan_then_the_inverter(tmp_path):
     history = enc.history_
     assert list(history["stage"]) == ["gan"] * 4 + ["inversion"] * 2
     assert {"loss_g", "loss_d", "r1", "mse", "feature", "delta"} <= set(history)
+    # Every row has a loss: the game's value (loss_d + loss_g), then the inverter's.
+    assert np.isfinite(history["loss"]).all()
+    gan = history[history["stage"] == "gan"]
+    assert np.allclose(gan["loss"], gan["loss_d"] + gan["loss_g"])
     assert history.attrs["stop_reason"] == "max_steps"
     assert (tmp_path / "gan" / "checkpoint.pt").is_file()
     assert (tmp_path / "inversion" / "checkpoint.pt").is_file()

@@ -142,8 +142,10 @@ def gan_step(model, batch, step: int, ctx) -> dict[str, float]:
     Returns
     -------
     dict of float
-        ``loss_g``, ``loss_d``, ``r1`` (when computed), ``path_length`` (when computed),
-        ``augment_p``, ``real_score`` and ``fake_score`` (mean logits).
+        ``loss`` (the value of the game, ``loss_d + loss_g``: it fills the history's
+        loss column but, unlike a single model's loss, need not fall as training goes
+        well), ``loss_g``, ``loss_d``, ``r1`` (when computed), ``path_length`` (when
+        computed), ``augment_p``, ``real_score`` and ``fake_score`` (mean logits).
     """
     cfg = model.config
     gen_net, disc = model.generator, model.discriminator
@@ -189,6 +191,7 @@ def gan_step(model, batch, step: int, ctx) -> dict[str, float]:
         disc.requires_grad_(True)
     _update_ada(model, real_logits, step, ctx)
     logs["augment_p"] = float(model.augment_p)
+    logs["loss"] = logs["loss_d"] + logs["loss_g"]
     return logs
 
 
