@@ -119,8 +119,8 @@ class TrainingConfig:
         ``compile_modules`` attribute (a Diffusion Autoencoder: its semantic encoder and
         UNet; also on the ``training_step`` path), else ``model.loss``.  They run eagerly
         again after training.  The first steps (and the first validation) wait for the
-        compilation, a minute or more on a CPU; it pays on runs of hundreds of steps
-        (``docs/benchmarks.md`` has the DAE's figures).
+        compilation, minutes on a CPU.  Experimental: see ``docs/benchmarks.md`` (the
+        DAE's training step) for what is measured.
     validation : float, Dataset or None, default None
         A fraction in (0, 1) of the dataset held out at random, or a separate dataset,
         whose mean loss is evaluated every ``val_every`` steps and at the end.
