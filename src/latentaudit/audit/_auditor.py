@@ -99,9 +99,13 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         NN-descent graph whose recall, estimated on 200 sampled rows, is below 0.95 is
         built again with longer lists, and exactly if that does not help
         (:attr:`knn_recall_` reports the estimate).
-    knn_space : {"embedding", "reduced"}, default "embedding"
+    knn_space : {"auto", "embedding", "reduced"}, default "auto"
         Where neighbours are searched: the embedding as given or the PCA-reduced
         analysis space (faster; neighbours then follow the leading components).
+        ``"auto"``: the embedding up to 100,000 rows, the analysis space above, where the
+        graph in a 512-d embedding would take most of the time of a fit (at 100,000
+        rows the two graphs found the same mislabelled rows, see ``docs/scaling.md``);
+        :attr:`knn_space_` says which was used.
     n_permutations : int, default 199
         Permutations of the AMI test and draws of the Monte Carlo χ² test.
     probe_columns : {"unexpected", "nuisance", "none"}, default "unexpected"
@@ -195,6 +199,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         The kNN graph (self excluded).
     knn_method_ : str
         ``"exact"`` or ``"nndescent"``.
+    knn_space_ : str
+        ``"embedding"`` or ``"reduced"``: where the graph and :meth:`nearest` search.
     knn_recall_ : float
         Recall of the graph against exact search on 200 sampled rows (1.0 if exact).
     n_samples_, n_features_in_ : int
@@ -249,7 +255,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         max_categories: int = 10,
         n_neighbors: int = 15,
         knn_method: str = "auto",
-        knn_space: str = "embedding",
+        knn_space: str = "auto",
         n_permutations: int = 199,
         probe_columns: str = "unexpected",
         probe_max_samples: int = 20_000,
@@ -293,7 +299,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
     def _check_params(self) -> None:
         check_option("clusterer", self.clusterer, _CLUSTERERS)
         check_option("knn_method", self.knn_method, ["auto", "exact", "nndescent"])
-        check_option("knn_space", self.knn_space, ["embedding", "reduced"])
+        check_option("knn_space", self.knn_space, ["auto", "embedding", "reduced"])
         check_option("probe_columns", self.probe_columns, ["unexpected", "nuisance", "none"])
         for name, low, allow_none in [
             ("n_clusters", 1, True),

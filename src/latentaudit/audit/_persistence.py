@@ -45,7 +45,7 @@ class _Persistence:
             The folder (created if needed; files in it are overwritten).
         include_embedding : bool, default True
             Store the embedding itself (needed for ``probe(space="embedding")`` and for
-            look-ups when ``knn_space="embedding"``).
+            look-ups in the embedding, ``knn_space_ == "embedding"``).
 
         Returns
         -------
@@ -93,6 +93,7 @@ class _Persistence:
             "cluster_method": self.cluster_method_,
             "id_column": self.id_column_,
             "knn_method": self.knn_method_,
+            "knn_space": self.knn_space_,
             "knn_recall": self.knn_recall_,
             "n_samples": self.n_samples_,
             "n_features_in": self.n_features_in_,
@@ -180,6 +181,7 @@ class _Persistence:
         auditor.cluster_method_ = state["cluster_method"]
         auditor.id_column_ = state["id_column"]
         auditor.knn_method_ = state["knn_method"]
+        auditor.knn_space_ = state.get("knn_space", state["params"].get("knn_space"))
         auditor.knn_recall_ = state["knn_recall"]
         auditor.n_samples_ = state["n_samples"]
         auditor.n_features_in_ = state["n_features_in"]
