@@ -126,7 +126,7 @@ def phase_audit(args) -> dict:
         "peak_rss_gb": peak_rss_gb(),
         "rss_before_fit_gb": rss_before,
         "stages": {k: round(v, 1) for k, v in auditor.timings_.items()},
-        "knn_space": args.knn_space,
+        "knn_space": args.knn_space, "knn_space_used": auditor.knn_space_,
         "knn_method": auditor.knn_method_,
         "knn_recall_sampled": auditor.knn_recall_,
         "n_clusters": auditor.n_clusters_,
@@ -214,9 +214,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fit-samples", type=int, default=50_000,
                         help="Projector(max_fit_samples=...)")
-    parser.add_argument("--knn-space", choices=["embedding", "reduced"], default="embedding",
+    parser.add_argument("--knn-space", choices=["auto", "embedding", "reduced"],
+                        default="auto",
                         help="ClusterAuditor(knn_space=...): the kNN graph in the 512-d "
-                             "embedding or in its 50-d analysis space")
+                             "embedding or in its 50-d analysis space (auto, the default: "
+                             "the embedding up to 100,000 rows)")
     parser.add_argument("--quality", action="store_true",
                         help="also a full t-SNE fit, and trustworthiness of both maps")
     parser.add_argument("--skip", nargs="*", default=[], choices=sorted(PHASES))

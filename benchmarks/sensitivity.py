@@ -16,17 +16,27 @@ found at any strength in most repeats).  Beside it, the paper's Table 1 layout: 
 
 Sources: ``demo`` (the demo cohort, 64x64, held-out rows of ``demo_split``; audit as
 ``latentaudit demo`` configures it: biology expected, site a nuisance, clusters within
-sex) and ``fashion`` (Fashion-MNIST test images at 32x32; the class expected).  Encoders:
-``pca`` (pixel PCA, 32 components, fitted on the source's training rows), ``vae0`` (an
-untrained beta-VAE, cpu64 preset: a random conv net), ``vae`` (the same trained label-free
-on the training rows for ``--vae-steps``), ``dae`` (the shipped demo DAE; demo only).
+sex), ``fashion`` (Fashion-MNIST test images at 32x32; the class expected) and ``mri``
+(real MRI and CT slices of ``la.datasets.load_slice_bank`` at 64x64: 2,000 slices of seven
+volumes, the encoders fitted on the even position bands of ``slice_bank_split``, the
+audited rows drawn from the odd ones; volume, axis, position and the augmentation's gamma
+and angle expected).  Encoders: ``pca`` (pixel PCA, 32 components, fitted on the source's
+training rows), ``vae0`` (an untrained beta-VAE, cpu64 preset: a random conv net), ``vae``
+(the same trained label-free on the training rows for ``--train-seconds``), ``vaeh`` (the
+same with the Hessian penalty of Peebles et al. 2020 on the decoder, same time budget),
+``dae`` (the shipped demo DAE; demo only), ``sg2`` (the shipped StyleGAN2 demo weights,
+its ``w``; demo only).  Beside the probes of the Table 1 layout, ``resnet10``: a 2-D
+ResNet-10 trained with the labels on the training rows for ``--resnet-seconds`` per
+column, tested on the audited rows.
 
-Run from the repository root; one source per call keeps each run short, then print the
-tables of the saved runs::
+Every measurement (one encoder x family, one Table 1 row) is saved to ``--json`` as soon
+as it exists, and the trained encoders to ``--work``; a rerun with the same arguments
+skips what is saved, so a long run is several short ones (``--time-limit``)::
 
     python benchmarks/sensitivity.py run --source demo --json /tmp/sens_demo.json
     python benchmarks/sensitivity.py run --source fashion --json /tmp/sens_fashion.json
-    python benchmarks/sensitivity.py tables /tmp/sens_demo.json /tmp/sens_fashion.json
+    python benchmarks/sensitivity.py run --source mri --json /tmp/sens_mri.json
+    python benchmarks/sensitivity.py tables /tmp/sens_demo.json /tmp/sens_fashion.json ...
 
 ``run --quick`` is a seconds-long smoke run (pixel PCA, one family, two strengths).
 """
@@ -55,14 +65,20 @@ FAMILIES = {
     "acquisition": ("ghosting", {}),
 }
 STRENGTHS = (0.0, 0.1, 0.25, 0.5, 1.0)
-ENCODERS = {"demo": ("pca", "vae0", "vae", "dae"), "fashion": ("pca", "vae0", "vae")}
+ENCODERS = {"demo": ("pca", "vae0", "vae", "vaeh", "dae", "sg2"),
+            "fashion": ("pca", "vae0", "vae", "vaeh"),
+            "mri": ("pca", "vae0", "vae", "vaeh")}
+#: Encoders trained label-free here, each for the same wall-clock budget (--train-seconds).
+TRAINED = ("vae", "vaeh")
 #: The audit of each source (the options of ClusterAuditor), as a user would configure it.
 AUDITS = {
     "demo": {"expected": ["sex", "age", "height", "weight"], "nuisance": ["site"],
              "within": "sex"},
     "fashion": {"expected": ["label"]},
+    "mri": {"expected": ["volume", "axis", "position", "gamma", "angle"]},
 }
-TABLE1 = {"demo": ["sex", "age", "site"], "fashion": ["label"]}
+TABLE1 = {"demo": ["sex", "age", "site"], "fashion": ["label"],
+          "mri": ["volume", "axis", "position"]}
 
 
 def load_source(source: str, n: int, seed: int):
@@ -74,6 +90,11 @@ def load_source(source: str, n: int, seed: int):
         cohort = la.datasets.load_demo_cohort()
         train_rows, test_rows = la.datasets.demo_split(cohort.metadata)
         images, metadata = cohort.images, cohort.metadata
+    elif source == "mri":
+        bank = la.datasets.load_slice_bank(2000, size=64, random_state=seed)
+        train_rows, test_rows = la.datasets.slice_bank_split(bank.metadata)
+        # person and modality follow from the volume: the audit is told the volume
+        images, metadata = bank.images, bank.metadata.drop(columns=["person", "modality"])
     else:
         data = la.datasets.load_fashion_mnist("all", size=32)
         metadata = data.metadata.drop(columns=["label_name", "split"])
@@ -90,26 +111,111 @@ def load_source(source: str, n: int, seed: int):
     return train, test
 
 
-def make_encoder(kind: str, train, *, vae_steps: int, seed: int):
-    """An encoder of ``kind``, fitted label-free on ``train`` (images only)."""
+def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str | None,
+                 source: str, train_steps: int | None = None):
+    """An encoder of ``kind``, fitted label-free on ``train`` (images only); trained ones
+    are kept in ``work`` and read back by a rerun."""
     import torch
 
     import latentaudit as la
-    from latentaudit.encoders import build_encoder
+    from latentaudit.encoders import build_encoder, load_pretrained
 
     torch.manual_seed(seed)
     if kind == "pca":
         return build_encoder("pixel_pca", train.image_shape, latent_dim=32,
                              random_state=seed).fit(train)
-    if kind in ("vae0", "vae"):
-        encoder = build_encoder("beta_vae", train.image_shape, preset="cpu64")
-        if kind == "vae":
-            encoder.fit(train, max_steps=vae_steps, batch_size=32, random_state=seed,
-                        verbose=False)
-        return encoder.eval()
     if kind == "dae":
         return la.DAEEncoder.from_pretrained("demo").eval()
-    raise SystemExit(f"unknown encoder {kind!r}")
+    if kind == "sg2":
+        return la.StyleGAN2Encoder.from_pretrained("demo").eval()
+    if kind not in ("vae0", "vae", "vaeh"):
+        raise SystemExit(f"unknown encoder {kind!r}")
+    name = f"{source}_{kind}_seed{seed}" + (f"_steps{train_steps}" if train_steps else "")
+    folder = os.path.join(work, name) if work else None
+    if kind in TRAINED and folder and os.path.isfile(os.path.join(folder, "config.json")):
+        encoder = load_pretrained(folder).eval()
+        with open(os.path.join(folder, "steps.json"), encoding="utf-8") as handle:
+            encoder.steps_trained = json.load(handle)
+        return encoder
+    # the Hessian penalty (Peebles et al. 2020) from the first step: the budget is short
+    hessian = {"hessian_weight": 0.1, "hessian_warmup_steps": 0} if kind == "vaeh" else {}
+    encoder = build_encoder("beta_vae", train.image_shape, preset="cpu64", **hessian)
+    if kind in TRAINED:
+        if train_steps:   # a fixed number of steps instead of the time budget
+            encoder.fit(train, max_steps=train_steps, batch_size=32, random_state=seed,
+                        verbose=False)
+        else:
+            encoder.fit(train, max_steps=10**6, time_limit=train_seconds, batch_size=32,
+                        random_state=seed, verbose=False)
+        encoder.steps_trained = int(encoder.history_["step"].iloc[-1])
+        if folder:
+            encoder.save_pretrained(folder)
+            with open(os.path.join(folder, "steps.json"), "w", encoding="utf-8") as handle:
+                json.dump(encoder.steps_trained, handle)
+    return encoder.eval()
+
+
+def supervised_table1(train, test, columns, *, seconds: float, seed: int,
+                      max_steps: int | None = None) -> dict:
+    """A 2-D ResNet-10 trained with the labels (one per column, ``seconds`` or
+    ``max_steps`` of 32 images each, whichever ends first) on the training rows, scored
+    on the audited rows: accuracy with a Wilson interval, or mean absolute error with a
+    normal interval."""
+    import torch
+
+    from latentaudit.audit._stats import mean_interval, wilson_interval
+    from latentaudit.nn import resnet10
+
+    x_train = torch.from_numpy(np.ascontiguousarray(train.images))
+    x_test = torch.from_numpy(np.ascontiguousarray(test.images))
+    results = {}
+    for column in columns:
+        y_all = train.metadata[column]
+        categorical = not pd.api.types.is_numeric_dtype(y_all) or y_all.nunique() <= 10
+        if categorical:
+            levels = sorted(pd.unique(pd.concat([y_all, test.metadata[column]])).tolist(),
+                            key=str)
+            code = {level: i for i, level in enumerate(levels)}
+            y_train = torch.tensor([code[v] for v in y_all])
+            y_test = np.array([code[v] for v in test.metadata[column]])
+            outputs = len(levels)
+        else:
+            mean, sd = float(y_all.mean()), float(y_all.std())
+            y_train = torch.tensor(((y_all.to_numpy() - mean) / sd), dtype=torch.float32)
+            y_test = test.metadata[column].to_numpy(dtype=np.float64)
+            outputs = 1
+        torch.manual_seed(seed)
+        model = resnet10(num_classes=outputs, widths=(16, 32, 64, 128))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        generator = torch.Generator().manual_seed(seed)
+        started, steps = time.perf_counter(), 0
+        model.train()
+        while time.perf_counter() - started < seconds and steps != max_steps:
+            rows = torch.randint(len(x_train), (32,), generator=generator)
+            out = model(x_train[rows])
+            loss = (torch.nn.functional.cross_entropy(out, y_train[rows]) if categorical
+                    else torch.nn.functional.mse_loss(out[:, 0], y_train[rows]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        model.eval()
+        with torch.no_grad():
+            out = torch.cat([model(x_test[i:i + 128]) for i in range(0, len(x_test), 128)])
+        if categorical:
+            hits = int((out.argmax(1).numpy() == y_test).sum())
+            low, high = wilson_interval(hits, len(y_test))
+            results[column] = {"metric": "accuracy", "score": hits / len(y_test),
+                               "low": low, "high": high, "steps": steps,
+                               "chance": float(pd.Series(y_test).value_counts(
+                                   normalize=True).max())}
+        else:
+            errors = np.abs(out[:, 0].numpy() * sd + mean - y_test)
+            low, high = mean_interval(errors)
+            results[column] = {"metric": "mae", "score": float(errors.mean()),
+                               "low": low, "high": high, "steps": steps,
+                               "chance": float(np.abs(y_test - np.median(y_test)).mean())}
+    return results
 
 
 def table1(encoder, test, columns, audit: dict, seed: int) -> dict:
@@ -132,7 +238,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.n, args.repeats, args.strengths = 200, 1, (0.0, 1.0)
-        args.encoders, args.families = ["pca"], ["intensity"]
+        args.encoders, args.families, args.resnet_seconds = ["pca"], ["intensity"], 0
     encoders = args.encoders or list(ENCODERS[args.source])
     families = args.families or list(FAMILIES)
     started = time.perf_counter()
@@ -142,18 +248,50 @@ def run(args) -> dict:
            "label": args.source if args.column_role == "other" else
            f"{args.source} (declared)", "n": len(test), "n_train": len(train),
            "strengths": list(args.strengths), "repeats": args.repeats,
-           "fraction": args.fraction, "audit": audit, "vae_steps": args.vae_steps,
+           "fraction": args.fraction, "audit": audit,
+           "train_seconds": args.train_seconds, "resnet_seconds": args.resnet_seconds,
            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
                       f"{args.threads} torch threads",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "limits": [], "table1": {}, "seconds": {}}
-    for kind in encoders:
+           "limits": [], "table1": {}, "seconds": {}, "steps": {}}
+    if args.json and os.path.isfile(args.json):  # resume: keep what was measured
+        with open(args.json, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        for key in ("limits", "table1", "seconds", "steps"):
+            out[key] = saved.get(key, out[key])
+        out["date"] = saved.get("date", out["date"])
+        out["command"] = saved.get("command", out["command"])
+    done = {(row["encoder"], row["family"]) for row in out["limits"]}
+
+    def out_of_time() -> bool:
+        return args.time_limit is not None and \
+            time.perf_counter() - started > args.time_limit
+
+    if TABLE1[args.source] and args.resnet_seconds > 0 and "resnet10" not in out["table1"]:
         tick = time.perf_counter()
-        encoder = make_encoder(kind, train, vae_steps=args.vae_steps, seed=args.seed)
-        out["seconds"][f"{kind}_fit"] = round(time.perf_counter() - tick, 1)
-        out["table1"][kind] = table1(encoder, test, TABLE1[args.source], audit, args.seed)
-        for family in families:
+        out["table1"]["resnet10"] = supervised_table1(
+            train, test, TABLE1[args.source], seconds=args.resnet_seconds, seed=args.seed)
+        out["seconds"]["resnet10_fit"] = round(time.perf_counter() - tick, 1)
+        save(out, args.json)
+        print(f"{args.source:8s} resnet10 (supervised) {out['table1']['resnet10']}", flush=True)
+    for kind in encoders:
+        todo = [family for family in families if (kind, family) not in done]
+        if (not todo and kind in out["table1"]) or out_of_time():
+            continue
+        tick = time.perf_counter()
+        encoder = make_encoder(kind, train, train_seconds=args.train_seconds, seed=args.seed,
+                               work=args.work, source=args.source,
+                               train_steps=args.vae_steps)
+        out["seconds"].setdefault(f"{kind}_fit", round(time.perf_counter() - tick, 1))
+        if kind in TRAINED:
+            out.setdefault("steps", {})[kind] = encoder.steps_trained
+        if kind not in out["table1"]:
+            out["table1"][kind] = table1(encoder, test, TABLE1[args.source], audit, args.seed)
+            save(out, args.json)
+        for family in todo:
+            if out_of_time():
+                break
             name, params = FAMILIES[family]
             tick = time.perf_counter()
             result = la.sensitivity(encoder, test, artefact=la.artefacts.get_artefact(
@@ -163,6 +301,7 @@ def run(args) -> dict:
             limits = result.detection_limits.set_index("regime")
             curves = result.curves.set_index("strength")
             null = curves.loc[0.0] if 0.0 in curves.index else None
+            planted = result.runs[result.runs["strength"] > 0]
             row = {"family": family, "artefact": name, "encoder": kind,
                    "known": float(limits.loc["known", "limit"]),
                    "unforeseen": float(limits.loc["unforeseen", "limit"]),
@@ -174,13 +313,16 @@ def run(args) -> dict:
                            for s in curves.index},
                    "f1": {f"{s:g}": round(float(curves.loc[s, "unforeseen_f1"]), 3)
                           for s in curves.index},
+                   "outputs": planted.loc[planted["unforeseen_found"].astype(bool),
+                                          "unforeseen_output"].tolist(),
                    "seconds": round(time.perf_counter() - tick, 1)}
             out["limits"].append(row)
             save(out, args.json)   # after every measurement: a killed run keeps its rows
             print(f"{args.source:8s} {kind:5s} {family:12s} known {_limit(row['known']):>5s} "
                   f"unforeseen {_limit(row['unforeseen']):>5s}  AUC {row['auc']}  "
                   f"({row['seconds']:.0f} s)", flush=True)
-    out["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    out["seconds"]["total"] = round(out["seconds"].get("total", 0.0)
+                                    + time.perf_counter() - started, 1)
     save(out, args.json)
     print_tables([out])
     return out
@@ -218,6 +360,23 @@ def print_tables(runs: list[dict]) -> None:
             cells.append("" if hit.empty else
                          f"{_limit(hit['known'].item())} / {_limit(hit['unforeseen'].item())}")
         print(f"| {family} ({part['artefact'].iloc[0]}) | " + " | ".join(cells) + " |")
+    for r in runs:
+        if not r["limits"]:
+            continue
+        kinds = list(dict.fromkeys(row["encoder"] for row in r["limits"]))
+        planted = [s for s in r["strengths"] if s > 0]
+        print(f"\nProbe AUC of the hidden group, {r.get('label', r['source'])}, at strengths "
+              + " / ".join(f"{s:g}" for s in planted) + "\n")
+        print("| family | " + " | ".join(kinds) + " |")
+        print("|---|" + "---:|" * len(kinds))
+        for family in dict.fromkeys(row["family"] for row in r["limits"]):
+            cells = []
+            for kind in kinds:
+                hit = [row for row in r["limits"]
+                       if row["family"] == family and row["encoder"] == kind]
+                cells.append("" if not hit else " / ".join(
+                    f"{hit[0]['auc'][f'{s:g}']:.3f}" for s in planted))
+            print(f"| {family} | " + " | ".join(cells) + " |")
     # the null runs of one encoder are the same for every family (same groups and seeds)
     nulls = frame.drop_duplicates(["source", "encoder"])["null_significant"].dropna()
     if len(nulls):
@@ -228,14 +387,23 @@ def print_tables(runs: list[dict]) -> None:
     for r in runs:
         if r.get("column_role", "other") != "other":
             continue  # the same clean embeddings as the run with the column undeclared
-        names = list(next(iter(r["table1"].values())))
+        probed = {kind: probes for kind, probes in r["table1"].items() if kind != "resnet10"}
+        if not probed:
+            continue
+        names = list(next(iter(probed.values())))
         print(f"| {r['source']} encoder | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
-        for kind, probes in r["table1"].items():
+        steps = r.get("steps", {})
+        for kind, probes in [*probed.items(), ("resnet10", r["table1"].get("resnet10"))]:
+            if probes is None:
+                continue
             cells = [f"{p['score']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
                      for p in probes.values()]
-            print(f"| {kind} | " + " | ".join(cells) + " |")
-        chance = [f"{p['chance']:.3f}" for p in next(iter(r["table1"].values())).values()]
+            label = {"resnet10": "ResNet-10, supervised"}.get(kind, kind)
+            if kind in steps:
+                label += f" ({steps[kind]} steps)"
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        chance = [f"{p['chance']:.3f}" for p in next(iter(probed.values())).values()]
         print("| chance | " + " | ".join(chance) + " |\n")
     for r in runs:
         label = r.get("label", r["source"])
@@ -260,7 +428,16 @@ def main(argv=None):
                     help="the known regime's column: undeclared (the audit's default) or "
                          "declared a nuisance")
     go.add_argument("--permutations", type=int, default=19)
-    go.add_argument("--vae-steps", type=int, default=600)
+    go.add_argument("--train-seconds", type=float, default=240,
+                    help="wall-clock budget of each label-free trained encoder (vae, vaeh)")
+    go.add_argument("--vae-steps", type=int, default=None,
+                    help="train vae and vaeh for this many steps instead of --train-seconds")
+    go.add_argument("--resnet-seconds", type=float, default=60,
+                    help="training budget of the supervised ResNet-10, per column (0: none)")
+    go.add_argument("--work", default=None, help="folder keeping the trained encoders")
+    go.add_argument("--time-limit", type=float, default=None,
+                    help="stop starting new measurements after this many seconds (rerun "
+                         "to resume)")
     go.add_argument("--threads", type=int, default=2)
     go.add_argument("--seed", type=int, default=0)
     go.add_argument("--quick", action="store_true")

@@ -224,6 +224,23 @@ def test_nearest_in_reduced_space():
         aud.nearest(z[:2, :10])
 
 
+def test_knn_space_auto_searches_the_analysis_space_above_a_size(tmp_path, monkeypatch):
+    from latentaudit.audit import _diagnostics
+
+    z, meta, _ = _cohort(n=200, dim=60)
+    small = ClusterAuditor(random_state=0, analysis_components=8).fit(z, meta)
+    assert small.knn_space == "auto" and small.knn_space_ == "embedding"
+    monkeypatch.setattr(_diagnostics, "KNN_EMBEDDING_MAX_SAMPLES", 150)
+    large = ClusterAuditor(random_state=0, analysis_components=8).fit(z, meta)
+    reduced = ClusterAuditor(random_state=0, analysis_components=8,
+                             knn_space="reduced").fit(z, meta)
+    assert large.knn_space_ == "reduced"
+    np.testing.assert_array_equal(large.knn_indices_, reduced.knn_indices_)
+    loaded = ClusterAuditor.load(large.save(tmp_path / "aud", include_embedding=False))
+    assert loaded.knn_space_ == "reduced"
+    assert loaded.nearest(z[:3], k=1)["index"].tolist() == [0, 1, 2]
+
+
 def test_within_groups_finds_site_hidden_inside_sex():
     rng = np.random.default_rng(4)
     n = 600

@@ -518,6 +518,36 @@ def test_3d_train_embed_audit_explain_on_nifti_volumes(study, tmp_path, capsys):
     assert subjects["subject"].tolist() == table["subject"].tolist()
 
 
+def test_audit_runs_on_nifti_volumes_written_from_the_3d_demo_cohort(demo_volumes, tmp_path,
+                                                                     capsys):
+    """``latentaudit train / embed / audit`` on whole heads of the 3-D demo cohort written
+    as a NIfTI study (``DemoCohort.to_nifti``): 12 subjects per site, every section of the
+    report is built, and the subjects keep their ids."""
+    site = demo_volumes.metadata["site"].to_numpy()
+    rows = np.sort(np.concatenate([np.flatnonzero(site == s)[:12] for s in "ABCD"]))
+    scans, csv = demo_volumes.to_nifti(tmp_path / "study", rows=rows)
+    volumes = ["--images", scans, "--spatial-dims", "3", "--size", "16"]
+    code, _, err = run(capsys, "train", *volumes, "--metadata", csv, "--encoder", "betavae",
+                       "--train-steps", "3", "--batch-size", "8",
+                       "--output", tmp_path / "train", "-q", *TINY_VAE)
+    assert code == EXIT_OK, err
+    encoder = tmp_path / "train" / "encoder"
+    code, _, err = run(capsys, "embed", *volumes, "--metadata", csv, "--encoder", encoder,
+                       "--output", tmp_path / "embed", "-q")
+    assert code == EXIT_OK, err
+    code, _, err = run(capsys, "audit", "--embeddings", tmp_path / "embed", *volumes,
+                       "--encoder", encoder, "--nuisance", "site", "--expected", "sex",
+                       "--output", tmp_path / "audit", "--clusterer", "kmeans",
+                       "--set", "audit.n_clusters=2", *TINY_EXPLAIN, *FAST_AUDIT)
+    assert code == EXIT_OK, err
+    report = json.loads((tmp_path / "audit" / "report.json").read_text())
+    statuses = {k: v["status"] for k, v in report["sections"].items()}
+    for key in ("findings", "clusters", "label_issues", "gradcam", "counterfactuals"):
+        assert statuses[key] == "ok", (key, report["sections"][key]["note"])
+    subjects = pd.read_csv(tmp_path / "audit" / "subjects.csv")
+    assert subjects["subject"].tolist() == demo_volumes.metadata["subject"].iloc[rows].tolist()
+
+
 def test_audit_replaces_metadata_from_a_csv(trained, study, tmp_path, capsys):
     _, _, table = study
     extra = table.assign(scanner=np.where(table["site"] == "A", "X", "Y"))
@@ -739,3 +769,27 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
     flagged = set(subjects["subject"][pd.Index(subjects.index).isin(
         [row["index"] for row in report["sections"]["label_issues"]["data"]["sex"]["flagged"]])])
     assert len(flipped & flagged) / len(flipped) >= 0.6
+
+
+def test_train_precision_and_compile_reach_fit():
+    from latentaudit.cli import _encoders
+    from latentaudit.options import OPTIONS
+
+    seen = {}
+
+    class Fake:
+        def fit(self, dataset, **options):
+            seen.update(options)
+
+        def to(self, device):
+            return self
+
+    class Quiet:
+        verbose = False
+
+    config = OPTIONS.defaults()
+    _encoders.train(Fake(), None, config, Quiet(), None)
+    assert "compile" not in seen and "precision" not in seen  # the model's own defaults
+    config["train"].update(compile=True, precision="bf16")
+    _encoders.train(Fake(), None, config, Quiet(), None)
+    assert seen["compile"] is True and seen["precision"] == "bf16"

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 import latentaudit as la
 from latentaudit.data import center_slices, scale_intensity, slice_to_image
-from latentaudit.errors import ConfigError, DataError
+from latentaudit.errors import ConfigError, DataError, InputShapeError
 
 TEMPLATES = "/usr/share/mricron/templates"
 ANATOMICAL = os.path.join(os.path.dirname(nib.__file__), "tests", "data", "anatomical.nii")
@@ -148,6 +148,37 @@ def test_real_las_file_is_flipped_to_ras():
     expected = slice_to_image(scale_intensity(data), 0)[16]
     np.testing.assert_allclose(ds[0]["image"][0].numpy(), expected, atol=1e-6)
     assert ds.image_shape == (1, 25, 41)
+
+
+def test_arrange_lays_masks_drawn_on_the_file_over_the_items(tmp_path, pair):
+    """A mask drawn on the stored voxels goes through what the image went through
+    (reorientation of a PIL file, slicing, padding and cropping, random crops), in 3-D and
+    in 2-D; integer labels keep their values; a resampled mask still covers its region."""
+    img = nib.load(pair[0])
+    transform = nib.orientations.ornt_transform(nib.io_orientation(img.affine),
+                                                nib.orientations.axcodes2ornt("PIL"))
+    flipped = img.as_reoriented(transform)
+    path = str(tmp_path / "ch2.nii.gz")
+    nib.save(flipped, path)
+    stored = flipped.get_fdata(dtype=np.float32)
+    bright = stored > 50
+    for kwargs in (dict(size=(40, 50, 60)),
+                   dict(spatial_dims=2, n_slices=3, size=(24, 24), crop="random",
+                        random_state=0)):
+        ds = la.NiftiDataset([path], spacing=4.0, intensity=None, **kwargs)
+        for i in range(len(ds)):
+            image = ds[i]["image"].numpy()
+            arranged = ds.arrange(bright, i)
+            assert arranged.dtype == bool and arranged.shape == image.shape
+            np.testing.assert_array_equal(arranged, image > 50)
+            labels = ds.arrange(bright.astype(np.int16) * 3, i)
+            assert labels.dtype == np.int64
+            np.testing.assert_array_equal(labels, 3 * (image > 50))
+    coarse = la.NiftiDataset([path], spacing=8.0, intensity=None)
+    image, arranged = coarse[0]["image"].numpy(), coarse.arrange(bright, 0)
+    assert arranged.shape == image.shape and np.mean(arranged == (image > 50)) > 0.9
+    with pytest.raises(InputShapeError, match="shaped like the voxels"):
+        coarse.arrange(np.zeros((4, 4, 4), bool), 0)
 
 
 # -- resampling, size, crop ---------------------------------------------------------------

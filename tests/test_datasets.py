@@ -353,6 +353,21 @@ def test_3d_demo_cohort_is_deterministic_and_checks_its_file(volumes, tmp_path):
         la.datasets.make_demo_cohort(tmp_path / "x.npz", size=64)
 
 
+def test_3d_demo_cohort_written_as_nifti_reads_back_voxel_for_voxel(volumes, tmp_path):
+    """``to_nifti`` writes RAS volumes that NiftiDataset reads back in the cohort's
+    arrangement, so the artefact masks lie over its items; a 2-D cohort is refused."""
+    _, cohort = volumes
+    scans, table = cohort.to_nifti(tmp_path / "study", rows=[1, 2, 5])
+    ds = la.NiftiDataset(scans, metadata=table, spatial_dims=3, size=(16, 16, 16),
+                         intensity=None)
+    assert list(ds.ids) == cohort.metadata["subject"].iloc[[1, 2, 5]].tolist()
+    assert ds.metadata["site"].tolist() == cohort.metadata["site"].iloc[[1, 2, 5]].tolist()
+    for k, row in enumerate([1, 2, 5]):
+        np.testing.assert_allclose(ds[k]["image"].numpy(), cohort.images[row], atol=1e-6)
+    with pytest.raises(ConfigError, match="spatial_dims=3"):
+        la.datasets.load_demo_cohort().to_nifti(tmp_path / "flat")
+
+
 @needs_templates
 def test_3d_demo_cohort_is_made_once_then_read_from_the_cache(tmp_path, monkeypatch):
     pytest.importorskip("nilearn")

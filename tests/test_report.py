@@ -163,8 +163,8 @@ def test_run_audit_finds_the_planted_sites_and_fills_every_section(full_report, 
     report = full_report
     statuses = {s.key: s.status for s in report.sections}
     assert statuses == dict.fromkeys(
-        ["overview", "findings", "projection", "map", "clusters", "probes", "label_issues",
-         "gradcam", "counterfactuals", "provenance"], "ok"), [
+        ["overview", "findings", "projection", "map", "clusters", "subgroups", "probes",
+         "label_issues", "gradcam", "counterfactuals", "provenance"], "ok"), [
         (s.key, s.note) for s in report.sections if not s.ok]
     document = report.to_dict()
     top = document["sections"]["overview"]["data"]["top_findings"]
@@ -309,8 +309,8 @@ def test_a_notebook_session_becomes_the_report_without_refitting(monkeypatch, tm
     assert fits == []  # nothing was fitted again
     statuses = {s.key: (s.status, s.note) for s in report.sections}
     assert [k for k in statuses] == ["overview", "findings", "projection", "map", "clusters",
-                                     "probes", "label_issues", "gradcam", "counterfactuals",
-                                     "oversampling", "provenance"]
+                                     "subgroups", "probes", "label_issues", "gradcam",
+                                     "counterfactuals", "oversampling", "provenance"]
     assert all(status == "ok" for status, _ in statuses.values()), statuses
     oversampling = report.section("oversampling")
     assert oversampling.data["n_synthetic"] == len(interpolator.provenance_)
@@ -408,3 +408,41 @@ def test_report_renders_in_a_real_browser(full_report, tmp_path):
     assert picture.shape == (4000, 1280)
     # the page drew something: the dark header, white cards and grey images
     assert picture[:60].mean() < 100 and picture.std() > 30
+
+
+def test_candidate_subgroups_are_shown_with_members_and_images():
+    from latentaudit.audit import ClusterAuditor
+    from latentaudit.embed import Embeddings
+
+    rng = np.random.default_rng(0)
+    n = 400
+    group = np.zeros(n, bool)
+    group[rng.choice(n, 40, replace=False)] = True
+    z = rng.normal(size=(n, 6))
+    z[group, 3] += 9.0  # a group no column names
+    images = rng.normal(0.0, 0.1, size=(n, 1, 16, 16)).astype(np.float32)
+    images[group, :, :4, :4] += 0.8  # its images carry a bright corner
+    metadata = pd.DataFrame({"subject": [f"s{i:03d}" for i in range(n)],
+                             "age": rng.normal(50, 10, n)})
+    emb = Embeddings(z, ids=metadata["subject"], metadata=metadata, images=images)
+    auditor = ClusterAuditor(random_state=0).fit(emb)
+    report = AuditReport.from_fitted(emb, auditor, sections=["subgroups"],
+                                     options={"explain": {"images": 3}})
+    section = report.section("subgroups")
+    assert section.ok, section.note
+    table = section.tables[0].frame
+    first = table.iloc[0]
+    assert first["n"] == 40 and first["q_value"] < 1e-3 and first["p_value"] < 1e-3
+    members = section.data["members"]["1"]
+    assert set(members) == set(metadata["subject"][group])
+    assert first["first members"].split(", ")[0] in members
+    assert section.data["shown"][0] == 1
+    # a few members, then the members' mean against the rest's and their difference
+    titles = [figure.title for figure in section.figures]
+    assert titles[:2] == ["Candidate subgroup 1: example subjects",
+                          "Candidate subgroup 1 vs the other subjects"]
+    shown = section.data["subgroup 1"]
+    assert shown["n"] == 40 and shown["n_reference"] == n - 40
+    assert shown["max_abs_difference"] > 0.5 and 0 < shown["fraction_significant"] < 0.2
+    assert "subgroup_labels(k)" in " ".join(section.paragraphs)  # the Explainer hand-off
+    assert "Candidate subgroups" in report.to_html()

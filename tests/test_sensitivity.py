@@ -103,6 +103,43 @@ def test_the_audit_never_sees_the_planted_truth(small_cohort):
     assert seen == [columns + ["hidden_group"], columns]
 
 
+def test_the_unforeseen_regime_counts_the_candidate_subgroups(small_cohort):
+    """The unforeseen regime's best output is the best of the clusters, the unclustered
+    rows, the top outliers and every candidate subgroup the audit reported; a strong blur
+    of 30 of 300 subjects is singled out by one of the subgroups."""
+    from sklearn.metrics import f1_score
+
+    dataset, encoder = small_cohort
+    fitted = []
+
+    class Spy(la.ClusterAuditor):
+        def fit(self, z, metadata=None, labels=None):
+            fitted.append(super().fit(z, metadata, labels))
+            return fitted[-1]
+
+    result = la.sensitivity(encoder, dataset, artefact="blur", strengths=[1.0], repeats=1,
+                            audit=Spy(**CHEAP), random_state=0)
+    known, auditor = fitted   # the known regime's audit sees the group, the other does not
+    group = (known.metadata_["hidden_group"] == "yes").to_numpy()
+    assert "hidden_group" not in auditor.metadata_.columns
+    outputs = {}
+    for label in np.unique(auditor.labels_):
+        outputs["unclustered" if label == -1 else f"cluster {label}"] = auditor.labels_ == label
+    top = np.zeros(len(group), dtype=bool)
+    top[auditor.outliers()["index"].to_numpy()[:group.sum()]] = True
+    outputs["outliers (top k)"] = top
+    subgroups = [f"subgroup {k}" for k in auditor.subgroups_["subgroup"]]
+    assert subgroups, "the audit reported no candidate subgroup"
+    for name in subgroups:
+        outputs[name] = auditor.subgroup_labels(int(name.split()[1]))
+    f1 = {name: f1_score(group, members) for name, members in outputs.items()}
+    run = result.runs.iloc[0]
+    assert run["unforeseen_output"] == max(f1, key=f1.get)
+    assert run["unforeseen_f1"] == pytest.approx(max(f1.values()))
+    assert max(f1[name] for name in subgroups) >= 0.5
+    assert run["unforeseen_found"]
+
+
 def test_several_slices_per_subject_plant_the_whole_subject():
     rng = np.random.default_rng(0)
     images = rng.normal(-0.6, 0.05, size=(240, 1, 8, 8)).astype(np.float32)
@@ -261,20 +298,52 @@ def test_command_line_refuses_what_it_cannot_run(tmp_path, capsys):
     assert "must be in [0, 1], got 1.5" in capsys.readouterr().err
 
 
-def test_the_benchmark_quick_mode_prints_both_tables(tmp_path, capsys):
-    """benchmarks/sensitivity.py run --quick: pixel PCA, one family, two strengths."""
+def _benchmark():
     import importlib.util
-    import json
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "sensitivity.py"
     spec = importlib.util.spec_from_file_location("bench_sensitivity", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = bench.main(["run", "--quick", "--source", "demo", "--json",
+    return bench
+
+
+@pytest.mark.parametrize("source", ["demo", "mri"])
+def test_the_benchmark_quick_mode_prints_both_tables(tmp_path, capsys, source):
+    """benchmarks/sensitivity.py run --quick: pixel PCA, one family, two strengths; a rerun
+    with the same --json measures nothing again."""
+    import json
+
+    bench = _benchmark()
+    out = bench.main(["run", "--quick", "--source", source, "--json",
                       str(tmp_path / "r.json")])
     printed = capsys.readouterr().out
     assert "| intensity (bias_field) | " in printed and "| pca | " in printed
     assert out["limits"][0]["null_significant"] in (0.0, 1.0)
+    assert list(out["table1"]["pca"]) == bench.TABLE1[source]
     again = bench.main(["tables", str(tmp_path / "r.json")])
     assert again == [json.loads((tmp_path / "r.json").read_text())]
+    resumed = bench.main(["run", "--quick", "--source", source, "--json",
+                          str(tmp_path / "r.json")])
+    assert resumed["limits"] == out["limits"] and resumed["table1"] == out["table1"]
+
+
+def test_the_benchmark_supervised_resnet_scores_held_out_rows():
+    """The Table 1 row of a ResNet-10 trained with the labels: accuracy with a Wilson
+    interval for a category, mean absolute error with an interval for a number."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(-0.5, 0.1, size=(80, 1, 16, 16)).astype(np.float32)
+    group = np.arange(80) % 2 == 0
+    images[group, :, :8] += 1.0          # a bright top half: the category is easy
+    metadata = pd.DataFrame({"kind": np.where(group, "top", "none"),
+                             "score": rng.normal(50, 10, 80)})
+    train = la.ArrayDataset(images[:60], metadata.iloc[:60].reset_index(drop=True))
+    test = la.ArrayDataset(images[60:], metadata.iloc[60:].reset_index(drop=True))
+    table = _benchmark().supervised_table1(train, test, ["kind", "score"], seconds=120.0,
+                                           seed=0, max_steps=40)
+    kind, score = table["kind"], table["score"]
+    assert kind["metric"] == "accuracy" and score["metric"] == "mae"
+    assert kind["steps"] == 40 and kind["score"] >= 0.8
+    assert kind["low"] <= kind["score"] <= kind["high"] <= 1.0
+    assert score["low"] <= score["score"] <= score["high"] and score["score"] > 0

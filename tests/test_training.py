@@ -391,6 +391,74 @@ def test_compile_matches_eager():
         assert torch.allclose(va, vb, atol=1e-5)
 
 
+def _dae_fits(compile_, **options):
+    from latentaudit import DAEEncoder
+
+    torch.manual_seed(0)
+    enc = DAEEncoder.from_preset("tiny", latent_ddim=False)
+    seen = []
+    loss = enc.loss
+
+    def spy(batch, *, generator):
+        seen.append(("forward" in vars(enc.unet), "forward" in vars(enc.semantic_encoder)))
+        return loss(batch, generator=generator)
+
+    enc.loss = spy
+    enc.fit(_dataset(n=8, size=16), max_steps=2, batch_size=4, lr=1e-3, compile=compile_,
+            verbose=False, **options)
+    return enc, seen
+
+
+def test_compile_compiles_the_named_modules_for_the_run_only(monkeypatch):
+    # compile=True compiles the DAE's two networks (its compile_modules), not its loss,
+    # and they run eagerly again after fit.  The eager backend keeps this test cheap (the
+    # slow test below runs inductor); it gives the eager result.
+    compiled = []
+    eager_compile = torch.compile
+
+    def compile_(fn, **kw):
+        compiled.append(fn)
+        return eager_compile(fn, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    plain, seen_plain = _dae_fits(False)
+    fast, seen_fast = _dae_fits(True)
+    assert seen_plain == [(False, False)] * 2 and seen_fast == [(True, True)] * 2
+    assert sorted(type(fn.__self__).__name__ for fn in compiled) == [
+        "ConditionalUNet", "SemanticEncoder"]
+    assert "forward" not in vars(fast.unet) and "forward" not in vars(fast.semantic_encoder)
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(fast.state_dict()[key], value, atol=1e-6, rtol=1e-5)
+
+
+def test_compile_needs_something_to_compile_on_the_custom_path():
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(16, 1)
+
+        def configure_optimizers(self, config):
+            return {"main": torch.optim.SGD(self.parameters(), lr=0.1)}
+
+        def training_step(self, batch, step, ctx):
+            return {"loss": 0.0}
+
+    with pytest.raises(ConfigError, match="compile_modules"):
+        train(Custom(), _dataset(), max_steps=1, batch_size=4, compile=True)
+    Custom.compile_modules = ("missing",)
+    with pytest.raises(ConfigError, match="not one of its submodules"):
+        train(Custom(), _dataset(), max_steps=1, batch_size=4, compile=True)
+
+
+@pytest.mark.slow
+def test_compiled_dae_step_matches_eager():
+    # inductor (a C++ compiler on the CPU) against eager, the same two steps
+    plain, _ = _dae_fits(False)
+    fast, _ = _dae_fits(True)
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(fast.state_dict()[key], value, atol=1e-4, rtol=1e-3)
+
+
 def test_the_dataset_learns_each_epoch_before_its_batches(tmp_path):
     class Augmented(ArrayDataset):
         """Its items depend on the epoch (as random crops do)."""

@@ -5,6 +5,9 @@
   labels, and the ground truth of both.  It ships inside the package.
 - :func:`load_fashion_mnist`: the 70,000 real 28x28 images of Fashion-MNIST, read from
   Debian's ``dataset-fashion-mnist`` or a folder of the original IDX files.
+- :func:`load_slice_bank`: real MRI and CT slices (Colin27, MNI152, NatBrainLab, INIA19,
+  nibabel's example T1 and EPI, InVesalius' head CT) at random positions and
+  augmentations; :func:`slice_bank_split` keeps training and audited slices apart.
 - :func:`make_demo_cohort`: rebuild the demo cohort from the template volumes.
 - :func:`demo_split`: the fixed training / held-out split of the demo cohort that the
   shipped demo weights were trained on; every figure about them is measured on the
@@ -23,6 +26,7 @@ import pandas as pd
 
 from .data._demo import DemoCohort, load_demo_cohort, make_demo_cohort
 from .data._fashion import FASHION_MNIST_CLASSES, load_fashion_mnist
+from .data._slice_bank import SLICE_BANK_VOLUMES, load_slice_bank, slice_bank_split
 from .errors import ConfigError, InputTypeError
 
 __all__ = [
@@ -32,7 +36,10 @@ __all__ = [
     "demo_split",
     "load_demo_cohort",
     "load_fashion_mnist",
+    "load_slice_bank",
     "make_demo_cohort",
+    "SLICE_BANK_VOLUMES",
+    "slice_bank_split",
 ]
 
 #: Name of the split the shipped demo weights record in their folder (``split.json``).

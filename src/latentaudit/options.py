@@ -120,6 +120,12 @@ OPTIONS = OptionSchema([
          low_open=True),
     _opt("train.resume", "bool", False, "continue the run saved in OUTPUT/checkpoints",
          flags=[F(("--resume",), ("train",), const=True)]),
+    _opt("train.precision", "str", "auto", "autocast precision of training (auto: float32 "
+         "on CPUs, bf16/fp16 on GPUs; bf16 pays on CPUs with AVX512-BF16)",
+         choices=("auto", "fp32", "bf16", "fp16"), flags=[F(("--precision",), ("train",))]),
+    _opt("train.compile", "bool", False, "compile the encoder's networks with "
+         "torch.compile for the run (slow first steps; faster ones after)",
+         flags=[F(("--compile",), ("train",), const=True)]),
     # -- embed ---------------------------------------------------------------------------
     _opt("embed.batch_size", "int", 64, "images per batch when embedding", low=1,
          metavar="N", flags=[F(("--batch-size",), ("embed",))]),

@@ -99,9 +99,13 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         NN-descent graph whose recall, estimated on 200 sampled rows, is below 0.95 is
         built again with longer lists, and exactly if that does not help
         (:attr:`knn_recall_` reports the estimate).
-    knn_space : {"embedding", "reduced"}, default "embedding"
+    knn_space : {"auto", "embedding", "reduced"}, default "auto"
         Where neighbours are searched: the embedding as given or the PCA-reduced
         analysis space (faster; neighbours then follow the leading components).
+        ``"auto"``: the embedding up to 100,000 rows, the analysis space above, where the
+        graph in a 512-d embedding would take most of the time of a fit (at 100,000
+        rows the two graphs found the same mislabelled rows, see ``docs/scaling.md``);
+        :attr:`knn_space_` says which was used.
     n_permutations : int, default 199
         Permutations of the AMI test and draws of the Monte Carlo χ² test.
     probe_columns : {"unexpected", "nuisance", "none"}, default "unexpected"
@@ -131,6 +135,13 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
     subgroup_max_samples : int or None, default 6000
         Rows (a random subsample) that the subgroup search and test use; every row still
         gets a score and a membership.
+    image_statistics : bool, default False
+        Also search cheap statistics of the images (intensity quantiles, edge energy,
+        noise level, intensity tilt; :func:`latentaudit.data.image_statistics`) for
+        candidate subgroups, in the same way and inside the same false discovery rate:
+        a generative embedding can miss low-level artefacts (a gain, extra noise, a
+        ghost, a slight blur) that change the pixels but not the anatomy it encodes.
+        Needs the images: ``fit`` an :class:`~latentaudit.Embeddings` that carries them.
     alpha : float, default 0.05
         False discovery rate at which a finding counts as significant (it ranks before
         the ones that are not).
@@ -172,12 +183,14 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         ``{column: "categorical" or "continuous"}`` of the columns tested.
     subgroups_ : pandas.DataFrame
         One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
-        ``n``, ``fraction``, ``p_value`` (held-out gap test), ``separation``,
-        ``effect_size``, ``n_test`` (held-out rows tested), ``gap_rows`` and
-        ``group_rows`` (held-out rows in the gap and group windows).  Members:
-        :meth:`subgroup_members`, :meth:`subgroup_labels`.
+        ``space`` (where it was found: "embedding" or "image statistics"), ``n``,
+        ``fraction``, ``p_value`` (held-out gap test), ``separation``, ``effect_size``,
+        ``n_test`` (held-out rows tested), ``gap_rows`` and ``group_rows`` (held-out rows
+        in the gap and group windows).  Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
     subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
         Each row's score along each candidate's direction (members: positive).
+    image_statistics_ : pandas.DataFrame or None
+        The images' statistics searched with ``image_statistics=True`` (else None).
     column_roles_ : dict
         ``{column: "expected", "nuisance" or "other"}``.
     explained_variance_ratio_ : numpy.ndarray or None
@@ -186,6 +199,8 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         The kNN graph (self excluded).
     knn_method_ : str
         ``"exact"`` or ``"nndescent"``.
+    knn_space_ : str
+        ``"embedding"`` or ``"reduced"``: where the graph and :meth:`nearest` search.
     knn_recall_ : float
         Recall of the graph against exact search on 200 sampled rows (1.0 if exact).
     n_samples_, n_features_in_ : int
@@ -240,12 +255,13 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         max_categories: int = 10,
         n_neighbors: int = 15,
         knn_method: str = "auto",
-        knn_space: str = "embedding",
+        knn_space: str = "auto",
         n_permutations: int = 199,
         probe_columns: str = "unexpected",
         probe_max_samples: int = 20_000,
         n_subgroups: int = 5,
         subgroup_max_samples: int | None = 6000,
+        image_statistics: bool = False,
         alpha: float = 0.05,
         id_column: str = DEFAULT_ID_COLUMN,
         n_jobs: int | None = None,
@@ -272,6 +288,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         self.probe_max_samples = probe_max_samples
         self.n_subgroups = n_subgroups
         self.subgroup_max_samples = subgroup_max_samples
+        self.image_statistics = image_statistics
         self.alpha = alpha
         self.id_column = id_column
         self.n_jobs = n_jobs
@@ -282,7 +299,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
     def _check_params(self) -> None:
         check_option("clusterer", self.clusterer, _CLUSTERERS)
         check_option("knn_method", self.knn_method, ["auto", "exact", "nndescent"])
-        check_option("knn_space", self.knn_space, ["embedding", "reduced"])
+        check_option("knn_space", self.knn_space, ["auto", "embedding", "reduced"])
         check_option("probe_columns", self.probe_columns, ["unexpected", "nuisance", "none"])
         for name, low, allow_none in [
             ("n_clusters", 1, True),
@@ -304,6 +321,9 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 none = " or None" if allow_none else ""
                 raise ConfigError(f"{name} must be an integer >= {low}{none}, got {value!r}")
+        if not isinstance(self.image_statistics, (bool, np.bool_)):
+            raise ConfigError(f"image_statistics must be True or False, got "
+                              f"{self.image_statistics!r}")
         if not (isinstance(self.alpha, numbers.Real) and 0 < self.alpha < 1):
             raise ConfigError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
         if not isinstance(self.id_column, str) or not self.id_column:
@@ -408,6 +428,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         """
         self._check_params()
         rows = rows_of(X, y, id_column=self.id_column)
+        row_images = self._row_images(rows.embeddings) if self.image_statistics else None
         z = rows.z.detach().cpu().numpy() if hasattr(rows.z, "detach") else rows.z  # torch
         if not hasattr(z, "toarray") and np.ndim(z) != 2:  # sparse input: scikit-learn's words
             raise InputShapeError(f"X (the embedding) must have shape (n_samples, "
@@ -492,6 +513,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
                 c for c in self.column_types_ if c not in expected]
             rows += self._probe_findings(metadata, probed, expected, seeds[4])
         lap("probes")
+        self.image_statistics_ = None
+        if row_images is not None:
+            from ..data._statistics import image_statistics  # reads images: torch-free
+
+            self.image_statistics_ = image_statistics(row_images)
         rows += self._subgroup_findings(metadata, seeds[5])
         lap("subgroups")
         steps.close()
@@ -501,6 +527,17 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
                     self.alpha)
         return self
 
+
+    @staticmethod
+    def _row_images(embeddings):
+        images = getattr(embeddings, "row_images", None)
+        if images is None:
+            raise DataError("image_statistics=True needs the images: fit an Embeddings that "
+                            "carries them (la.embed keeps them; else "
+                            "Embeddings.attach_images(dataset)), got "
+                            + ("an array" if embeddings is None else
+                               "Embeddings without images"))
+        return images
 
     def fit_predict(self, X, y=None, labels=None) -> np.ndarray:
         """Fit (see :meth:`fit`) and return the cluster label of every row.

@@ -4,7 +4,9 @@
 levels, pairwise cells and smooth trends; :func:`~._known.known_design`), searches the
 residual for groups that sit apart (:func:`~._subgroups.find_subgroups`) and appends one
 finding of kind ``"subgroup"`` per candidate, tested on rows the search never saw, to the
-rows that the false discovery rate is controlled over.
+rows that the false discovery rate is controlled over.  With ``image_statistics=True`` the
+images' own statistics (:func:`latentaudit.data.image_statistics`, each scaled by its
+interquartile range) are searched the same way, as a second space.
 """
 
 from __future__ import annotations
@@ -19,14 +21,25 @@ from ._subgroups import find_subgroups
 __all__ = ["SUBGROUP_COLUMNS", "empty_subgroups"]
 
 #: Columns of ``ClusterAuditor.subgroups_``.
-SUBGROUP_COLUMNS = ["subgroup", "n", "fraction", "p_value", "separation", "effect_size",
+SUBGROUP_COLUMNS = ["subgroup", "space", "n", "fraction", "p_value", "separation", "effect_size",
                     "n_test", "gap_rows", "group_rows"]
 
 
 def empty_subgroups() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=np.float64 if c in ("fraction", "p_value",
-                                                                 "separation", "effect_size")
-                                      else np.int64) for c in SUBGROUP_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype=object if c == "space" else np.float64
+                                      if c in ("fraction", "p_value", "separation",
+                                               "effect_size") else np.int64)
+                         for c in SUBGROUP_COLUMNS})
+
+
+def _scaled_statistics(statistics: pd.DataFrame) -> np.ndarray:
+    """Statistics on one scale (median 0, interquartile range 1); constant ones dropped."""
+    values = statistics.to_numpy(dtype=np.float64)
+    low, middle, high = np.percentile(values, [25, 50, 75], axis=0)
+    spread = high - low
+    spread = np.where(spread > 0, spread, values.std(axis=0))
+    keep = spread > 0
+    return (values[:, keep] - middle[keep]) / spread[keep]
 
 
 class _CandidateSubgroups:
@@ -56,16 +69,26 @@ class _CandidateSubgroups:
         if not self.n_subgroups or not self.column_types_:
             return []  # without metadata to test there are no findings at all
         design, known = self._known_structure(metadata)
-        found = find_subgroups(self.reduced_, design, n_subgroups=self.n_subgroups,
-                               max_samples=self.subgroup_max_samples, random_state=seed)
+        spaces = [("embedding", self.reduced_)]
+        statistics = getattr(self, "image_statistics_", None)
+        if statistics is not None:
+            scaled = _scaled_statistics(statistics)
+            if scaled.shape[1]:
+                spaces.append(("image statistics", scaled))
+        found, where = [], []
+        for space, values in spaces:
+            more = find_subgroups(values, design, n_subgroups=self.n_subgroups,
+                                  max_samples=self.subgroup_max_samples, random_state=seed)
+            found += more
+            where += [space] * len(more)
         beyond = f" beyond what {', '.join(known)} explain" if known else ""
         rows, table = [], []
-        for k, candidate in enumerate(found, start=1):
+        for k, (candidate, space) in enumerate(zip(found, where, strict=True), start=1):
             size = candidate.size
             gap, group = candidate.window_counts
             description = (
                 f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from the "
-                f"rest along one direction of the embedding{beyond} (on held-out rows, "
+                f"rest along one direction of the {space}{beyond} (on held-out rows, "
                 f"{group} near the group's centre against {gap} in the gap before it; "
                 f"{candidate.separation:.1f} SD apart)")
             rows.append({
@@ -79,7 +102,7 @@ class _CandidateSubgroups:
                 "n": int(size),
                 "description": description,
             })
-            table.append({"subgroup": k, "n": int(size), "fraction": size / n,
+            table.append({"subgroup": k, "space": space, "n": int(size), "fraction": size / n,
                           "p_value": float(candidate.p_value),
                           "separation": float(candidate.separation),
                           "effect_size": float(candidate.effect_size),

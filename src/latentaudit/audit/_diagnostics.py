@@ -16,12 +16,20 @@ from ._probes import PROBE_MODELS, out_of_fold
 
 __all__: list[str] = []
 
+# knn_space="auto": the graph is searched in the embedding up to this many rows, in the
+# analysis space above
+KNN_EMBEDDING_MAX_SAMPLES = 100_000
+
 
 class _Diagnostics:
     """:class:`~latentaudit.audit.ClusterAuditor`'s kNN graph and what is read from it."""
 
     def _fit_graph(self, seed: int) -> None:
-        data = self.embedding_ if self.knn_space == "embedding" else self.reduced_
+        space = self.knn_space
+        if space == "auto":
+            space = "reduced" if self.n_samples_ > KNN_EMBEDDING_MAX_SAMPLES else "embedding"
+        self.knn_space_ = space
+        data = self.embedding_ if space == "embedding" else self.reduced_
         k = min(self.n_neighbors, self.n_samples_ - 1)
         graph = build_knn_graph(data, k, method=self.knn_method, random_state=seed,
                                 n_jobs=self.n_jobs)
@@ -270,7 +278,7 @@ class _Diagnostics:
     def nearest(self, query_z, k: int = 10) -> pd.DataFrame:
         """The rows most similar to query embeddings (the paper's embedding look-up).
 
-        The search is exact, in the space of the kNN graph (``knn_space``).
+        The search is exact, in the space of the kNN graph (``knn_space_``).
 
         Parameters
         ----------
@@ -315,13 +323,13 @@ class _Diagnostics:
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         k = min(int(k), self.n_samples_)
-        if self.knn_space == "reduced":
+        if self.knn_space_ == "reduced":
             data, queries = self.reduced_, self._project(queries)
         else:
             data = self.embedding_
             if data is None:
                 raise DataError("this auditor was saved without its embedding, which "
-                                "look-ups with knn_space='embedding' need")
+                                "look-ups in the embedding (knn_space_='embedding') need")
         indices, distances = exact_neighbors(data, queries, k, n_jobs=self.n_jobs)
         frame = pd.DataFrame({
             "query": np.repeat(np.arange(queries.shape[0]), k),

@@ -45,7 +45,7 @@ class _Persistence:
             The folder (created if needed; files in it are overwritten).
         include_embedding : bool, default True
             Store the embedding itself (needed for ``probe(space="embedding")`` and for
-            look-ups when ``knn_space="embedding"``).
+            look-ups in the embedding, ``knn_space_ == "embedding"``).
 
         Returns
         -------
@@ -93,6 +93,7 @@ class _Persistence:
             "cluster_method": self.cluster_method_,
             "id_column": self.id_column_,
             "knn_method": self.knn_method_,
+            "knn_space": self.knn_space_,
             "knn_recall": self.knn_recall_,
             "n_samples": self.n_samples_,
             "n_features_in": self.n_features_in_,
@@ -105,6 +106,10 @@ class _Persistence:
             "ids": np.asarray(self.ids_, dtype=str),  # fixed-width text: no pickle needed
             "subgroup_scores": self.subgroup_scores_,
         }
+        statistics = getattr(self, "image_statistics_", None)
+        if statistics is not None:
+            arrays["image_statistics"] = statistics.to_numpy(dtype=np.float64)
+            state["image_statistics_columns"] = [str(c) for c in statistics.columns]
         if self.pca_components_ is not None:
             arrays.update(pca_mean=self.pca_mean_, pca_components=self.pca_components_,
                           explained_variance_ratio=self.explained_variance_ratio_,
@@ -176,6 +181,7 @@ class _Persistence:
         auditor.cluster_method_ = state["cluster_method"]
         auditor.id_column_ = state["id_column"]
         auditor.knn_method_ = state["knn_method"]
+        auditor.knn_space_ = state.get("knn_space", state["params"].get("knn_space"))
         auditor.knn_recall_ = state["knn_recall"]
         auditor.n_samples_ = state["n_samples"]
         auditor.n_features_in_ = state["n_features_in"]
@@ -187,8 +193,13 @@ class _Persistence:
         auditor.ids_ = arrays["ids"].astype(object)
         auditor.subgroup_scores_ = arrays.get(
             "subgroup_scores", np.zeros((0, auditor.labels_.size), dtype=np.float64))
+        if "space" not in subgroups:  # saved before image statistics were searched
+            subgroups.insert(1, "space", "embedding")
         auditor.subgroups_ = subgroups[SUBGROUP_COLUMNS]
         auditor.embedding_ = arrays.get("z")
+        auditor.image_statistics_ = (
+            pd.DataFrame(arrays["image_statistics"], columns=state["image_statistics_columns"])
+            if "image_statistics" in arrays else None)
         if "pca_components" in arrays:
             auditor.pca_mean_ = arrays["pca_mean"]
             auditor.pca_components_ = arrays["pca_components"]

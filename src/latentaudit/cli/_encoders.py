@@ -89,6 +89,10 @@ def train(encoder, dataset, config: dict, run: Run, checkpoint_dir: Path | None)
     options = {"random_state": config["seed"]}
     if config["train"]["lr"]:
         options["lr"] = config["train"]["lr"]
+    if config["train"]["precision"] != "auto":
+        options["precision"] = config["train"]["precision"]
+    if config["train"]["compile"]:
+        options["compile"] = True
     encoder.fit(dataset, max_steps=config["train"]["steps"],
                 batch_size=config["train"]["batch_size"], device=config["device"],
                 checkpoint_dir=checkpoint_dir, resume=config["train"]["resume"],

@@ -9,6 +9,7 @@ from ._folder import ImageFolderDataset
 from ._nifti import NiftiDataset
 from ._roi import ROI
 from ._rows import RowImages, item_image
+from ._statistics import image_statistics
 from ._transforms import (
     center_slices,
     pad_or_crop,
@@ -28,6 +29,7 @@ __all__ = [
     "NiftiDataset",
     "RowImages",
     "center_slices",
+    "image_statistics",
     "item_image",
     "pad_or_crop",
     "resample",

@@ -153,6 +153,54 @@ class DemoCohort(ArrayDataset):
 
     __str__ = __repr__
 
+    def to_nifti(self, folder, rows=None) -> tuple[Path, Path]:
+        """Write the 3-D cohort as a study: one NIfTI volume per subject and a table.
+
+        The volumes are stored in RAS orientation (voxels of 240 mm / side), so that
+        :class:`~latentaudit.NiftiDataset` with ``spatial_dims=3`` and the same ``size``
+        reads every subject back voxel for voxel in the arrangement of :attr:`images`:
+        :attr:`artefact_masks` then lie over its items (its intensities are scaled again,
+        per volume).
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Created if missing; receives ``scans/<subject>.nii.gz`` and
+            ``participants.csv`` (:attr:`metadata` of the rows written).
+        rows : array-like of int, optional
+            Row positions to write; default every subject.
+
+        Returns
+        -------
+        scans, participants : pathlib.Path
+            The folder of volumes and the table, as ``latentaudit --images`` and
+            ``--metadata`` take them.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.ConfigError`) for a 2-D cohort.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> import latentaudit as la
+        >>> images = np.random.default_rng(0).uniform(-1, 1, (2, 1, 8, 8, 8)).astype("float32")
+        >>> meta = pd.DataFrame({"subject": ["s1", "s2"], "site": ["A", "B"]})
+        >>> truth = pd.DataFrame({"subject": ["s1", "s2"], "artefact": ["none", "none"]})
+        >>> cohort = la.datasets.DemoCohort(images, meta, truth, images > 0.9)
+        >>> scans, table = cohort.to_nifti("study")
+        >>> ds = la.NiftiDataset(scans, metadata=table, spatial_dims=3, intensity=None)
+        >>> bool(np.array_equal(ds[1]["image"].numpy(), images[1]))  # voxel for voxel
+        True
+        """
+        from ._demo_nifti import write_study
+
+        if self.images.ndim != 5:
+            raise ConfigError("to_nifti writes volumes: load the cohort with spatial_dims=3")
+        return write_study(self.images, self._metadata, folder, rows)
+
 
 def load_demo_cohort(size: int | None = None, *, spatial_dims: int = 2,
                      path=None) -> DemoCohort:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError, InputTypeError
+from ..errors import ConfigError, DataError, InputShapeError, InputTypeError
 from ..utils import check_option, check_spatial_dims
 from ._base import ImageDataset, _few, align_metadata, read_table
 from ._roi import ROI, _check_same_space, _label_extent
@@ -304,6 +304,16 @@ class _VolumeDataset(ImageDataset):
             pad_value = -1.0
         else:
             pad_value = low
+        stack = self._arrange_volume(data, affine, subject_id, pad_value, order=1)
+        if self.spatial_dims == 2 and stack.shape[0] == 0:  # pragma: no cover - header checked
+            raise DataError(f"{name!r} has no slices along slice_axis={self.slice_axis}")
+        if stack.base is not None and stack.nbytes < stack.base.nbytes // 2:
+            stack = stack.copy()  # don't let a few cached slices hold the whole volume
+        return stack, pad_value
+
+    def _arrange_volume(self, data, affine, subject_id: str, pad_value, order: int):
+        """Reorient, slice, crop to the region of interest and resample a volume given in
+        its file's voxel space: the images' path, and :meth:`arrange`'s for masks."""
         if self.canonical:
             data, affine = _reorient_to_ras(data, affine)
         stack = slice_to_image(data, self.slice_axis)
@@ -313,12 +323,7 @@ class _VolumeDataset(ImageDataset):
         elif self.spatial_dims == 2 and self.n_slices is not None:
             chosen = center_slices(stack.shape[0], self.n_slices)
             stack = stack[chosen[0]:chosen[-1] + 1]
-        if self.spatial_dims == 2 and stack.shape[0] == 0:  # pragma: no cover - header checked
-            raise DataError(f"{name!r} has no slices along slice_axis={self.slice_axis}")
-        stack = self._resample(stack, spacing)
-        if stack.base is not None and stack.nbytes < stack.base.nbytes // 2:
-            stack = stack.copy()  # don't let a few cached slices hold the whole volume
-        return stack, pad_value
+        return self._resample(stack, spacing, order)
 
     def _crop_roi(self, stack, ras_shape, affine, spacing, subject_id, pad_value):
         seg_path = self.roi.segmentation_path(subject_id)
@@ -338,7 +343,7 @@ class _VolumeDataset(ImageDataset):
             starts[0], stops[0] = start, start + self.n_slices
         return _extract_box(stack, starts, stops, pad_value)
 
-    def _resample(self, stack: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    def _resample(self, stack: np.ndarray, spacing: np.ndarray, order: int = 1) -> np.ndarray:
         axes = slice(3 - self.spatial_dims, 3)
         current = np.asarray(spacing, dtype=float)[axes]
         shape = np.asarray(stack.shape, dtype=float)[axes]
@@ -355,7 +360,7 @@ class _VolumeDataset(ImageDataset):
             scale = np.concatenate([[1.0], scale])
         if tuple(out_shape) == stack.shape and np.allclose(scale, 1.0, atol=1e-6):
             return stack
-        return _resample_grid(stack, out_shape, scale, order=1, anti_aliasing=True)
+        return _resample_grid(stack, out_shape, scale, order=order, anti_aliasing=True)
 
     def _prepared(self, subject: int) -> tuple[np.ndarray, float]:
         cache = self._cache
@@ -387,6 +392,81 @@ class _VolumeDataset(ImageDataset):
     def load_image(self, index: int) -> np.ndarray:
         """Return item ``index`` as a new float32 array of shape :attr:`image_shape`."""
         stack, pad_value = self._prepared(int(self._item_subject[index]))
+        return self._item(stack, index, pad_value)
+
+    def arrange(self, array, index: int) -> np.ndarray:
+        """Arrange an array drawn on an item's stored volume as the item's image.
+
+        A segmentation, an artefact mask or any map given in the voxel space of the file
+        behind item ``index`` (the array as its reader returns it: for NIfTI, nibabel's
+        ``get_fdata()`` order) goes through what the image went through: reorientation,
+        slicing, the region of interest, resampling, padding or cropping.  The result lies
+        over ``dataset[index]["image"]`` voxel for voxel, so masks drawn on the files can
+        be compared with maps of the items (e.g. by
+        :func:`latentaudit.explain.pointing_game`).
+
+        Parameters
+        ----------
+        array : array-like
+            Shaped like the file's voxels (3-D).  Boolean and integer arrays are resampled
+            by nearest neighbour and keep their values; others linearly.
+        index : int
+            The item (a slice of it in 2-D).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shaped like :attr:`image_shape`: bool for a boolean array, int64 for integers,
+            else float32.
+
+        Raises
+        ------
+        ValueError
+            (as :class:`latentaudit.errors.InputShapeError`) if ``array`` is not shaped
+            like the file's voxels.
+
+        Examples
+        --------
+        >>> import nibabel as nib
+        >>> import numpy as np
+        >>> import latentaudit as la
+        >>> from pathlib import Path
+        >>> Path("scans").mkdir()
+        >>> volume = np.random.default_rng(0).normal(size=(8, 8, 8)).astype("float32")
+        >>> mask = np.zeros((8, 8, 8), bool)
+        >>> mask[:, :, 0] = True  # the lowest axial plane of the stored volume
+        >>> nib.save(nib.Nifti1Image(volume, np.eye(4)), "scans/sub-01.nii.gz")
+        >>> ds = la.NiftiDataset("scans", spatial_dims=3)
+        >>> arranged = ds.arrange(mask, 0)
+        >>> arranged.shape, arranged.dtype
+        ((1, 8, 8, 8), dtype('bool'))
+        >>> bool(arranged[0, :, -1].all())  # inferior is the last row of the items
+        True
+        """
+        subject = int(self._item_subject[index])
+        source = self._sources[subject]
+        shape, affine = self._read_header(source)
+        shape = _shape_to_3d(shape, self._subject_names[subject])
+        values = np.asarray(array)
+        if values.shape != tuple(shape):
+            raise InputShapeError(
+                f"array must be shaped like the voxels of {self._subject_names[subject]!r}, "
+                f"{tuple(shape)}, got {values.shape}")
+        kind = values.dtype.kind
+        discrete = kind in "biu"
+        stack = self._arrange_volume(values.astype(np.float32), np.asarray(affine, float),
+                                     self._subject_ids[subject], 0.0,
+                                     order=0 if discrete else 1)
+        item = self._item(stack, index, 0.0)
+        if kind == "b":
+            return item > 0.5
+        if discrete:
+            return np.rint(item).astype(np.int64)
+        return item
+
+    def _item(self, stack: np.ndarray, index: int, pad_value) -> np.ndarray:
+        """Item ``index`` (its slice in 2-D, padded or cropped to ``size``) of a subject's
+        arranged volume, as a new float32 array with a channel axis."""
         image = stack[self._slice_index[index]] if self.spatial_dims == 2 else stack
         if self.size is not None:
             rng = None

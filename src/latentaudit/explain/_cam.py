@@ -134,6 +134,34 @@ def _numpy_seed(seed: int):
         np.random.set_state(state)  # noqa: NPY002
 
 
+def _layer_resolution_class(base):
+    class _AtLayerResolution(base):
+        """Leaves 3-D maps at the target layer's resolution; :func:`compute_cam` upsamples
+        them as grad-cam upsamples 2-D maps (see :func:`_upsample`)."""
+
+        def get_target_width_height(self, input_tensor):
+            if input_tensor.ndim == 5:
+                return None
+            return super().get_target_width_height(input_tensor)
+
+    return _AtLayerResolution
+
+
+def _upsample(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Linear interpolation of layer-resolution maps ``(N, *layer)`` to ``shape``, each
+    voxel read at its centre (``align_corners=False``): what OpenCV's bilinear ``resize``
+    does for grad-cam's 2-D maps.  grad-cam's own 3-D path (scipy's ``zoom``: a cubic
+    spline through the corner voxels) stretches a map's edge cells onto the volume's edge
+    and overshoots between cells: the peak of a 4^3 map of a 16^3 volume lands up to a
+    voxel and a half (plus the overshoot) away from the cell that holds the evidence."""
+    if maps.shape[1:] == tuple(shape):
+        return maps
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    upsampled = F.interpolate(torch.from_numpy(np.ascontiguousarray(maps))[:, None],
+                              size=tuple(shape), mode=mode, align_corners=False)
+    return upsampled[:, 0].numpy()
+
+
 def _build(method: str, model: nn.Module, target_layers: list[nn.Module]):
     # Imported on first use: grad-cam pulls in OpenCV, slow to import.
     import pytorch_grad_cam as gc
@@ -142,7 +170,7 @@ def _build(method: str, model: nn.Module, target_layers: list[nn.Module]):
     cls = getattr(gc, name)
     if method == "scorecam":
         cls = _score_cam_class(cls)
-    return cls(model=model, target_layers=target_layers)
+    return _layer_resolution_class(cls)(model=model, target_layers=target_layers)
 
 
 def _targets(method: str, model: nn.Module, images: torch.Tensor, categories: np.ndarray):
@@ -244,6 +272,8 @@ def compute_cam(model: nn.Module, target_layers: Sequence[nn.Module], images: to
     if error is not None:
         raise error
     maps = np.asarray(maps, dtype=np.float32)
+    if spatial_dims == 3:
+        maps = _upsample(maps, tuple(images.shape[2:]))
     expected = (len(images), *images.shape[2:])
     if maps.shape != expected:  # pragma: no cover - guards against upstream changes
         raise InputShapeError(f"grad-cam's {method} returned maps of shape {maps.shape}, "

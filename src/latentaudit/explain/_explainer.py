@@ -85,9 +85,12 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         widths, e.g. (16, 32, 64, 128), train much faster on a CPU.
     norm : str, default "batch"
         The ResNet's normalisation ("batch", "group", "instance", "layer").
-    stem : {"standard", "small"}, default "standard"
-        The ResNet's stem (see :class:`latentaudit.nn.ResNet`); "small" keeps the full
-        resolution for tiny images.
+    stem : {"auto", "standard", "small"}, default "auto"
+        The ResNet's stem (see :class:`latentaudit.nn.ResNet`): "standard" downsamples 4x
+        before the first stage, "small" keeps the full resolution.  "auto" is "small" for
+        images smaller than 32 pixels (voxels) on a side, where the standard stem leaves
+        maps of at most 4 per side, too coarse to point at anything (a 16^3 volume's maps
+        would be 4^3), and "standard" otherwise.
     target_layer : "auto", int, str or torch.nn.Module, default "auto"
         Where the maps are taken: ``"auto"`` is the deepest residual stage whose feature
         maps are at least 8 pixels (voxels) per side; an int ``i`` is ``stages[i]``; a
@@ -158,6 +161,8 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         Name of the layer the maps are taken from.
     cam_shape_ : tuple of int
         Spatial shape of that layer's maps for the fitted image size.
+    stem_ : str
+        The stem the ResNet was built with ("auto" resolved).
     image_shape_ : tuple of int
         Shape of one training image, ``(C, *spatial)``.
 
@@ -176,7 +181,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     """
 
     def __init__(self, spatial_dims: int = 2, arch: str = "resnet10", cam: str = "gradcam",
-                 *, widths=None, norm: str = "batch", stem: str = "standard",
+                 *, widths=None, norm: str = "batch", stem: str = "auto",
                  target_layer="auto", one_vs_rest=None, test_size: float = 0.2,
                  max_steps: int = 1000, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 1e-4, class_weight: str | None = "balanced",
@@ -286,12 +291,16 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
             weights = torch.tensor(len(train_pos) / (len(classes) * train_counts),
                                    dtype=torch.float32)
         widths = (64, 128, 256, 512) if self.widths is None else self.widths
+        stem = check_option("stem", self.stem, ("auto", "standard", "small"))
+        if stem == "auto":
+            small = min(source.image_shape[1:]) < 4 * _MIN_CAM_SIDE
+            stem = "small" if small else "standard"
         # Initialise from our own seed without disturbing the caller's global generator.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = ResNet(spatial_dims=spatial_dims, in_channels=source.image_shape[0],
                          num_classes=len(classes), layers=RESNET_LAYERS[self.arch],
-                         widths=tuple(widths), norm=self.norm, stem=self.stem)
+                         widths=tuple(widths), norm=self.norm, stem=stem)
         module = _ClassifierModule(net, weights)
         if self.device is not None:
             module.to(self.device)
@@ -313,6 +322,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         self.classes_ = classes
         self.n_classes_ = len(classes)
         self.image_shape_ = tuple(source.image_shape)
+        self.stem_ = stem
         self.train_indices_ = positions[train_pos]
         self.test_indices_ = positions[test_pos]
         self.target_layer_, self._target_module, self.cam_shape_ = self._resolve_target_layer()

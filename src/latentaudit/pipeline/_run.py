@@ -71,7 +71,8 @@ class _Fits:
         if "findings" in self.failed:
             reason = (f"This section is unavailable because the clustering and tests failed "
                       f"({self.failed['findings']}).")
-            for key in ("clusters", "probes", "label_issues", "gradcam", "counterfactuals"):
+            for key in ("clusters", "subgroups", "probes", "label_issues", "gradcam",
+                        "counterfactuals"):
                 report.section(key).mark("unavailable", reason)
 
 

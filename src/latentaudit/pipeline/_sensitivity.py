@@ -10,9 +10,10 @@ runs the audit as configured and measures two regimes at every strength:
   how well a linear probe separates the group (AUC).  Found: q < 0.001.
 - *unforeseen*: no column names the group.  The audit is run on the metadata alone; what
   counts is whether one of its outputs (a cluster, the rows in no cluster, the top
-  outliers) singles the group out: F1, precision, recall and ARI of the best one against
-  the group, and the average precision and precision@k of the outlier ranking (as Domino
-  scores slice discovery).  Found: F1 >= 0.5.
+  outliers, a candidate subgroup of ``ClusterAuditor.subgroups_``) singles the group out:
+  F1, precision, recall and ARI of the best one against the group, and the average
+  precision and precision@k of the outlier ranking (as Domino scores slice discovery).
+  Found: F1 >= 0.5.
 
 The detection limit of a regime is the lowest strength found; repeats with other seeds
 (other groups, other artefact draws, other audit seeds) give intervals.  The planted truth
@@ -69,8 +70,9 @@ class SensitivityResult:
         (``known_q`` at or below the audit's ``alpha``), ``known_found``
         (``known_q < known_q_threshold``), ``probe_auc`` (out-of-fold logistic probe of
         membership, in the audit's analysis space); unforeseen regime:
-        ``unforeseen_output`` (the best-matching output, e.g. ``"cluster 3"``,
-        ``"outliers (top k)"``), its ``unforeseen_f1``, ``unforeseen_precision``,
+        ``unforeseen_output`` (the best-matching output: ``"cluster 3"``,
+        ``"unclustered"``, ``"outliers (top k)"`` or a candidate subgroup of the audit,
+        ``"subgroup 2"``), its ``unforeseen_f1``, ``unforeseen_precision``,
         ``unforeseen_recall`` and ``unforeseen_ari``, ``unforeseen_ap`` and
         ``unforeseen_precision_at_k`` (outlier ranking, k = group size),
         ``unforeseen_found`` (F1 at least ``min_f1``); ``seconds``.
@@ -412,6 +414,8 @@ def _unforeseen_regime(z, metadata, in_group, template, audit_seed, min_f1) -> d
     top = np.zeros(len(z), dtype=bool)
     top[outliers["index"].to_numpy()[:k]] = True
     sets["outliers (top k)"] = top
+    for subgroup in auditor.subgroups_["subgroup"]:
+        sets[f"subgroup {int(subgroup)}"] = auditor.subgroup_labels(int(subgroup))
     best = {"unforeseen_output": "", "unforeseen_f1": 0.0, "unforeseen_precision": 0.0,
             "unforeseen_recall": 0.0, "unforeseen_ari": 0.0}
     for name, members in sets.items():

@@ -159,8 +159,8 @@ class SectionSpec:
 
 
 #: Sections of an audit; "oversampling" is added when an Interpolator is given.
-AUDIT_SECTIONS = ("overview", "findings", "projection", "map", "clusters", "probes",
-                  "label_issues", "gradcam", "counterfactuals", "provenance")
+AUDIT_SECTIONS = ("overview", "findings", "projection", "map", "clusters", "subgroups",
+                  "probes", "label_issues", "gradcam", "counterfactuals", "provenance")
 #: Sections of the explanation of a delineation (no auditor).
 DELINEATION_SECTIONS = ("clusters", "gradcam", "counterfactuals", "provenance")
 

@@ -16,6 +16,7 @@ from ._build import AuditContext, SectionSpec, Unavailable, map_coordinates
 from ._interactive import interactive_map
 from ._report import ReportFigure, ReportSection, ReportTable
 from ._sensitivity import sensitivity_section
+from ._subgroups import subgroup_images
 
 __all__ = ["SECTIONS"]
 
@@ -270,11 +271,36 @@ def label_issues(section: ReportSection, ctx: AuditContext) -> None:
 # --------------------------------------------------------------------------------------
 # images of the clusters
 # --------------------------------------------------------------------------------------
-def cluster_images(section: ReportSection, ctx: AuditContext) -> None:
-    """A few subjects of every unexpected cluster, and its mean against the reference's."""
+def group_images(section: ReportSection, images, labels: np.ndarray, group: int,
+                 reference: int | None, name: str, reference_name: str, n_images: int,
+                 seed: int, finding: str = "") -> dict:
+    """Add a few subjects of one group and its mean and difference images against the
+    reference group (every other row when ``reference`` is None); return their figures."""
     from ..explain import difference_map
     from ._figures import difference_panel, image_grid
 
+    rows = _sample_rows(labels, group, n_images, seed)
+    section.figures.append(ReportFigure(
+        f"{name[0].upper()}{name[1:]}: example subjects",
+        image_grid(images.get(rows), images.names(rows), ncols=n_images),
+        f"{len(rows)} subjects of {name} ({int(np.sum(labels == group))} subjects), drawn "
+        f"at random.{finding}"))
+    diff = difference_map(images, labels, group, reference)
+    section.figures.append(ReportFigure(
+        f"{name[0].upper()}{name[1:]} vs {reference_name}",
+        difference_panel(diff.mean_source, diff.mean_target, diff.difference,
+                         diff.significant, source_title=f"mean of {name}",
+                         target_title=f"mean of {reference_name}"),
+        f"Mean images, their difference (red: brighter in {name}), and the difference "
+        f"where it is significant (Welch t-tests, Benjamini-Hochberg FDR {diff.alpha:g}): "
+        f"{diff.fraction_significant:.0%} of the image."))
+    return {"n": int(diff.n_source), "n_reference": int(diff.n_target),
+            "fraction_significant": diff.fraction_significant,
+            "max_abs_difference": float(np.max(np.abs(diff.difference)))}
+
+
+def cluster_images(section: ReportSection, ctx: AuditContext) -> None:
+    """A few subjects of every unexpected cluster, and its mean against the reference's."""
     _need_labels(ctx)
     if ctx.row_images is None:
         raise Unavailable(f"no images: {ctx.image_note}")
@@ -293,27 +319,11 @@ def cluster_images(section: ReportSection, ctx: AuditContext) -> None:
     data = {}
     for cluster in ctx.chosen:
         reference = ctx.reference.get(cluster)
-        rows = _sample_rows(labels, cluster, n_images, ctx.random_state)
         finding = (f" Its strongest finding: {described[cluster]}."
                    if described.get(cluster) else "")
-        section.figures.append(ReportFigure(
-            f"{noun.capitalize()} {cluster}: example subjects",
-            image_grid(images.get(rows), images.names(rows), ncols=n_images),
-            f"{len(rows)} subjects of {noun} {cluster} ({int(np.sum(labels == cluster))} "
-            f"subjects), drawn at random.{finding}"))
-        diff = difference_map(images, labels, cluster, reference)
-        section.figures.append(ReportFigure(
-            f"{noun.capitalize()} {cluster} vs {noun} {reference}",
-            difference_panel(diff.mean_source, diff.mean_target, diff.difference,
-                             diff.significant, source_title=f"mean of {noun} {cluster}",
-                             target_title=f"mean of {noun} {reference}"),
-            f"Mean images, their difference (red: brighter in {noun} {cluster}), and the "
-            f"difference where it is significant (Welch t-tests, Benjamini-Hochberg FDR "
-            f"{diff.alpha:g}): {diff.fraction_significant:.0%} of the image."))
-        data[str(cluster)] = {"reference": reference, "n": int(diff.n_source),
-                              "n_reference": int(diff.n_target),
-                              "fraction_significant": diff.fraction_significant,
-                              "max_abs_difference": float(np.max(np.abs(diff.difference)))}
+        data[str(cluster)] = {"reference": reference, **group_images(
+            section, images, labels, cluster, reference, f"{noun} {cluster}",
+            f"{noun} {reference}", n_images, ctx.random_state, finding)}
     section.paragraphs.append(
         f"For every unexpected {noun} (named by a significant finding of a column that is "
         f"not expected, or delineated), a few of its subjects and its mean image beside the "
@@ -519,6 +529,7 @@ SECTIONS: list[SectionSpec] = [
     SectionSpec("projection", "Map of the embeddings", projection),
     SectionSpec("map", "Interactive map", interactive_map),
     SectionSpec("clusters", "{Nouns}: mean and difference images", cluster_images),
+    SectionSpec("subgroups", "Candidate subgroups: groups no column names", subgroup_images),
     SectionSpec("probes", "Probes: what the embedding predicts", probes),
     SectionSpec("label_issues", "Label issues", label_issues),
     SectionSpec("gradcam", "Grad-CAM: where a classifier of the {nouns} looks", gradcam),

@@ -150,7 +150,8 @@ def sensitivity_section(section: ReportSection, ctx: AuditContext) -> None:
         f"group is a metadata column ({settings['column']!r}, role "
         f"{settings['column_role']!r}); found when a finding on it has q < "
         f"{settings['known_q_threshold']:g}. Unforeseen regime: no column names it; found "
-        f"when a cluster, the unclustered rows or the top outliers match it with F1 >= "
+        f"when a cluster, the unclustered rows, the top outliers or a candidate subgroup "
+        f"match it with F1 >= "
         f"{settings['min_f1']:g}. The audit saw the images and the metadata only.")
     for row in result.detection_limits.itertuples():
         limit = ("not found at any strength in most repeats" if not math.isfinite(row.limit)

@@ -9,8 +9,9 @@ under ``torchrun`` are written once, here.  The encoders' ``fit`` methods and th
 Explainer's classifier are thin calls into it.
 
 Modules: ``_config`` (the options), ``_loop`` (the loop), ``_context`` (what a
-``training_step`` gets), ``_data`` (data order and batches), ``_ema``, ``_checkpoint``
-(atomic checkpoints, random states), ``_distributed`` (process groups, per-sample draws).
+``training_step`` gets), ``_data`` (data order and batches), ``_compile`` (what
+``compile=True`` compiles), ``_ema``, ``_checkpoint`` (atomic checkpoints, random states),
+``_distributed`` (process groups, per-sample draws).
 """
 
 from ._checkpoint import CHECKPOINT_NAME, load_checkpoint

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError
 from ..utils import check_option
@@ -113,7 +114,13 @@ class TrainingConfig:
     channels_last : bool or "auto", default "auto"
         Channels-last memory format; ``"auto"``: on for convolutional models on the CPU.
     compile : bool, default False
-        Compile the loss with :func:`torch.compile`.
+        Compile the model for the run with :func:`torch.compile` (inductor: fused
+        kernels, a C++ compiler on CPUs): the submodules the model names in its
+        ``compile_modules`` attribute (a Diffusion Autoencoder: its semantic encoder and
+        UNet; also on the ``training_step`` path), else ``model.loss``.  They run eagerly
+        again after training.  The first steps (and the first validation) wait for the
+        compilation, minutes on a CPU.  Experimental: see ``docs/benchmarks.md`` (the
+        DAE's training step) for what is measured.
     validation : float, Dataset or None, default None
         A fraction in (0, 1) of the dataset held out at random, or a separate dataset,
         whose mean loss is evaluated every ``val_every`` steps and at the end.
@@ -303,3 +310,14 @@ class TrainingConfig:
                          else str(value))
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The autocast precision a run on ``device`` uses for ``precision``."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision='fp16' needs a GPU; on the CPU use 'fp32' (or 'bf16')")
+    return precision

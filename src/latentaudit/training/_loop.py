@@ -20,7 +20,8 @@ from ..utils import remove_stale_temporaries, resolve_device
 from . import _checkpoint as ckpt_io
 from . import _data as data
 from . import _distributed as distributed
-from ._config import TrainingConfig
+from ._compile import compile_targets, compiled_modules
+from ._config import TrainingConfig, resolve_precision
 from ._context import StepContext
 from ._ema import EMA
 
@@ -153,16 +154,6 @@ def _unpack_loss(out, model_name: str) -> tuple[torch.Tensor, dict]:
     return out.reshape(()), dict(logs)
 
 
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("precision='fp16' needs a GPU; on the CPU use 'fp32' (or 'bf16')")
-    return precision
-
-
 def _seed(random_state: int, *path: int) -> int:
     return ckpt_io.derived_seed(random_state, *path)
 
@@ -202,9 +193,10 @@ class _Trainer:
         if self.custom and config.grad_accum_steps != 1:
             raise ConfigError("grad_accum_steps applies to models trained by one loss; a "
                               "model with training_step gets the whole step's batch at once")
-        if self.custom and config.compile:
-            raise ConfigError("compile=True compiles model.loss; a model with "
-                              "training_step compiles its own submodules")
+        self.compile_targets = compile_targets(model) if config.compile else None
+        if self.custom and config.compile and self.compile_targets is None:
+            raise ConfigError(f"compile=True: {self.model_name} has training_step and names "
+                              f"no compile_modules to compile")
         if self.custom and config.validation is not None and not callable(
                 getattr(model, "loss", None)):
             raise ConfigError(f"validation needs {self.model_name}.loss(batch) to evaluate")
@@ -214,7 +206,7 @@ class _Trainer:
         self.distributed = distributed.init_distributed(device)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = device
-        self.precision = _resolve_precision(config.precision, device)
+        self.precision = resolve_precision(config.precision, device)
         self.seed = (config.random_state if config.random_state is not None
                      else int(np.random.randint(0, 2**31 - 1)))  # noqa: NPY002 - as documented
         if self.distributed and config.random_state is None:
@@ -254,7 +246,10 @@ class _Trainer:
             raise ConfigError(f"{self.model_name} has no trainable parameters")
         groups = [{"params": decay, "weight_decay": c.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, betas=c.betas)
+        # One fused kernel over all parameters where PyTorch has it (CPU, CUDA).
+        fused = True if self.device.type in ("cpu", "cuda") else None
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, betas=c.betas,
+                                 fused=fused)
 
     def _optimizers(self):
         """{name: optimizer}, {name: scheduler}."""
@@ -430,7 +425,8 @@ class _Trainer:
                                self.precision, reduce_gradients=self.custom,
                                on_nonfinite=self._nonfinite)
         if not self.custom:
-            loss_fn = torch.compile(model.loss) if c.compile else model.loss
+            whole = c.compile and self.compile_targets is None
+            loss_fn = torch.compile(model.loss) if whole else model.loss
             self.loss_module = _LossModule(model, loss_fn, _accepts_generator(model.loss))
             if self.distributed:
                 from torch.nn.parallel import DistributedDataParallel
@@ -466,7 +462,8 @@ class _Trainer:
                 ckpt_io.seed_globals(self.seed if self.rank == 0 else
                                      _seed(self.seed, 4, self.rank))
             try:
-                stop_reason = self._loop(start_step)
+                with compiled_modules(self.compile_targets or []):
+                    stop_reason = self._loop(start_step)
             finally:
                 model.train(was_training)
                 if self.channels_last and not was_channels_last:

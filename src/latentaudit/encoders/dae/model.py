@@ -147,6 +147,8 @@ class DAEEncoder(LatentSpaceMixin, DecodingMixin, ModelEncoder):
     default_training = {"lr": 1e-4, "ema_decay": 0.999, "weight_decay": 0.0}
     presets = PRESETS
     default_preset = "cpu64"
+    #: What ``fit(..., compile=True)`` compiles: the two networks, not the loss's glue.
+    compile_modules = ("semantic_encoder", "unet")
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1,
                  image_size: int | tuple[int, ...] = 64, latent_dim: int = 512,

@@ -1,0 +1,97 @@
+"""The report's section on candidate subgroups: groups that no metadata column names.
+
+``ClusterAuditor.fit`` searches what the columns do not explain for groups that sit apart
+(findings of kind "subgroup"; ``subgroups_``).  This section lists every candidate with
+its size, statistic, p- and q-value and its first members by id, and shows each
+significant one as the clusters are shown (a few members, the mean of the members
+against the mean of the rest, their difference), with the call that hands it to the
+:class:`~latentaudit.Explainer`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ._build import AuditContext, Unavailable
+from ._report import ReportSection, ReportTable
+
+__all__ = ["subgroup_images"]
+
+_MEMBERS_LISTED = 10
+
+
+def _q_values(auditor) -> dict[int, float]:
+    """Each candidate's q-value, read from the finding that names it."""
+    findings = auditor.findings_[auditor.findings_["kind"] == "subgroup"]
+    out = {}
+    for text, q in zip(findings["description"], findings["q_value"], strict=True):
+        match = re.match(r"candidate subgroup (\d+):", str(text))
+        if match:
+            out[int(match.group(1))] = float(q)
+    return out
+
+
+def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
+    """Every candidate subgroup: members, size, statistic, p and q; images of the
+    significant ones (members' mean minus the rest's) and their hand-off to the Explainer."""
+    from ._sections import group_images
+
+    auditor = ctx.auditor
+    if auditor is None:
+        raise Unavailable("no fitted ClusterAuditor was given")
+    candidates = auditor.subgroups_
+    if not len(candidates):
+        section.note = ("The search for groups that no column names returned no candidate "
+                        "(it needs a metadata column to test and at least 100 rows; "
+                        "ClusterAuditor(n_subgroups=0) switches it off).")
+        return
+    q_values = _q_values(auditor)
+    table = candidates[["subgroup", "space", "n", "fraction", "separation", "effect_size",
+                        "p_value"]].copy()
+    table["q_value"] = [q_values.get(int(k), np.nan) for k in table["subgroup"]]
+    members = {int(k): auditor.subgroup_members(int(k)) for k in table["subgroup"]}
+    table["first members"] = [
+        ", ".join(str(i) for i in members[int(k)][auditor.id_column_].head(_MEMBERS_LISTED))
+        for k in table["subgroup"]]
+    section.paragraphs.append(
+        "What the tested metadata columns explain was removed from the embedding, and the "
+        "rest was searched, on half of the subjects, for groups of 5% to 50% that sit apart "
+        "along one direction; each candidate was tested on the other half (is there a "
+        "second mode where the search found the group? an exact binomial test) inside the "
+        "false discovery rate of all findings. Members: ClusterAuditor.subgroup_members(k) "
+        "(most typical first).")
+    section.tables.append(ReportTable(
+        "Candidate subgroups", table,
+        "space: where the group was found (the embedding, or the images' statistics); "
+        "separation: distance of the members' mean from the rest's on held-out subjects, "
+        "in the rest's standard deviations; effect_size: correlation ratio; q: "
+        "Benjamini-Hochberg over all findings; first members: ids, most typical first."))
+    alpha = float(auditor.alpha)
+    shown = [int(k) for k in table["subgroup"] if q_values.get(int(k), 1.0) <= alpha]
+    shown = shown[: int(ctx.options["explain"]["clusters"])]
+    data = {"candidates": table.drop(columns=["first members"]),
+            "members": {str(k): [str(i) for i in frame[auditor.id_column_]]
+                        for k, frame in members.items()}, "shown": shown}
+    if not shown:
+        section.remarks.append(f"No candidate passes q ≤ {alpha:g}; none is shown as images.")
+        section.data = data
+        return
+    if ctx.row_images is None:
+        section.note = f"No images of the significant candidates: {ctx.image_note}."
+        section.data = data
+        return
+    n_images = int(ctx.options["explain"]["images"])
+    for k in shown:
+        labels = auditor.subgroup_labels(k).astype(np.int64)  # 1: member, 0: the rest
+        data[f"subgroup {k}"] = group_images(
+            section, ctx.row_images, labels, 1, 0, f"candidate subgroup {k}",
+            "the other subjects", n_images, ctx.random_state + k)
+    section.paragraphs.append(
+        "For each significant candidate, a few members and the mean of its members beside "
+        "the mean of everyone else, with their difference. To see where a classifier finds "
+        "the difference, hand the candidate to the Explainer as a delineation: "
+        "la.Explainer().fit(emb, auditor.subgroup_labels(k).astype(int)), then "
+        "la.AuditReport.from_fitted(emb, explainer=explainer, labels=...).")
+    section.data = data
