@@ -95,7 +95,7 @@ def classifier_section(cohort, args, results):
     maps_by_method = {}
     for method in methods:
         t0 = time.perf_counter()
-        maps = exp.explain(cohort.images[rest_c], target=1, method=method)
+        maps = exp.explain(cohort.images[rest_c], target=1, cam=method)
         seconds = time.perf_counter() - t0
         games[method] = {f"tolerance_{t}": float(pointing_game(maps, masks, tolerance=t).mean())
                          for t in (0, 1, 2)}
