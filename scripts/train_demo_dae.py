@@ -62,12 +62,20 @@ def main(argv=None) -> None:
     n_params = sum(p.numel() for p in enc.parameters())
     print(f"parameters: {n_params / 1e6:.2f} M", flush=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
+
+    def report_cpu(step, info):
+        # the budget is CPU time: print it where a checkpoint is written, so a run that is
+        # stopped and resumed can be added up from its output
+        if step % 50 == 0:
+            print(f"step {step}: {time.process_time() - cpu0:.1f} CPU-s in this call",
+                  flush=True)
+
     # channels_last is slower than the default layout under bf16 autocast on the CPU.
     enc.fit(ArrayDataset(images), max_steps=args.max_steps, batch_size=args.batch_size,
             lr=args.lr, ema_decay=args.ema_decay, warmup_steps=100,
             precision=args.precision, channels_last=False,
             checkpoint_dir=args.checkpoint_dir, checkpoint_every=50, resume=args.resume,
-            random_state=args.seed, log_every=25, verbose=False)
+            random_state=args.seed, log_every=25, verbose=False, callbacks=[report_cpu])
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     history = enc.history_
     print(history[["step", "loss", "images_per_s"]].to_string(index=False), flush=True)
