@@ -368,6 +368,25 @@ def test_3d_demo_cohort_written_as_nifti_reads_back_voxel_for_voxel(volumes, tmp
         la.datasets.load_demo_cohort().to_nifti(tmp_path / "flat")
 
 
+def test_to_nifti_never_replaces_a_file_unasked(volumes, tmp_path):
+    """A folder that already holds one of the files to write is refused before anything
+    is written; overwrite=True replaces them, leaving no temporary file behind."""
+    _, cohort = volumes
+    folder = tmp_path / "study"
+    (folder / "scans").mkdir(parents=True)
+    subject = cohort.metadata["subject"].iloc[2]
+    mine = folder / "scans" / f"{subject}.nii.gz"
+    mine.write_bytes(b"the user's own scan")
+    with pytest.raises(ConfigError, match="existing file"):
+        cohort.to_nifti(folder, rows=[1, 2])
+    assert mine.read_bytes() == b"the user's own scan"
+    assert not (folder / "participants.csv").exists()
+    assert sorted(p.name for p in (folder / "scans").iterdir()) == [mine.name]
+    scans, _ = cohort.to_nifti(folder, rows=[1, 2], overwrite=True)
+    ds = la.NiftiDataset(scans, spatial_dims=3, size=(16, 16, 16), intensity=None)
+    assert len(ds) == 2 and sorted(p.name for p in folder.rglob(".*")) == []
+
+
 @needs_templates
 def test_3d_demo_cohort_is_made_once_then_read_from_the_cache(tmp_path, monkeypatch):
     pytest.importorskip("nilearn")

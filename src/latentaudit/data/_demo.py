@@ -153,7 +153,7 @@ class DemoCohort(ArrayDataset):
 
     __str__ = __repr__
 
-    def to_nifti(self, folder, rows=None) -> tuple[Path, Path]:
+    def to_nifti(self, folder, rows=None, *, overwrite: bool = False) -> tuple[Path, Path]:
         """Write the 3-D cohort as a study: one NIfTI volume per subject and a table.
 
         The volumes are stored in RAS orientation (voxels of 240 mm / side), so that
@@ -169,6 +169,9 @@ class DemoCohort(ArrayDataset):
             ``participants.csv`` (:attr:`metadata` of the rows written).
         rows : array-like of int, optional
             Row positions to write; default every subject.
+        overwrite : bool, default False
+            Replace files of the same names already in ``folder``; by default their
+            presence stops the call before anything is written.
 
         Returns
         -------
@@ -179,7 +182,8 @@ class DemoCohort(ArrayDataset):
         Raises
         ------
         ValueError
-            (as :class:`latentaudit.errors.ConfigError`) for a 2-D cohort.
+            (as :class:`latentaudit.errors.ConfigError`) for a 2-D cohort, or when a
+            file to write exists already and ``overwrite`` is False.
 
         Examples
         --------
@@ -199,7 +203,7 @@ class DemoCohort(ArrayDataset):
 
         if self.images.ndim != 5:
             raise ConfigError("to_nifti writes volumes: load the cohort with spatial_dims=3")
-        return write_study(self.images, self._metadata, folder, rows)
+        return write_study(self.images, self._metadata, folder, rows, overwrite=overwrite)
 
 
 def load_demo_cohort(size: int | None = None, *, spatial_dims: int = 2,
