@@ -5,7 +5,7 @@
   labels, and the ground truth of both.  It ships inside the package.
 - :func:`load_fashion_mnist`: the 70,000 real 28x28 images of Fashion-MNIST, read from
   Debian's ``dataset-fashion-mnist`` or a folder of the original IDX files.
-- :func:`load_slice_bank`: real MRI and CT slices (Colin27, MNI152, NatBrainLab, INIA19,
+- :func:`load_slice_bank`: real MRI and CT slices (Colin27 T1 and brain, MNI152, INIA19,
   nibabel's example T1 and EPI, InVesalius' head CT) at random positions and
   augmentations; :func:`slice_bank_split` keeps training and audited slices apart.
 - :func:`make_demo_cohort`: rebuild the demo cohort from the template volumes.
