@@ -140,6 +140,32 @@ def test_decode_checks_latents():
     assert vae.decode(np.zeros((2, 6), dtype="float32")).shape == (2, 1, 16, 16)
 
 
+@pytest.mark.parametrize("norm", ["group", "instance", "layer", "none"])
+def test_no_conv_bias_that_the_normalisation_removes(norm):
+    from latentaudit.nn import norm_removes_bias
+
+    vae = _vae(channels=(4, 64), norm=norm)
+    modules = list(vae.modules())
+    for i, module in enumerate(modules[:-1]):
+        if isinstance(module, torch.nn.Conv2d):
+            following = next((m for m in modules[i + 1:]
+                              if not isinstance(m, (torch.nn.Sequential, torch.nn.Conv2d))),
+                             None)
+            assert (module.bias is None) == norm_removes_bias(following)
+    if norm == "group":  # 4 channels: one per group; 64 channels: 32 groups of 2
+        assert vae.encoder[0][0].bias is None and vae.encoder[2][0].bias is not None
+
+
+def test_weights_with_the_removed_biases_still_load():
+    vae = _vae()
+    state = vae.state_dict()
+    old = dict(state, **{"encoder.0.0.bias": torch.ones(4)})  # as saved before
+    fresh = _vae(seed=1)
+    fresh.load_state_dict(old, strict=True)
+    x = torch.from_numpy(_images(2, (1, 16, 16)))
+    assert torch.equal(fresh.encode(x), vae.encode(x))
+
+
 def test_sample_is_reproducible():
     vae = _vae()
     a = vae.sample(3, generator=torch.Generator().manual_seed(0))

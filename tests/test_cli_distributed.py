@@ -50,7 +50,7 @@ def test_nproc_trains_and_embeds_as_one_process(study, tmp_path):
     a = load_file(str(tmp_path / "one" / "encoder" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "encoder" / "model.safetensors"))
     assert a.keys() == b.keys()
-    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-6
     # the other process wrote nothing of its own
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
         p.name for p in (tmp_path / "one").iterdir())

@@ -14,6 +14,7 @@ from latentaudit.nn import (
     conv_transpose,
     group_count,
     norm,
+    norm_removes_bias,
     pool,
     slerp,
     timestep_embedding,
@@ -51,6 +52,21 @@ def test_norm_kinds(spatial_dims, kind):
     if kind in ("group", "layer", "instance"):
         # normalised: mean close to 0 per sample
         assert y.mean().abs() < 0.1
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_norm_removes_bias_exactly_when_it_normalises_each_channel(spatial_dims):
+    x = _x(spatial_dims, channels=12)
+    shift = torch.arange(12.0).view(1, 12, *([1] * spatial_dims))
+    for kind, channels, removes in [("group", 12, True), ("group", 64, False),
+                                    ("instance", 12, True), ("batch", 12, True),
+                                    ("layer", 12, False), ("none", 12, False)]:
+        layer = norm(kind, spatial_dims, channels)
+        assert norm_removes_bias(layer) is removes, (kind, channels)
+        if channels == 12:
+            same = torch.allclose(layer(x + shift), layer(x), atol=1e-5)
+            assert same is removes, kind
+    assert not norm_removes_bias(nn.Identity())
 
 
 def test_group_count_divides():

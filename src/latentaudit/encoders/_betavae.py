@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data._rows import item_image
 from ..errors import ConfigError, InputTypeError
-from ..nn import Upsample, conv
+from ..nn import Upsample, conv, norm_removes_bias
 from ..nn import norm as norm_layer
 from ..utils import check_option, check_spatial_dims
 from ._base import ModelEncoder
@@ -54,8 +54,10 @@ class BetaVAEConfig:
 
 
 def _block(spatial_dims: int, cin: int, cout: int, norm_kind: str, stride: int = 1):
-    return nn.Sequential(conv(spatial_dims, cin, cout, 3, stride=stride),
-                         norm_layer(norm_kind, spatial_dims, cout), nn.SiLU())
+    normalise = norm_layer(norm_kind, spatial_dims, cout)
+    # No bias where the normalisation removes it (see norm_removes_bias).
+    return nn.Sequential(conv(spatial_dims, cin, cout, 3, stride=stride,
+                              bias=not norm_removes_bias(normalise)), normalise, nn.SiLU())
 
 
 def _default_channels(sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -71,6 +73,11 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _drop_removed_biases(module, state_dict, prefix, *args) -> None:
+    for name in module._removed_biases:
+        state_dict.pop(prefix + name, None)
 
 
 class BetaVAEEncoder(ModelEncoder):
@@ -226,12 +233,19 @@ class BetaVAEEncoder(ModelEncoder):
         targets = (*channels[-2::-1], channels[0])
         previous = channels[-1]
         for c in targets:
-            up.extend([Upsample(spatial_dims, previous, c, mode="nearest"),
-                       self._norm(c), nn.SiLU()])
+            normalise = self._norm(c)
+            up.extend([Upsample(spatial_dims, previous, c, mode="nearest",
+                                bias=not norm_removes_bias(normalise)), normalise, nn.SiLU()])
             up.extend(_block(spatial_dims, c, c, norm) for _ in range(blocks_per_level))
             previous = c
         up.append(conv(spatial_dims, previous, config.in_channels, 3))
         self.decoder = nn.Sequential(*up)
+        # Weights saved when these convolutions still had a bias load unchanged: the
+        # normalisation after each removed that bias exactly.
+        self._removed_biases = {f"{name}.bias" for name, module in self.named_modules()
+                                if isinstance(module, nn.modules.conv._ConvNd)
+                                and module.bias is None}
+        self.register_load_state_dict_pre_hook(_drop_removed_biases)
 
     def _norm(self, channels: int) -> nn.Module:
         return norm_layer(self.config.norm, self.spatial_dims, channels)

@@ -8,6 +8,7 @@ from ._factories import (
     conv_transpose,
     group_count,
     norm,
+    norm_removes_bias,
     pool,
     timestep_embedding,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "conv_transpose",
     "group_count",
     "norm",
+    "norm_removes_bias",
     "ResNet",
     "pool",
     "resnet10",

@@ -20,6 +20,7 @@ __all__ = [
     "conv_transpose",
     "group_count",
     "norm",
+    "norm_removes_bias",
     "pool",
     "timestep_embedding",
 ]
@@ -161,6 +162,37 @@ def norm(kind: str, spatial_dims: int, channels: int, num_groups: int = 32,
     return nn.Identity()
 
 
+def norm_removes_bias(layer: nn.Module) -> bool:
+    """Whether the normalisation ``layer`` subtracts a mean of each channel on its own, so a
+    per-channel bias added to its input has no effect on its output.
+
+    A convolution followed by such a layer should have no bias: that bias's gradient is
+    zero plus rounding noise, which Adam's normalised update turns into steps of the size
+    of the learning rate whose sign the summation order decides (the number of threads,
+    of processes, the batch split), so runs that should agree to rounding drift apart.
+
+    Parameters
+    ----------
+    layer : torch.nn.Module
+        A layer made by :func:`norm` (or any module).
+
+    Returns
+    -------
+    bool
+        True for batch norm, instance norm, and group norm with one channel per group.
+
+    Examples
+    --------
+    >>> from latentaudit.nn import norm, norm_removes_bias
+    >>> norm_removes_bias(norm("group", 2, 16)), norm_removes_bias(norm("group", 2, 64))
+    (True, False)
+    """
+    if isinstance(layer, nn.GroupNorm):
+        return layer.num_groups == layer.num_channels
+    return isinstance(layer, (nn.modules.batchnorm._BatchNorm,
+                              nn.modules.instancenorm._InstanceNorm))
+
+
 def pool(kind: str, spatial_dims: int, kernel_size: int | None = 2,
          output_size: int = 1) -> nn.Module:
     """A pooling layer.
@@ -238,18 +270,21 @@ class Upsample(nn.Module):
         ``"nearest"`` interpolates then applies a 3x3 convolution (no checkerboard
         artefacts); ``"nearest_noconv"`` only interpolates (channels must not change);
         ``"transpose"`` uses a learned transposed convolution.
+    bias : bool, default True
+        Whether the convolution has a bias (leave it out before a normalisation that
+        removes it, see :func:`norm_removes_bias`).
     """
 
     def __init__(self, spatial_dims: int, channels: int, out_channels: int | None = None,
-                 mode: str = "nearest") -> None:
+                 mode: str = "nearest", bias: bool = True) -> None:
         super().__init__()
         check_option("mode", mode, ("nearest", "nearest_noconv", "transpose"))
         out_channels = out_channels or channels
         self.mode = mode
         if mode == "nearest":
-            self.op = conv(spatial_dims, channels, out_channels, 3)
+            self.op = conv(spatial_dims, channels, out_channels, 3, bias=bias)
         elif mode == "transpose":
-            self.op = conv_transpose(spatial_dims, channels, out_channels)
+            self.op = conv_transpose(spatial_dims, channels, out_channels, bias=bias)
         else:
             if out_channels != channels:
                 raise ConfigError("Upsample(mode='nearest_noconv') cannot change the number "
