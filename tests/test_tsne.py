@@ -70,6 +70,27 @@ def test_kl_gradient_matches_the_exact_gradient_and_divergence():
     assert gradient_1d.shape == (400, 1) and np.isfinite(kl_1d)
 
 
+def test_attractive_forces_and_divergence_terms_are_exact():
+    from latentaudit._tsne import _attraction
+
+    rng = np.random.default_rng(2)
+    y = _two_clusters(300, 2.0)
+    dense = rng.random((300, 300)) * (rng.random((300, 300)) < 0.1)
+    np.fill_diagonal(dense, 0.0)
+    P = sp.csr_matrix(dense / dense.sum())
+    gradient = np.zeros_like(y)
+    sum_p, divergence = _attraction(P.indptr, P.indices, P.data, y, gradient, True)
+    d = y[:, None] - y[None]
+    q = 1 / (1 + (d ** 2).sum(-1))
+    dense = P.toarray()
+    np.testing.assert_allclose(gradient, ((dense * q)[..., None] * d).sum(1), rtol=1e-9,
+                               atol=1e-15)
+    mask = dense > 0
+    assert sum_p == pytest.approx(1.0)
+    assert divergence == pytest.approx(float((dense[mask] * np.log(dense[mask] / q[mask])
+                                              ).sum()), rel=1e-9)
+
+
 def test_kl_plateau_stops_once_the_divergence_stops_falling():
     stop = KLPlateau(tol=0.02)
     stop.optimization_about_to_start()
@@ -79,6 +100,19 @@ def test_kl_plateau_stops_once_the_divergence_stops_falling():
     assert stop.stopped_at_ == 200 and len(stop.history_) == 4
     stop.optimization_about_to_start()
     assert stop.stopped_at_ is None and stop.history_ == []
+
+
+def test_early_exaggeration_stops_only_after_the_fall_has_peaked():
+    stop = KLPlateau(tol=0.01, after_peak=True)
+    stop.optimization_about_to_start()
+    # the divergence barely moves at first (the PCA start is tiny), then drops
+    kls = [(10, 7.19), (20, 7.17), (30, 5.97), (40, 5.44), (50, 5.34), (60, 5.30)]
+    decisions = [stop(i, kl, None) for i, kl in kls]
+    assert decisions == [False, False, False, False, False, True]
+    assert stop.stopped_at_ == 60
+    plain = KLPlateau(tol=0.01)
+    plain.optimization_about_to_start()
+    assert [plain(i, kl, None) for i, kl in kls[:2]] == [False, True]
 
 
 def test_graph_index_builds_and_queries_exact_neighbours():
