@@ -73,9 +73,11 @@ class Projector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     max_iter : int, optional
         t-SNE iterations after early exaggeration; UMAP epochs (default: UMAP's own).
         Ignored for PCA.  The default t-SNE runs early exaggeration for at most 250
-        iterations and then at most 500 (``max_iter``), and ends each phase early once
-        the Kullback-Leibler divergence falls by less than 1% (early exaggeration) or 2%
-        over 50 iterations; scikit-learn's ``TSNE`` runs 250 + 750 (``max_iter``).
+        iterations and then at most 500 (``max_iter``). Early exaggeration ends once the
+        Kullback-Leibler divergence's fall over 10 iterations has passed its peak and
+        dropped below 1% (the rule of opt-SNE, Belkina et al., 2019), the rest once the
+        divergence falls by less than 2% over 50 iterations; scikit-learn's ``TSNE`` runs
+        250 + 750 (``max_iter``).
     max_fit_samples : int, optional
         Optimise the map (and fit the PCA) on at most this many randomly chosen rows
         and place the others with :meth:`transform`, a block of rows at a time: for
