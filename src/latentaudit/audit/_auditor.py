@@ -171,7 +171,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         "probe" or "subgroup"), ``cluster`` (``<NA>`` for tests of the whole clustering,
         probes and subgroups), ``column`` (None for subgroups), ``test`` ("chi2",
         "fisher", "chi2_mc", "kruskal", "ami", "probe_logistic", "probe_ridge",
-        "gap_binomial"), ``statistic`` (χ², H, AMI; a probe's held-out AUC or
+        "held_out_mode"), ``statistic`` (χ², H, AMI; a probe's held-out AUC or
         Spearman's ρ; a subgroup's separation in SDs), ``effect_size`` (Cramér's V, ε²,
         AMI; a probe's Somers' D = 2 AUC - 1 or held-out R²; a subgroup's correlation
         ratio), ``p_value``, ``q_value`` (Benjamini–Hochberg over
@@ -184,9 +184,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
     subgroups_ : pandas.DataFrame
         One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
         ``space`` (where it was found: "embedding" or "image statistics"), ``n``,
-        ``fraction``, ``p_value`` (held-out gap test), ``separation``, ``effect_size``,
-        ``n_test`` (held-out rows tested), ``gap_rows`` and ``group_rows`` (held-out rows
-        in the gap and group windows).  Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
+        ``fraction``, ``p_value`` (held-out test of a second mode), ``separation``,
+        ``effect_size``, ``n_test`` (held-out rows tested), ``gap_rows`` and ``group_rows``
+        (held-out rows in the gap and group windows), ``tail_rows`` and ``rise_rows``
+        (held-out rows beyond the gap's start, and how many of them sit above a falling
+        density).  Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
     subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
         Each row's score along each candidate's direction (members: positive).
     image_statistics_ : pandas.DataFrame or None

@@ -18,11 +18,11 @@ from ..errors import ConfigError
 from ._known import known_design
 from ._subgroups import find_subgroups
 
-__all__ = ["SUBGROUP_COLUMNS", "empty_subgroups"]
+__all__ = ["SUBGROUP_COLUMNS", "SUBGROUP_TEST", "empty_subgroups"]
 
 #: Columns of ``ClusterAuditor.subgroups_``.
 SUBGROUP_COLUMNS = ["subgroup", "space", "n", "fraction", "p_value", "separation", "effect_size",
-                    "n_test", "gap_rows", "group_rows"]
+                    "n_test", "gap_rows", "group_rows", "tail_rows", "rise_rows"]
 
 
 def empty_subgroups() -> pd.DataFrame:
@@ -30,6 +30,10 @@ def empty_subgroups() -> pd.DataFrame:
                                       if c in ("fraction", "p_value", "separation",
                                                "effect_size") else np.int64)
                          for c in SUBGROUP_COLUMNS})
+
+
+#: The test of a candidate subgroup in ``findings_["test"]``.
+SUBGROUP_TEST = "held_out_mode"
 
 
 def _scaled_statistics(statistics: pd.DataFrame) -> np.ndarray:
@@ -86,16 +90,18 @@ class _CandidateSubgroups:
         for k, (candidate, space) in enumerate(zip(found, where, strict=True), start=1):
             size = candidate.size
             gap, group = candidate.window_counts
+            tail, rise = candidate.rise_counts
             description = (
                 f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from the "
                 f"rest along one direction of the {space}{beyond} (on held-out rows, "
-                f"{group} near the group's centre against {gap} in the gap before it; "
+                f"{group} near the group's centre against {gap} in the gap before it, and "
+                f"{rise} of {tail} beyond the gap above a falling density; "
                 f"{candidate.separation:.1f} SD apart)")
             rows.append({
                 "kind": "subgroup",
                 "cluster": None,
                 "column": None,
-                "test": "gap_binomial",
+                "test": SUBGROUP_TEST,
                 "statistic": float(candidate.separation),
                 "effect_size": float(candidate.effect_size),
                 "p_value": float(candidate.p_value),
@@ -107,7 +113,8 @@ class _CandidateSubgroups:
                           "separation": float(candidate.separation),
                           "effect_size": float(candidate.effect_size),
                           "n_test": int(candidate.n_test), "gap_rows": int(gap),
-                          "group_rows": int(group)})
+                          "group_rows": int(group), "tail_rows": int(tail),
+                          "rise_rows": int(rise)})
         if found:
             self.subgroups_ = pd.DataFrame(table, columns=SUBGROUP_COLUMNS)
             self.subgroup_scores_ = np.vstack([c.score for c in found])

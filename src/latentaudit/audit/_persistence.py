@@ -195,6 +195,9 @@ class _Persistence:
             "subgroup_scores", np.zeros((0, auditor.labels_.size), dtype=np.float64))
         if "space" not in subgroups:  # saved before image statistics were searched
             subgroups.insert(1, "space", "embedding")
+        for column in ("tail_rows", "rise_rows"):  # saved before the falling-density test
+            if column not in subgroups:
+                subgroups[column] = np.zeros(len(subgroups), dtype=np.int64)
         auditor.subgroups_ = subgroups[SUBGROUP_COLUMNS]
         auditor.embedding_ = arrays.get("z")
         auditor.image_statistics_ = (

@@ -133,7 +133,7 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
         "All findings", table[["rank", "description", "column", "role", "kind", "cluster",
                                "test", "effect_size", "q_value", "n"]],
         "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Somers' D "
-        "(probe_logistic), R² (probe_ridge) or correlation ratio (gap_binomial, a "
+        "(probe_logistic), R² (probe_ridge) or correlation ratio (held_out_mode, a "
         "candidate subgroup: ClusterAuditor.subgroup_members gives its subjects); q: "
         "Benjamini-Hochberg adjusted p-value.",
         max_rows=25))
