@@ -2,7 +2,8 @@
 of every column): several artefact families of latentaudit.artefacts in groups of 5-30% of
 demo-cohort images, embedded by pixel PCA; a column the embedding predicts is reported at
 q < 0.001; a group no column names comes out as a candidate subgroup; with nothing planted,
-candidate subgroups stay within the false discovery rate."""
+candidate subgroups stay within the false discovery rate.  The slow tests repeat the last
+two on the shipped demo DAE's embeddings of all 2,000 demo subjects."""
 
 import numpy as np
 import pandas as pd
@@ -152,3 +153,62 @@ def test_image_statistics_single_out_a_group_the_embedding_does_not_carry(cohort
         ClusterAuditor(image_statistics=True).fit(z, metadata)
     with pytest.raises(ConfigError, match="image_statistics must be True or False"):
         ClusterAuditor(image_statistics="yes").fit(emb)
+
+
+@pytest.fixture(scope="module")
+def dae_embeddings():
+    """The shipped demo DAE's embeddings of all 2,000 demo subjects, and a function that
+    plants one artefact in the same random 10% (as benchmarks/subgroups_dae.py does)."""
+    import torch
+
+    torch.set_num_threads(1)
+    demo = la.datasets.load_demo_cohort()
+    images = np.asarray(demo.images).astype(np.float32)
+    encoder = la.DAEEncoder.from_pretrained("demo").eval()
+
+    def embed(x):
+        return np.asarray(la.embed(encoder, la.ArrayDataset(x), verbose=False).z)
+
+    clean = embed(images)
+    group = np.zeros(len(images), bool)
+    group[np.random.default_rng(0).choice(len(images), len(images) // 10,
+                                          replace=False)] = True
+
+    def planted(family, strength):
+        artefact = artefacts.get_artefact(family, strength=strength)
+        draw = np.random.default_rng(1)
+        changed = np.stack([artefact(images[i], random_state=int(draw.integers(2**31 - 1)))[0]
+                            for i in np.flatnonzero(group)])
+        z = clean.copy()
+        z[group] = embed(changed)
+        return z
+
+    return clean, planted, group, demo.metadata
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("family", "strength"), [
+    ("bar", 1.0), ("burned_in_text", 1.0), ("blur", 1.0),
+])
+def test_the_default_audit_singles_out_a_group_on_the_demo_dae(dae_embeddings, family,
+                                                               strength):
+    _, planted, group, metadata = dae_embeddings
+    z = planted(family, strength)
+    assert _probe_auc(PCA(50, random_state=0).fit_transform(z), group) >= 0.95
+    aud = ClusterAuditor(random_state=0).fit(z, metadata)  # site and sex are strong in it
+    found = aud.findings_[(aud.findings_["kind"] == "subgroup")
+                          & (aud.findings_["q_value"] <= aud.alpha)]
+    numbers = [int(text.split(":")[0].split()[-1]) for text in found["description"]]
+    assert max((_f1(aud.subgroup_labels(k), group) for k in numbers), default=0.0) >= 0.5
+
+
+@pytest.mark.slow
+def test_candidate_subgroups_stay_within_the_false_discovery_rate_on_the_demo_dae(
+        dae_embeddings):
+    clean, _, _, metadata = dae_embeddings
+    false = 0
+    for seed in range(20):
+        aud = ClusterAuditor(random_state=seed).fit(clean, metadata)
+        subgroups = aud.findings_[aud.findings_["kind"] == "subgroup"]
+        false += int((subgroups["q_value"] <= aud.alpha).any())
+    assert false <= 3
