@@ -188,14 +188,18 @@ def dae_embeddings():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("family", "strength"), [
-    ("bar", 1.0), ("burned_in_text", 1.0), ("blur", 1.0),
+    ("bar", 1.0), ("tilt", 1.0), ("blur", 1.0),
 ])
 def test_the_default_audit_singles_out_a_group_on_the_demo_dae(dae_embeddings, family,
                                                                strength):
     _, planted, group, metadata = dae_embeddings
     z = planted(family, strength)
     assert _probe_auc(PCA(50, random_state=0).fit_transform(z), group) >= 0.95
-    aud = ClusterAuditor(random_state=0).fit(z, metadata)  # site and sex are strong in it
+    # 1,000 of the subjects (benchmarks/subgroups_dae.py's subset of seed 0), about 100
+    # in the group; site and sex are strong in the embedding
+    rows = np.sort(np.random.default_rng(100).choice(len(z), 1000, replace=False))
+    z, group = z[rows], group[rows]
+    aud = ClusterAuditor(random_state=0).fit(z, metadata.iloc[rows].reset_index(drop=True))
     found = aud.findings_[(aud.findings_["kind"] == "subgroup")
                           & (aud.findings_["q_value"] <= aud.alpha)]
     numbers = [int(text.split(":")[0].split()[-1]) for text in found["description"]]
