@@ -432,7 +432,8 @@ def test_candidate_subgroups_are_shown_with_members_and_images():
     assert section.ok, section.note
     table = section.tables[0].frame
     first = table.iloc[0]
-    assert first["n"] == 40 and first["q_value"] < 1e-3 and first["p_value"] < 1e-3
+    # (20 held-out members: the held-out test's p, the smaller of two doubled, is about 1e-3)
+    assert first["n"] == 40 and first["q_value"] < 0.01 and first["p_value"] < 0.01
     members = section.data["members"]["1"]
     assert set(members) == set(metadata["subject"][group])
     assert first["first members"].split(", ")[0] in members
