@@ -13,6 +13,7 @@ from latentaudit.nn import (
     conv,
     conv_transpose,
     group_count,
+    group_norm,
     norm,
     norm_removes_bias,
     pool,
@@ -67,6 +68,26 @@ def test_norm_removes_bias_exactly_when_it_normalises_each_channel(spatial_dims)
             same = torch.allclose(layer(x + shift), layer(x), atol=1e-5)
             assert same is removes, kind
     assert not norm_removes_bias(nn.Identity())
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_norm_keeps_the_layout_and_matches_pytorch(spatial_dims, dtype):
+    layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+    x = _x(spatial_dims, channels=8).to(dtype).contiguous(memory_format=layout)
+    weight, bias = torch.rand(8), torch.rand(8)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    ours = group_norm(a, 4, weight, bias)
+    reference = torch.nn.functional.group_norm(b, 4, weight, bias)
+    assert ours.is_contiguous(memory_format=layout) and ours.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(ours, reference, atol=tol, rtol=tol)
+    gradient = torch.randn(ours.shape).to(dtype)
+    ours.backward(gradient)
+    reference.backward(gradient)
+    torch.testing.assert_close(a.grad, b.grad, atol=tol, rtol=tol)
+    assert isinstance(norm("group", spatial_dims, 8), nn.GroupNorm)
 
 
 def test_group_count_divides():

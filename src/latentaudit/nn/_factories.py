@@ -15,10 +15,12 @@ from ..utils import check_option, check_spatial_dims
 __all__ = [
     "Attention",
     "Downsample",
+    "GroupNorm",
     "Upsample",
     "conv",
     "conv_transpose",
     "group_count",
+    "group_norm",
     "norm",
     "norm_removes_bias",
     "pool",
@@ -118,6 +120,77 @@ def group_count(channels: int, max_groups: int = 32) -> int:
     return 1
 
 
+def group_norm(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """:func:`torch.nn.functional.group_norm` that keeps channels-last inputs fast on CPUs.
+
+    PyTorch's CPU kernel for the backward pass of group norm is many times slower on a
+    channels-last bfloat16 (or float16) tensor than on a contiguous one (measured with
+    torch 2.14 on 2 cores: a 16x32x64x64 batch 30 ms against 0.8 ms), and the training
+    loop trains convolutional models in channels-last on the CPU because the convolutions
+    gain. Such an input is normalised in the contiguous layout and handed back in
+    channels-last; the result is the same up to rounding. Float32 inputs, where the two
+    layout copies cost about what they save, and everything else go to PyTorch unchanged.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(N, C, *spatial)``.
+    num_groups : int
+        Groups of channels.
+    weight, bias : torch.Tensor, optional
+        Per-channel scale and shift.
+    eps : float, default 1e-5
+        Numerical guard.
+
+    Returns
+    -------
+    torch.Tensor
+        In the memory layout of ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentaudit.nn import group_norm
+    >>> x = torch.randn(2, 8, 4, 4, dtype=torch.bfloat16)
+    >>> y = group_norm(x.contiguous(memory_format=torch.channels_last), 4)
+    >>> y.is_contiguous(memory_format=torch.channels_last)
+    True
+    """
+    layout = _channels_last_format(x)
+    if layout is None or x.device.type != "cpu" or x.dtype not in (torch.bfloat16,
+                                                                   torch.float16):
+        return F.group_norm(x, num_groups, weight, bias, eps)
+    y = F.group_norm(x.contiguous(), num_groups, weight, bias, eps)
+    return y.contiguous(memory_format=layout)
+
+
+def _channels_last_format(x: torch.Tensor):
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return None
+
+
+class GroupNorm(nn.GroupNorm):
+    """:class:`torch.nn.GroupNorm` computed by :func:`group_norm` (fast for channels-last
+    inputs on CPUs); same parameters and state dict.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from latentaudit.nn import GroupNorm
+    >>> GroupNorm(2, 4)(torch.randn(1, 4, 3, 3)).shape
+    torch.Size([1, 4, 3, 3])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
 def norm(kind: str, spatial_dims: int, channels: int, num_groups: int = 32,
          affine: bool = True, eps: float = 1e-5) -> nn.Module:
     """A normalisation layer for ``(N, C, *spatial)`` tensors.
@@ -150,9 +223,9 @@ def norm(kind: str, spatial_dims: int, channels: int, num_groups: int = 32,
     check_option("norm", kind, NORMS)
     spatial_dims = check_spatial_dims(spatial_dims)
     if kind == "group":
-        return nn.GroupNorm(group_count(channels, num_groups), channels, eps=eps, affine=affine)
+        return GroupNorm(group_count(channels, num_groups), channels, eps=eps, affine=affine)
     if kind == "layer":
-        return nn.GroupNorm(1, channels, eps=eps, affine=affine)
+        return GroupNorm(1, channels, eps=eps, affine=affine)
     if kind == "batch":
         cls = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
         return cls(channels, eps=eps, affine=affine)

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
-from ...nn import Attention, Downsample, Upsample, conv, group_count, norm, timestep_embedding
+from ...nn import (
+    Attention,
+    Downsample,
+    Upsample,
+    conv,
+    group_count,
+    group_norm,
+    norm,
+    timestep_embedding,
+)
 from ...utils import check_spatial_dims
 
 __all__ = ["ConditionalUNet", "ResBlock", "level_sizes"]
@@ -163,7 +172,7 @@ class ResBlock(nn.Module):
         if cond_scale is not None:
             weight = weight * cond_scale
             bias = bias * cond_scale
-        h = F.group_norm(h, self.out_groups, None, None, self.out_norm.eps)
+        h = group_norm(h, self.out_groups, None, None, self.out_norm.eps)
         h = torch.addcmul(bias.reshape(shape).to(h.dtype), h, weight.reshape(shape).to(h.dtype))
         # In place: addcmul's backward does not need its output.
         h = F.silu(h, inplace=True)
