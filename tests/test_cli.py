@@ -4,6 +4,7 @@ kind of bad input (one clear line, exit code 2, no traceback unless --debug)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -360,8 +361,13 @@ def test_demo_reuses_its_embeddings_unless_fresh(demo_run, capsys):
     argv = ["demo", "--encoder", "pca", "--n-subjects", "200", "--output", str(demo_run),
             "--no-explain", *FAST_AUDIT]
     stamp = (demo_run / "stages.json").read_text()
-    code, _, err = run(capsys, *argv[:-1])  # without -q, to see the step messages
+    code, out, err = run(capsys, *argv[:-1])  # without -q, to see the step messages
     assert code == EXIT_OK and "reusing the embeddings" in err
+    # the run's wall time, as report.json records it, is printed before the report's path
+    total = json.loads((demo_run / "report.json").read_text())["provenance"][
+        "timings_seconds"]["total"]
+    minutes, seconds = divmod(round(total), 60)
+    assert f"done in {minutes} min {seconds:02d} s" in out
     assert (demo_run / "stages.json").read_text() == stamp
     # --fresh turns reuse off
     args = cli.build_parser().parse_args([*argv, "--fresh"])
@@ -750,6 +756,7 @@ def test_full_demo_shows_planted_artefacts_and_flipped_labels(tmp_path):
                              str(out)], capture_output=True, text=True, timeout=3600,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"done in \d+ min \d\d s", result.stdout), result.stdout[-2000:]
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert all(s["status"] == "ok" for s in report["sections"].values()), {
         k: s["note"] for k, s in report["sections"].items() if s["status"] != "ok"}

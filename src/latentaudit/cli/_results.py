@@ -48,8 +48,8 @@ def write_report(report, run: Run) -> Path:
 
 
 def print_summary(report, path: Path) -> None:
-    """The top findings, the label issues and the failed sections, then the report's
-    path."""
+    """The top findings, the label issues and the failed sections, then the run's wall
+    time and the report's path."""
     overview = {s.key: s for s in report.sections}.get("overview")
     if overview is not None and overview.items:
         print("Top findings:")
@@ -62,4 +62,9 @@ def print_summary(report, path: Path) -> None:
     failed = [s.title for s in report.sections if s.status == "failed"]
     if failed:
         print(f"Sections that failed (see the report): {', '.join(failed)}")
+    total = report.provenance.get("timings_seconds", {}).get("total")
+    if total is not None:
+        minutes, seconds = divmod(round(float(total)), 60)
+        print(f"done in {minutes} min {seconds:02d} s (wall clock; stage times in "
+              f"report.json, provenance.timings_seconds)")
     print(f"report: {path.resolve()}")
