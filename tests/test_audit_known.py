@@ -64,3 +64,43 @@ def test_errors():
         residualize(np.zeros((5, 2)), np.ones((4, 1)))
     with pytest.raises(ConfigError, match="n_bins"):
         known_strata(meta, {"age": "continuous"}, n_bins=0)
+
+
+def test_auto_bins_keep_strata_big_enough_to_permute_within():
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"sex": rng.choice(["F", "M"], 300), "age": rng.normal(50, 15, 300),
+                         "height": rng.normal(170, 10, 300), "weight": rng.normal(75, 12, 300)})
+    kinds = {"sex": "categorical", "age": "continuous", "height": "continuous",
+             "weight": "continuous"}
+    # 5 bins of three continuous columns: 250 combinations for 300 rows (singletons merged)
+    assert known_strata(meta, kinds, n_bins=5).max() + 1 > 80  # most of one or two rows
+    auto = known_strata(meta, kinds)
+    assert auto.max() + 1 == 2  # 2 * 2**3 = 16 > 300 / 20: only sex is stratified
+    assert np.bincount(auto).min() >= 20
+    big = pd.concat([meta] * 10, ignore_index=True)
+    # 3,000 rows: 4 bins (2 * 4**3 = 128 <= 150 < 2 * 5**3)
+    assert np.array_equal(known_strata(big, kinds), known_strata(big, kinds, n_bins=4))
+    assert known_strata(meta, {"sex": "categorical"}).max() + 1 == 2
+    with pytest.raises(ConfigError, match="n_bins"):
+        known_strata(meta, kinds, n_bins="many")
+
+
+def test_a_column_the_probe_separates_is_reported_beside_four_expected_columns():
+    """Several continuous expected columns once cut 300 rows into strata of one or two,
+    and a group a probe separates at held-out AUC ~1 reached only q ~ 0.003."""
+    from latentaudit.audit import ClusterAuditor
+
+    rng = np.random.default_rng(1)
+    n = 300
+    meta = pd.DataFrame({"sex": rng.choice(["F", "M"], n), "age": rng.normal(50, 15, n),
+                         "height": rng.normal(170, 10, n), "weight": rng.normal(75, 12, n)})
+    group = np.zeros(n, bool)
+    group[rng.choice(n, 30, replace=False)] = True
+    z = rng.normal(size=(n, 16))
+    z[:, 0] += 2.0 * (meta["sex"] == "M")
+    z[group, 1] += 4.0
+    aud = ClusterAuditor(expected=["sex", "age", "height", "weight"], n_subgroups=0,
+                         random_state=0).fit(z, meta.assign(scanner=np.where(group, "b", "a")))
+    probe = aud.findings_[(aud.findings_["kind"] == "probe")
+                          & (aud.findings_["column"] == "scanner")]
+    assert probe["statistic"].iloc[0] > 0.95 and probe["q_value"].iloc[0] < 1e-6
