@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# -- Debian packages: real MRI volumes (mricron-data), Fashion-MNIST, Chromium and its
+# -- Debian packages: real MRI volumes (mricron-data), a head CT (invesalius-examples, for
+#    the slice bank), Fashion-MNIST, Chromium and its
 #    WebDriver for the report's browser tests.
-apt_packages=(mricron-data dataset-fashion-mnist chromium chromium-driver)
+apt_packages=(mricron-data invesalius-examples dataset-fashion-mnist chromium chromium-driver)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
