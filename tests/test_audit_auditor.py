@@ -99,6 +99,22 @@ def test_site_shift_inside_blobs_ranks_first():
     assert sentence.startswith("cluster ") and "subjects): site = B for" in sentence
 
 
+def test_findings_of_expected_columns_rank_last():
+    """Expected columns' findings come after every other finding, however strong: here sex
+    splits the embedding in two (the strongest structure) and site B is a smaller shift.
+    A nuisance role does not move a finding up: without roles the strongest comes first."""
+    z, meta, blob = _cohort(n=400, n_blobs=2, shift=4.0)
+    meta["sex"] = np.where(blob == 0, "F", "M")
+    ranked = ClusterAuditor(random_state=0, nuisance=["site"], expected=["sex"],
+                            n_subgroups=0).fit(z, meta).findings_
+    is_expected = ranked["column"].eq("sex").to_numpy()
+    assert is_expected.any() and not is_expected.all()
+    assert not np.any(is_expected[:-1] & ~is_expected[1:])  # no other finding after sex
+    assert ranked["column"].iloc[0] == "site"
+    plain = ClusterAuditor(random_state=0, n_subgroups=0).fit(z, meta).findings_
+    assert plain["column"].iloc[0] == "sex"
+
+
 def test_site_effect_hidden_inside_clusters_is_found_by_the_probe():
     # a smaller shift: the clusters follow the blobs only, but a probe still sees site B
     z, meta, blob = _cohort(shift=5.0)

@@ -200,3 +200,12 @@ def test_default_model_matches_the_paper_latent_size():
     vae = BetaVAEEncoder()
     assert vae.latent_dim == 512 and vae.spatial_dims == 2 and vae.in_channels == 1
     assert vae.encode(torch.zeros(1, 1, 64, 64)).shape == (1, 512)
+
+
+def test_the_default_model_has_the_documented_size():
+    """docs/benchmarks.md ("β-VAE on the demo cohort"): the default configuration has
+    2.37 M parameters at 64x64, channels 16-32-64-128-256, latent 512, β = 4."""
+    vae = BetaVAEEncoder()
+    assert vae.config.channels == (16, 32, 64, 128, 256) and vae.config.beta == 4.0
+    assert vae.latent_dim == 512 and vae.config.image_size == 64
+    assert sum(p.numel() for p in vae.parameters()) == 2_365_857

@@ -269,6 +269,18 @@ def test_demo_fast_path_writes_report_config_and_embeddings(demo_run):
     assert "turned off" in report["sections"]["gradcam"]["note"]
 
 
+def test_demo_writes_into_latentaudit_demo_by_default(tmp_path, monkeypatch):
+    """README: without ``--output``, ``latentaudit demo`` writes
+    ``latentaudit-demo/report.html`` (with ``report.json`` beside it) in the working
+    folder."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["demo", "--encoder", "pca", "--n-subjects", "60", "--no-explain",
+                 *FAST_AUDIT])
+    assert code == EXIT_OK
+    assert (tmp_path / "latentaudit-demo" / "report.html").is_file()
+    assert (tmp_path / "latentaudit-demo" / "report.json").is_file()
+
+
 def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
     from latentaudit.datasets import load_demo_cohort
 

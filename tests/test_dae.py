@@ -76,6 +76,22 @@ def test_paper64_parameter_count_matches_the_reference():
     assert sum(p.numel() for p in enc.semantic_encoder.parameters()) == 5_001_344
 
 
+def test_documented_parameter_counts():
+    """The sizes docs/benchmarks.md and docs/scaling.md quote: ``paper256`` 70.8 M
+    parameters with the latent DDIM (counted on the meta device, as plan_cohort.py does),
+    ``cpu64`` (the demo model) 4.81 M and v-prediction, 3,527,905 without the latent DDIM
+    (the size the reference is built at), ``tiny3d`` at 16^3 152,793."""
+    def count(encoder):
+        return sum(p.numel() for p in encoder.parameters())
+
+    with torch.device("meta"):
+        assert count(DAEEncoder.from_preset("paper256")) == 70_752_001
+    cpu64 = DAEEncoder.from_preset("cpu64")
+    assert count(cpu64) == 4_809_441 and cpu64.config.prediction == "v"
+    assert count(DAEEncoder.from_preset("cpu64", latent_ddim=False)) == 3_527_905
+    assert count(DAEEncoder.from_preset("tiny3d", image_size=16)) == 152_793
+
+
 def test_cpu64_is_small_enough_to_ship():
     enc = DAEEncoder.from_preset("cpu64")
     n_bytes = 4 * sum(p.numel() for p in enc.parameters())

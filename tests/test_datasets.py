@@ -145,6 +145,19 @@ def test_demo_loading_is_deterministic_and_fast(cohort, tmp_path):
     np.testing.assert_array_equal(third.artefact_masks, cohort.artefact_masks)
 
 
+def test_the_library_never_reads_the_planted_truth():
+    """docs/data.rst: the truth (``.truth``, ``.artefact_masks``) is for tests and
+    benchmarks, which the library never reads: outside the module that builds the demo
+    cohort, no source file of the package mentions either."""
+    import re
+
+    package = Path(la.__file__).parent
+    pattern = re.compile(r"\.truth\b|artefact_masks")
+    readers = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                     if pattern.search(path.read_text(encoding="utf-8")))
+    assert readers == ["data/_demo.py"], readers
+
+
 def test_demo_file_is_small():
     assert PACKAGED_FILE.is_file()
     assert Path(PACKAGED_FILE).stat().st_size < 15e6

@@ -228,6 +228,21 @@ def test_save_refuses_to_overwrite(tmp_path):
         emb.save(tmp_path / "other", overwrite=True)
 
 
+def test_save_with_overwrite_replaces_its_files_and_leaves_others_alone(tmp_path):
+    """docs/reliability.md: saving over earlier embeddings replaces their files one by one
+    and leaves any other file in the folder alone, through the API as on the command line."""
+    Embeddings(np.ones((3, 2), dtype=np.float32), ids=["a", "b", "c"]).save(tmp_path / "e")
+    (tmp_path / "e" / "notes.txt").write_text("keep me")
+    (tmp_path / "e" / "figures").mkdir()
+    (tmp_path / "e" / "figures" / "map.png").write_bytes(b"png")
+    Embeddings(np.zeros((2, 4), dtype=np.float32), ids=["x", "y"]).save(tmp_path / "e",
+                                                                     overwrite=True)
+    again = Embeddings.load(tmp_path / "e")
+    assert again.shape == (2, 4) and list(again.ids) == ["x", "y"]
+    assert (tmp_path / "e" / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "e" / "figures" / "map.png").read_bytes() == b"png"
+
+
 def test_load_incomplete_folder(tmp_path):
     emb = Embeddings(np.ones((3, 2), dtype=np.float32))
     folder = emb.save(tmp_path / "e")

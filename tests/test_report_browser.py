@@ -252,6 +252,16 @@ def test_the_demo_report_in_a_browser(browser, demo, tmp_path):
     assert np.hypot(*(still - screen[k])) < 2.0
     browser.find_element(By.CSS_SELECTOR, ".la-reset").click()
     WebDriverWait(browser, 5).until(lambda d: abs(_view(d)["scale"] - view["scale"]) < 1e-9)
+    # a drag pans the map by the drag's length, zooms nothing and pins no one else
+    before = _view(browser)
+    actions.move_to_element(stage).click_and_hold().move_by_offset(60, 40).release().perform()
+    WebDriverWait(browser, 5).until(lambda d: _view(d)["tx"] != before["tx"])
+    panned = _view(browser)
+    assert abs(panned["tx"] - before["tx"] - 60) < 1.5, (panned, before)
+    assert abs(panned["ty"] - before["ty"] - 40) < 1.5, (panned, before)
+    assert panned["scale"] == before["scale"] and card.get_attribute("data-id") == ids[k]
+    browser.find_element(By.CSS_SELECTOR, ".la-reset").click()
+    WebDriverWait(browser, 5).until(lambda d: abs(_view(d)["tx"] - view["tx"]) < 1e-9)
     Select(browser.find_element(By.CSS_SELECTOR, ".la-colour")).select_by_value("cluster")
     assert browser.find_element(By.CSS_SELECTOR, ".la-legend h4").text == "cluster"
     overlay = browser.find_element(By.CSS_SELECTOR, ".la-overlay")

@@ -23,6 +23,26 @@ def _images(n=4, shape=(1, 16, 16), seed=0):
         np.random.default_rng(seed).uniform(-1, 1, (n, *shape)).astype("float32"))
 
 
+def test_named_presets_and_the_cpu64_parameter_count():
+    """README: presets ``tiny``, ``cpu64``, ``paper64``, ``paper256`` and 3-D.
+    docs/benchmarks.md: the ``cpu64`` generator plus discriminator have 2,979,343
+    parameters, as NVlabs' networks at the same sizes (generator 2.68 M, discriminator
+    0.30 M, inverter 1.21 M)."""
+    sizes = {name: (StyleGAN2Config(**PRESETS[name]).image_size,
+                    StyleGAN2Config(**PRESETS[name]).spatial_dims) for name in PRESETS}
+    assert sizes == {"tiny": (16, 2), "tiny3d": (8, 3), "cpu64": (64, 2),
+                     "paper64": (64, 2), "paper256": (256, 2)}
+    for name in ("paper64", "paper256"):  # the paper's configuration F
+        config = StyleGAN2Config(**PRESETS[name])
+        assert (config.latent_dim, config.channel_base, config.channel_max) == (512, 32768, 512)
+    enc = StyleGAN2Encoder.from_preset("cpu64")
+    count = {name: sum(p.numel() for p in part.parameters())
+             for name, part in enc.named_children()}
+    assert count["generator"] + count["discriminator"] == 2_979_343
+    assert (count["generator"], count["discriminator"], count["inverter"]) == (
+        2_682_974, 296_369, 1_206_960)
+
+
 def test_construction_presets_and_errors():
     enc = _tiny()
     assert isinstance(enc, Encoder) and isinstance(enc, GenerativeEncoder)

@@ -241,6 +241,26 @@ def test_ema_weights_are_loaded_at_the_end(tmp_path):
         assert not torch.equal(v, raw[k])
 
 
+def test_the_default_optimizer_is_fused_adamw_on_the_cpu(monkeypatch):
+    """docs/benchmarks.md: the training loop's default optimizer is AdamW with
+    ``fused=True`` (one kernel for all parameters) on CPUs and GPUs; weight decay spares
+    the vectors (biases)."""
+    made = []
+    adamw = torch.optim.AdamW
+
+    def recording(groups, **options):
+        made.append((groups, options))
+        return adamw(groups, **options)
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording)
+    model = _net(0, PlainNet)
+    train(model, _dataset(), max_steps=1, batch_size=4, verbose=False)
+    (groups, options), = made
+    assert options["fused"] is True
+    assert [[tuple(p.shape) for p in g["params"]] for g in groups] == [[(1, 16)], [(1,)]]
+    assert groups[1]["weight_decay"] == 0.0
+
+
 def test_gradient_accumulation_matches_large_batch():
     data = _dataset(n=16)
     a, b = _net(0, PlainNet), _net(0, PlainNet)

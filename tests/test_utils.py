@@ -95,3 +95,22 @@ def test_embed_stays_the_function_after_the_submodule_is_imported():
 def test_every_public_name_resolves():
     for name in la.__all__:
         assert getattr(la, name) is not None, name
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_ctrl_c_inside_an_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path,
+                                                                           interrupt):
+    """docs/reliability.md: an error or Ctrl-C inside a write removes the temporary file and
+    leaves the previous file as it was, for both writers of latentaudit.utils."""
+    from latentaudit.utils import atomic_path, atomic_write
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(interrupt), atomic_write(target) as handle:
+        handle.write("half of the new")
+        raise interrupt()
+    with pytest.raises(interrupt), atomic_path(target) as tmp:
+        tmp.write_text("half of the new")
+        raise interrupt()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
