@@ -6,17 +6,20 @@ Every audit starts from an embedding: one vector per scan.  latentaudit offers
 
 - the **Diffusion Autoencoder** (``DAEEncoder``; shipped ``"demo"`` weights for 64x64
   images, presets ``tiny``, ``cpu64``, ``paper64``, ``paper256``, ``volume64``),
+- **StyleGAN2** with an inversion encoder (``StyleGAN2Encoder``; shipped ``"demo"``
+  weights for 64x64 images),
 - the **β-VAE** (``BetaVAEEncoder``, optional Hessian penalty),
 - **pixel PCA** (``PixelPCAEncoder``), a baseline that needs no training,
 - and **your own model**: any ``torch.nn.Module`` wrapped in ``TorchEncoder``.
 
 All of them meet the same ``Encoder`` protocol (``latent_dim``, ``spatial_dims``,
 ``encode``), so everything after ``la.embed`` works the same.  Only generative encoders
-(``encode`` + ``invert`` + ``decode``: the DAE, the β-VAE, pixel PCA) can decode
-counterfactuals and synthetic images.
+(``encode`` + ``invert`` + ``decode``: the DAE, StyleGAN2, the β-VAE, pixel PCA) can
+decode counterfactuals and synthetic images.
 
-Here each is trained briefly (seconds, on the CPU) on 600 demo images downsampled to 32x32,
-and compared by how well a linear probe reads the site and the sex from its embedding.
+Here pixel PCA, a β-VAE and a model of your own are trained briefly (seconds, on the CPU)
+on 600 demo images downsampled to 32x32 and compared, with the shipped DAE, by how well a
+linear probe reads the site and the sex from each embedding.
 """
 
 # %%

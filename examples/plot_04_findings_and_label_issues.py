@@ -4,8 +4,9 @@ Read the findings and the label issues
 
 ``ClusterAuditor`` clusters the embedding, tests every cluster against every metadata
 column, probes each column with a cross-validated linear model and ranks what it found:
-structure that follows a *nuisance* column (the site) comes first, structure that
-*expected* columns explain (sex, age) last.  ``label_issues`` lists subjects whose label
+significant findings by effect size, and structure that *expected* columns explain (sex,
+age) last, however strong.  A *nuisance* column (the site) names structure that should not
+be there; what follows it is the finding.  ``label_issues`` lists subjects whose label
 disagrees with the embedding.
 
 This is the README's headline, on the shipped demo Diffusion Autoencoder: the top findings
