@@ -281,6 +281,21 @@ def test_demo_writes_into_latentaudit_demo_by_default(tmp_path, monkeypatch):
     assert (tmp_path / "latentaudit-demo" / "report.json").is_file()
 
 
+def test_the_seed_chooses_the_demo_subset():
+    """docs/reliability.md: ``--seed`` seeds the demo's subset (``--n-subjects``) too: the
+    same seed gives the same subjects, another seed others."""
+    from latentaudit.cli.demo import demo_dataset
+
+    def subjects(seed):
+        config = {"seed": seed, "data": {"demo_size": 64, "n_subjects": 50}}
+        dataset, record = demo_dataset(config)
+        assert record["subset_seed"] == seed and len(dataset) == 50
+        return list(dataset.ids)
+
+    assert subjects(0) == subjects(0)
+    assert subjects(0) != subjects(1)
+
+
 def test_demo_finds_the_planted_sites_and_flipped_labels(demo_run):
     from latentaudit.datasets import load_demo_cohort
 
