@@ -120,6 +120,34 @@ def test_subgroups_are_saved_and_options_checked(cohort, tmp_path):
         ClusterAuditor(n_subgroups=-1).fit(z, metadata)
 
 
+def test_image_statistics_read_every_image_once():
+    """docs/benchmarks.md: ``image_statistics=True`` reads every image once (through a
+    dataset the images come from lazily); the default audit reads none."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (120, 1, 16, 16)).astype(np.float32)
+    reads = np.zeros(len(images), int)
+
+    class Counting(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, index):
+            reads[index] += 1
+            return {"image": torch.from_numpy(images[index]), "index": index}
+
+    z = rng.normal(size=(len(images), 8))
+    metadata = pd.DataFrame({"site": rng.choice(list("AB"), len(images))})
+    emb = la.Embeddings(z, metadata=metadata, images=Counting())
+    reads[:] = 0  # (attaching the images looked at the first one)
+    ClusterAuditor(random_state=0, n_subgroups=2).fit(emb)
+    assert reads.sum() == 0
+    aud = ClusterAuditor(image_statistics=True, random_state=0, n_subgroups=2).fit(emb)
+    assert (reads == 1).all(), np.bincount(reads)
+    assert len(aud.image_statistics_) == len(images)
+
+
 def test_image_statistics_single_out_a_group_the_embedding_does_not_carry(cohort, tmp_path):
     images, metadata = cohort
     # (at 400 rows the held-out half holds 20 members: the test is weak; seed 1 plants a
