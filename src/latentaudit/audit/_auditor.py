@@ -184,11 +184,12 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
     subgroups_ : pandas.DataFrame
         One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
         ``space`` (where it was found: "embedding" or "image statistics"), ``n``,
-        ``fraction``, ``p_value`` (held-out test of a second mode), ``separation``,
-        ``effect_size``, ``n_test`` (held-out rows tested), ``gap_rows`` and ``group_rows``
-        (held-out rows in the gap and group windows), ``tail_rows`` and ``rise_rows``
-        (held-out rows beyond the gap's start, and how many of them sit above a falling
-        density).  Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
+        ``fraction``, ``p_value`` (held-out test of a second mode or of too many rows
+        far out), ``separation``, ``effect_size``, ``n_test`` (held-out rows tested),
+        ``gap_rows`` and ``group_rows`` (held-out rows in the gap and group windows),
+        ``tail_rows`` and ``rise_rows`` (held-out rows beyond the gap's start, and how many
+        of them sit above a falling density), ``far_rows`` (held-out rows more than 6
+        robust SD out).  Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
     subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
         Each row's score along each candidate's direction (members: positive).
     image_statistics_ : pandas.DataFrame or None

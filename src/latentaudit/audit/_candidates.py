@@ -22,7 +22,7 @@ __all__ = ["SUBGROUP_COLUMNS", "SUBGROUP_TEST", "empty_subgroups"]
 
 #: Columns of ``ClusterAuditor.subgroups_``.
 SUBGROUP_COLUMNS = ["subgroup", "space", "n", "fraction", "p_value", "separation", "effect_size",
-                    "n_test", "gap_rows", "group_rows", "tail_rows", "rise_rows"]
+                    "n_test", "gap_rows", "group_rows", "tail_rows", "rise_rows", "far_rows"]
 
 
 def empty_subgroups() -> pd.DataFrame:
@@ -91,12 +91,13 @@ class _CandidateSubgroups:
             size = candidate.size
             gap, group = candidate.window_counts
             tail, rise = candidate.rise_counts
+            far, tested = candidate.far_counts
             description = (
                 f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from the "
                 f"rest along one direction of the {space}{beyond} (on held-out rows, "
                 f"{group} near the group's centre against {gap} in the gap before it, and "
-                f"{rise} of {tail} beyond the gap above a falling density; "
-                f"{candidate.separation:.1f} SD apart)")
+                f"{rise} of {tail} beyond the gap above a falling density, and {far} of "
+                f"{tested} far out; {candidate.separation:.1f} SD apart)")
             rows.append({
                 "kind": "subgroup",
                 "cluster": None,
@@ -114,7 +115,7 @@ class _CandidateSubgroups:
                           "effect_size": float(candidate.effect_size),
                           "n_test": int(candidate.n_test), "gap_rows": int(gap),
                           "group_rows": int(group), "tail_rows": int(tail),
-                          "rise_rows": int(rise)})
+                          "rise_rows": int(rise), "far_rows": int(far)})
         if found:
             self.subgroups_ = pd.DataFrame(table, columns=SUBGROUP_COLUMNS)
             self.subgroup_scores_ = np.vstack([c.score for c in found])

@@ -195,7 +195,8 @@ class _Persistence:
             "subgroup_scores", np.zeros((0, auditor.labels_.size), dtype=np.float64))
         if "space" not in subgroups:  # saved before image statistics were searched
             subgroups.insert(1, "space", "embedding")
-        for column in ("tail_rows", "rise_rows"):  # saved before the falling-density test
+        # saved before the falling-density test or the far-tail test
+        for column in ("tail_rows", "rise_rows", "far_rows"):
             if column not in subgroups:
                 subgroups[column] = np.zeros(len(subgroups), dtype=np.int64)
         auditor.subgroups_ = subgroups[SUBGROUP_COLUMNS]
