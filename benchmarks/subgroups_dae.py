@@ -110,6 +110,7 @@ def main(argv=None) -> None:
     header = " | ".join(f"n={s}: sig F1>=0.5 (median) / any F1>=0.5 (median)" for s in sizes)
     print(f"| artefact | strength | probe AUC | {header} |")
     print("|---|---|---|" + "---|" * len(sizes))
+    matched = {size: [0, 0] for size in sizes}  # significant and matching, audits
     with threadpool_limits(1):
         for item in args.families.split(","):
             family, strength = item.split(":")
@@ -138,10 +139,14 @@ def main(argv=None) -> None:
                     sig.append(best[0])
                     any_.append(best[1])
                 sig, any_ = np.array(sig), np.array(any_)
+                matched[size][0] += int((sig >= 0.5).sum())
+                matched[size][1] += sig.size
                 cells.append(f"{int((sig >= 0.5).sum())}/{sig.size} ({np.median(sig):.2f}) / "
                              f"{int((any_ >= 0.5).sum())}/{any_.size} ({np.median(any_):.2f})")
             print(f"| {family} | {strength} | {auc:.3f} | " + " | ".join(cells) + " |",
                   flush=True)
+        print("# in all, a significant candidate with F1 >= 0.5 in "
+              + ", ".join(f"{m}/{a} audits at n={s}" for s, (m, a) in matched.items()))
         print()
         print("| null (strength 0) | " + " | ".join(f"n={s}" for s in sizes) + " |")
         print("|---|" + "---|" * len(sizes))

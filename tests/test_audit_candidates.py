@@ -217,6 +217,8 @@ def dae_embeddings():
 @pytest.mark.slow
 @pytest.mark.parametrize(("family", "strength"), [
     ("bar", 1.0), ("tilt", 1.0), ("blur", 1.0),
+    # groups of varying severity: a plateau after the bulk, significant by the far tail
+    ("gain", 1.0), ("contrast_curve", 1.0),
 ])
 def test_the_default_audit_singles_out_a_group_on_the_demo_dae(dae_embeddings, family,
                                                                strength):

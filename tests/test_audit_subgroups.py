@@ -1,13 +1,15 @@
 """Tests of the candidate-subgroup search (audit/_subgroups.py) and its shape helpers:
-the held-out gap test is valid for unimodal populations of any shape, the search finds
-groups of 5-30% hidden under strong known structure, and finds nothing in null data."""
+the held-out tests are valid for unimodal populations of any shape (the far-tail test for
+tails up to Student's t with 2 degrees of freedom), the search finds groups of 5-30% hidden
+under strong known structure, groups of varying severity (comets) too, and nothing in null
+data."""
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
 from latentaudit.audit._known import known_design
-from latentaudit.audit._subgroups import find_subgroups, gap_test, rise_test
+from latentaudit.audit._subgroups import find_subgroups, gap_test, rise_test, tail_test
 from latentaudit.errors import ConfigError
 
 
@@ -44,7 +46,11 @@ def _cohort(n, rng, group_fraction=0.0, shift=0.0, d=12):
     return x, meta, group
 
 
-@pytest.mark.parametrize("test", [gap_test, rise_test])
+def _tail_test(search, members, test):
+    return tail_test(search, test)
+
+
+@pytest.mark.parametrize("test", [gap_test, rise_test, _tail_test])
 @pytest.mark.parametrize("shape", ["normal", "skewed", "heavy", "light"])
 def test_held_out_tests_are_valid_for_unimodal_populations(shape, test):
     rng = np.random.default_rng(0)
@@ -87,6 +93,48 @@ def test_the_falling_density_test_sees_a_group_the_gap_windows_miss():
         p_rise.append(p)
         assert 0 < rise < tail
     assert np.median(p_gap) > 0.05 and np.median(p_rise) < 0.005
+
+
+def _comet(n, rng, spread=20.0):
+    """90% bulk, 10% spread evenly from the bulk's edge to ``spread`` SD beyond it."""
+    return np.r_[rng.normal(0, 1, n - n // 10), rng.uniform(2.0, spread, n // 10)]
+
+
+def test_the_far_tail_test_sees_a_comet_that_no_test_of_unimodality_can():
+    # an artefact of random severity: its members spread evenly from the bulk's edge far
+    # beyond it, a plateau with no second mode (the demo DAE's gain and contrast groups)
+    rng = np.random.default_rng(0)
+    p_gap, p_rise, p_tail = [], [], []
+    for _ in range(20):
+        search, test = _comet(1000, rng), _comet(1000, rng)
+        members = search > 2.0
+        p_gap.append(gap_test(search, members, test)[0])
+        p_rise.append(rise_test(search, members, test)[0])
+        p, (far, tested) = tail_test(search, test)
+        p_tail.append(p)
+        assert tested == 1000 and 50 < far < 100
+    assert np.median(p_gap) > 0.05 and np.median(p_rise) > 0.05
+    assert np.max(p_tail) < 1e-6
+    # a tail of 2% of the rows beyond 6 SD is not enough
+    bulk = rng.normal(0, 1, 4900)
+    p, _ = tail_test(np.r_[bulk, rng.uniform(7, 9, 100)], np.r_[bulk, rng.uniform(7, 9, 100)])
+    assert p > 0.05
+
+
+def test_a_comet_inside_strong_known_structure_is_significant():
+    rng = np.random.default_rng(1)
+    x, meta, _ = _cohort(1000, rng)
+    group = np.zeros(1000, bool)
+    group[rng.choice(1000, 100, replace=False)] = True
+    direction = rng.normal(size=x.shape[1])
+    x[group] += rng.uniform(2.0, 20.0, group.sum())[:, None] * direction / np.linalg.norm(
+        direction)
+    kinds = {"site": "categorical", "sex": "categorical", "age": "continuous"}
+    found = find_subgroups(x, known_design(meta, kinds), random_state=0)
+    best = max(found, key=lambda s: _f1(s.members, group))
+    assert _f1(best.members, group) >= 0.8
+    assert best.p_value < 1e-4  # (before the far-tail test: 0.55)
+    assert best.far_counts[1] == 500 and best.far_counts[0] >= 25
 
 
 def test_nothing_is_found_in_null_data():
