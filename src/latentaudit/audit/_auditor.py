@@ -129,9 +129,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         50% of the rows that sit apart along one direction (projection pursuit: FastICA
         and the bimodality coefficient; k-means cells; each refined by a linear
         discriminant), and each candidate is tested on the other half, which the search
-        never saw: is there a second mode where the search found the group?  (An exact
-        binomial test of the rows in two equal windows, valid for any unimodal
-        population; see :attr:`subgroups_`.)  Each is a finding of kind ``"subgroup"``.
+        never saw: is there a second mode where the search found the group, or do more
+        rows lie far out along its direction than a tail would hold?  (Three held-out
+        tests, two of them valid for any unimodal population; see :attr:`subgroups_` and
+        :func:`latentaudit.audit._subgroups.find_subgroups`.)  Each is a finding of kind
+        ``"subgroup"``.
     subgroup_max_samples : int or None, default 6000
         Rows (a random subsample) that the subgroup search and test use; every row still
         gets a score and a membership.

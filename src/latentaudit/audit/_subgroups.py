@@ -24,10 +24,10 @@ accounted for:
 4. **Test** (test half only).  Along the candidate's direction the test rows are projected
    and the question is whether a second mode sits where the search found the group.  The
    search half gives the bulk's centre, the gap (the density's low point between the bulk
-   and the group) and the group's centre; two tests of the held-out rows follow, each
+   and the group) and the group's centre; three tests of the held-out rows follow, and
+   the smallest p-value, tripled (Bonferroni), is the candidate's.  The first two are
    valid whatever the population's shape (skewed, heavy- or light-tailed) as long as it
-   is unimodal with its mode on the bulk's side, and the smaller p-value, doubled
-   (Bonferroni), is the candidate's:
+   is unimodal with its mode on the bulk's side:
 
    - *gap windows* (:func:`gap_test`): with equal windows around the gap and the group's
      centre, a unimodal population puts at least as many rows in the gap window as in the
@@ -38,15 +38,23 @@ accounted for:
      of the rows beyond it lies under its least concave majorant up to sampling noise; the
      largest distance (Grenander's estimator of a decreasing density, Hartigan's dip
      restricted to one side) is compared with its distribution for a flat density, the
-     least favourable decreasing one.  It sees a group that is spread out (an artefact of
-     varying severity) where the windows catch few rows.
+     least favourable decreasing one.  It sees a group that is spread out where the
+     windows catch few rows.
+   - *far tail* (:func:`tail_test`): a group whose members' severity varies (an artefact
+     applied more or less strongly) spreads evenly from the bulk's edge far beyond it, a
+     plateau with no second mode, which no test of unimodality can tell from a heavy
+     tail; what sets it apart is how many rows lie far out.  The null hypothesis is that
+     at most 2.5% of the population lies beyond 6 robust SD of the search rows' scores,
+     and the count of test rows beyond is binomial.  Heavy tails up to Student's t with
+     2 degrees of freedom (0.9%) stay within it; a tail as heavy as a Cauchy's (3.6%)
+     does not, and is reported.
 
    The search is accounted for because it never saw the test rows.
 
-A group that a probe would separate but that forms only a shoulder of the bulk (no second
-mode, or a long even plateau after the bulk) is still returned as a candidate, with its
-members, but it does not reach significance: one-dimensional shape alone cannot tell such a
-group from a skewed or heavy-tailed continuum, and long tails are common in real embeddings.
+A group that a probe would separate but that forms only a short shoulder of the bulk (no
+second mode, and few rows far out) is still returned as a candidate, with its members, but
+it does not reach significance: one-dimensional shape alone cannot tell such a group from a
+skewed or heavy-tailed continuum, and long tails are common in real embeddings.
 """
 
 from __future__ import annotations

@@ -59,8 +59,9 @@ def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
         "What the tested metadata columns explain was removed from the embedding, and the "
         "rest was searched, on half of the subjects, for groups of 5% to 50% that sit apart "
         "along one direction; each candidate was tested on the other half (is there a "
-        "second mode where the search found the group? an exact binomial test) inside the "
-        "false discovery rate of all findings. Members: ClusterAuditor.subgroup_members(k) "
+        "second mode where the search found the group, or more subjects far out along its "
+        "direction than a tail would hold?) inside the false discovery rate of all "
+        "findings. Members: ClusterAuditor.subgroup_members(k) "
         "(most typical first).")
     section.tables.append(ReportTable(
         "Candidate subgroups", table,
