@@ -23,7 +23,7 @@ class _Maps:
     ``faithfulness``."""
 
     def explain(self, images, target=None, *, cam: str | None = None,
-                batch_size: int = 32, eigen_smooth: bool = False,
+                target_layer=None, batch_size: int = 32, eigen_smooth: bool = False,
                 aug_smooth: bool = False) -> np.ndarray:
         """Class activation maps of images, at the input's resolution.
 
@@ -36,6 +36,10 @@ class _Maps:
             per image, or None for each image's predicted class.
         cam : str, optional
             Override the Explainer's ``cam`` method for this call.
+        target_layer : "auto", int, str or torch.nn.Module, optional
+            Take this call's maps from another layer of the classifier (as the
+            Explainer's ``target_layer``: ``0`` is the first, finest stage); default
+            :attr:`target_layer_`.  The classifier is not refitted.
         batch_size : int, default 32
             Images per pass.
         eigen_smooth : bool, default False
@@ -55,7 +59,8 @@ class _Maps:
             Before :meth:`fit`.
         ValueError
             (as :class:`latentaudit.errors.ConfigError`) for an unknown method, one that
-            does not work on 3-D inputs, or a target that is not a class;
+            does not work on 3-D inputs, a target that is not a class, or a target layer
+            that is not in the classifier;
             (as :class:`latentaudit.errors.DataError`) when a map holds NaN or inf (NaN in
             the images, a diverged classifier) instead of returning it as zeros.
 
@@ -64,9 +69,12 @@ class _Maps:
         >>> maps = exp.explain(images, target=1)  # doctest: +SKIP
         >>> maps.shape == images.shape[:1] + images.shape[2:]  # doctest: +SKIP
         True
+        >>> fine = exp.explain(images, target=1, cam="layercam", target_layer=0)  # doctest: +SKIP
         """
         self._check_fitted()
         method = check_method(self.cam_ if cam is None else cam, self.spatial_dims)
+        layer = (self._target_module if target_layer is None
+                 else self._resolve_target_layer(target_layer)[1])
         source = self._source(images)
         n = len(source)
         need_predictions = target is None
@@ -88,14 +96,14 @@ class _Maps:
                 else:
                     cats = categories[positions]
                 maps[positions] = compute_cam(
-                    self.model_, [self._target_module], x, cats, method,
+                    self.model_, [layer], x, cats, method,
                     eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, seed=seed + k)
                 bar.update(len(positions))
         self.model_.eval()
         return maps
 
     def mean_maps(self, images, labels=None, *, cam: str | None = None,
-                  batch_size: int = 32) -> np.ndarray:
+                  target_layer=None, batch_size: int = 32) -> np.ndarray:
         """The average map of each class, over the images of that class.
 
         Parameters
@@ -107,6 +115,8 @@ class _Maps:
             the classifier's predictions.  Each image is explained for its own class.
         cam : str, optional
             Override the CAM method.
+        target_layer : "auto", int, str or torch.nn.Module, optional
+            Override the target layer (see :meth:`explain`).
         batch_size : int, default 32
             Images per pass.
 
@@ -132,7 +142,7 @@ class _Maps:
             return out
         indices = self._class_indices(labels[keep], len(keep), None)
         maps = self.explain(source.subset(keep), target=self.classes_[indices],
-                            cam=cam, batch_size=batch_size)
+                            cam=cam, target_layer=target_layer, batch_size=batch_size)
         for k in range(self.n_classes_):
             if np.any(indices == k):
                 out[k] = maps[indices == k].mean(axis=0)
