@@ -392,6 +392,36 @@ def test_3d_maps_point_into_both_planted_artefacts_at_seeds_0_to_4(demo_volumes)
     assert min(rates.values()) >= 0.8, rates
 
 
+def test_members_are_seeded_classifiers_whose_logits_and_maps_are_averaged():
+    volumes, labels, _ = planted_squares(n=32, size=8, spatial_dims=3)
+    options = dict(spatial_dims=3, max_steps=10, random_state=0, **TINY)
+    exp = Explainer(n_members=3, **options).fit(volumes, labels)
+    single = Explainer(**options).fit(volumes, labels)
+    assert len(exp.members_) == 3 and single.members_ == [single.model_]
+    assert exp.history_["member"].tolist() == sorted(exp.history_["member"].tolist())
+    x = torch.from_numpy(volumes[:4])
+    with torch.no_grad():
+        # member 0 is the single classifier of the same seed; the others differ
+        torch.testing.assert_close(exp.members_[0](x), single.model_(x))
+        assert not torch.allclose(exp.members_[1](x), exp.members_[0](x))
+        logits = torch.stack([member(x) for member in exp.members_]).mean(dim=0)
+    np.testing.assert_allclose(exp.predict_proba(volumes[:4]),
+                               torch.softmax(logits, dim=1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(exp.test_indices_, single.test_indices_)
+    # the maps: the mean of each member's own map (each scaled to [0, 1]), rescaled
+    maps = exp.explain(volumes[:4], target=1, cam="hirescam")
+    own = []
+    for member in exp.members_:
+        single.model_, single._target_modules = member, [member.stages[0]]
+        own.append(single.explain(volumes[:4], target=1, cam="hirescam"))
+    mean = np.mean(own, axis=0)
+    low = mean.min(axis=(1, 2, 3), keepdims=True)
+    high = mean.max(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(maps, (mean - low) / (high - low), atol=1e-4)
+    with pytest.raises(ConfigError, match="n_members"):
+        Explainer(n_members=0, **options).fit(volumes, labels)
+
+
 def test_explain_takes_another_target_layer_without_refitting(fitted_3d):
     exp, volumes = fitted_3d
     assert exp.target_layer_ == "stages.0"

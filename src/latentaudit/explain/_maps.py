@@ -73,8 +73,8 @@ class _Maps:
         """
         self._check_fitted()
         method = check_method(self.cam_ if cam is None else cam, self.spatial_dims)
-        layer = (self._target_module if target_layer is None
-                 else self._resolve_target_layer(target_layer)[1])
+        layers = (self._target_modules if target_layer is None
+                  else self._resolve_target_layer(target_layer)[1])
         source = self._source(images)
         n = len(source)
         need_predictions = target is None
@@ -96,7 +96,7 @@ class _Maps:
                 else:
                     cats = categories[positions]
                 maps[positions] = compute_cam(
-                    self.model_, [layer], x, cats, method,
+                    self.model_, layers, x, cats, method,
                     eigen_smooth=eigen_smooth, aug_smooth=aug_smooth, seed=seed + k)
                 bar.update(len(positions))
         self.model_.eval()
