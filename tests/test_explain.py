@@ -210,7 +210,7 @@ def test_every_method_runs_in_2d(fitted, squares, method):
     assert maps.shape == (3, 32, 32)
     assert np.isfinite(maps).all()
     # hooks are released: the target layer has no forward hooks left
-    assert not fitted._target_module._forward_hooks
+    assert not fitted._target_modules[0]._forward_hooks
     assert all(not m._forward_hooks for m in fitted.model_.modules())
 
 
@@ -240,8 +240,8 @@ def test_errors_inside_grad_cam_are_raised_and_hooks_released(fitted, squares):
     x = torch.from_numpy(images[:2])
     # grad-cam's context manager swallows IndexError; ours re-raises it.
     with pytest.raises(IndexError):
-        compute_cam(fitted.model_, [fitted._target_module], x, [5, 5], "gradcam")
-    assert not fitted._target_module._forward_hooks
+        compute_cam(fitted.model_, [fitted._target_modules[0]], x, [5, 5], "gradcam")
+    assert not fitted._target_modules[0]._forward_hooks
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -252,11 +252,11 @@ def test_nan_maps_raise_instead_of_passing_as_zeros(fitted, squares, fitted_3d, 
     x = torch.from_numpy(images[:3].copy())
     x[1].view(-1)[0] = float("nan")  # one broken image makes a NaN map
     with pytest.raises(DataError, match=r"NaN or inf in 1 of 3 maps \(first: image 1\)"):
-        compute_cam(exp.model_, [exp._target_module], x, [1, 1, 1], "gradcam")
-    assert not exp._target_module._forward_hooks
+        compute_cam(exp.model_, [exp._target_modules[0]], x, [1, 1, 1], "gradcam")
+    assert not exp._target_modules[0]._forward_hooks
     # the same images without the NaN give finite maps
     x[1].view(-1)[0] = 0.0
-    assert np.isfinite(compute_cam(exp.model_, [exp._target_module], x, [1, 1, 1],
+    assert np.isfinite(compute_cam(exp.model_, [exp._target_modules[0]], x, [1, 1, 1],
                                    "gradcam")).all()
 
 
@@ -837,6 +837,6 @@ def test_our_score_cam_matches_grad_cams_in_2d(fitted, squares):
     images, _, _ = squares
     x = torch.from_numpy(images[:3])
     ours = fitted.explain(images[:3], target=1, cam="scorecam")
-    with pytorch_grad_cam.ScoreCAM(fitted.model_, [fitted._target_module]) as cam:
+    with pytorch_grad_cam.ScoreCAM(fitted.model_, [fitted._target_modules[0]]) as cam:
         theirs = cam(x, targets=[ClassifierOutputTarget(1)] * 3)
     assert np.allclose(ours, theirs, atol=1e-4)
