@@ -24,10 +24,16 @@ and angle expected).  Encoders: ``pca`` (pixel PCA, 32 components, fitted on the
 training rows), ``vae0`` (an untrained beta-VAE, cpu64 preset: a random conv net), ``vae``
 (the same trained label-free on the training rows for ``--train-seconds``), ``vaeh`` (the
 same with the Hessian penalty of Peebles et al. 2020 on the decoder, same time budget),
-``dae`` (the shipped demo DAE; demo only), ``sg2`` (the shipped StyleGAN2 demo weights,
-its ``w``; demo only).  Beside the probes of the Table 1 layout, ``resnet10``: a 2-D
-ResNet-10 trained with the labels on the training rows for ``--resnet-seconds`` per
-column, tested on the audited rows.
+``daeb`` (a Diffusion Autoencoder, cpu64 preset, its semantic code) and ``sg2b`` (a
+StyleGAN2 GAN and its inverter, cpu64 preset, the inverter's ``w``), each trained here like
+the beta-VAEs; ``dae`` (the shipped demo DAE; demo only), ``sg2`` (the shipped StyleGAN2
+demo weights, its ``w``; demo only).  Every encoder trained here gets the same CPU budget
+(``--train-seconds`` of process CPU time at ``--threads`` threads, so other jobs on the
+machine do not change it): a throwaway copy trains for a few steps to measure the CPU
+seconds of one step, and the encoder then trains for as many steps as the budget buys.
+Beside the probes of the Table 1 layout, ``resnet10``: a 2-D ResNet-10 trained with the
+labels on the training rows for ``--resnet-seconds`` of CPU time per column, tested on
+the audited rows.
 
 Every measurement (one encoder x family, one Table 1 row) is saved to ``--json`` as soon
 as it exists, and the trained encoders to ``--work``; a rerun with the same arguments
@@ -65,11 +71,14 @@ FAMILIES = {
     "acquisition": ("ghosting", {}),
 }
 STRENGTHS = (0.0, 0.1, 0.25, 0.5, 1.0)
-ENCODERS = {"demo": ("pca", "vae0", "vae", "vaeh", "dae", "sg2"),
-            "fashion": ("pca", "vae0", "vae", "vaeh"),
-            "mri": ("pca", "vae0", "vae", "vaeh")}
-#: Encoders trained label-free here, each for the same wall-clock budget (--train-seconds).
-TRAINED = ("vae", "vaeh")
+ENCODERS = {"demo": ("pca", "vae0", "vae", "vaeh", "daeb", "sg2b", "dae", "sg2"),
+            "fashion": ("pca", "vae0", "vae", "vaeh", "daeb", "sg2b"),
+            "mri": ("pca", "vae0", "vae", "vaeh", "daeb", "sg2b")}
+#: Encoders trained label-free here, each for the same CPU budget (--train-seconds), and
+#: the registry family they are built from.
+TRAINED = {"vae": "beta_vae", "vaeh": "beta_vae", "daeb": "dae", "sg2b": "stylegan2"}
+#: Steps of the throwaway run that measures the CPU cost of one training step.
+CALIBRATION_STEPS = 6
 #: The audit of each source (the options of ClusterAuditor), as a user would configure it.
 AUDITS = {
     "demo": {"expected": ["sex", "age", "height", "weight"], "nuisance": ["site"],
@@ -114,7 +123,9 @@ def load_source(source: str, n: int, seed: int):
 def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str | None,
                  source: str, train_steps: int | None = None):
     """An encoder of ``kind``, fitted label-free on ``train`` (images only); trained ones
-    are kept in ``work`` and read back by a rerun."""
+    are kept in ``work`` and read back by a rerun.  ``train_seconds`` is a budget of
+    process CPU time (see :func:`steps_for_budget`); ``train_steps`` a fixed number of
+    steps instead."""
     import torch
 
     import latentaudit as la
@@ -128,37 +139,65 @@ def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str
         return la.DAEEncoder.from_pretrained("demo").eval()
     if kind == "sg2":
         return la.StyleGAN2Encoder.from_pretrained("demo").eval()
-    if kind not in ("vae0", "vae", "vaeh"):
+    if kind not in ("vae0", *TRAINED):
         raise SystemExit(f"unknown encoder {kind!r}")
-    name = f"{source}_{kind}_seed{seed}" + (f"_steps{train_steps}" if train_steps else "")
+    budget = f"_steps{train_steps}" if train_steps else f"_cpu{train_seconds:g}"
+    name = f"{source}_{kind}_seed{seed}" + budget
     folder = os.path.join(work, name) if work else None
     if kind in TRAINED and folder and os.path.isfile(os.path.join(folder, "config.json")):
         encoder = load_pretrained(folder).eval()
         with open(os.path.join(folder, "steps.json"), encoding="utf-8") as handle:
-            encoder.steps_trained = json.load(handle)
+            saved = json.load(handle)
+        # older runs saved the number of steps alone
+        saved = saved if isinstance(saved, dict) else {"steps": saved}
+        encoder.steps_trained, encoder.cpu_seconds = saved["steps"], saved.get("cpu_seconds")
         return encoder
-    # the Hessian penalty (Peebles et al. 2020) from the first step: the budget is short
-    hessian = {"hessian_weight": 0.1, "hessian_warmup_steps": 0} if kind == "vaeh" else {}
-    encoder = build_encoder("beta_vae", train.image_shape, preset="cpu64", **hessian)
+
+    def build():
+        torch.manual_seed(seed)
+        if kind == "vae0":
+            return build_encoder("beta_vae", train.image_shape, preset="cpu64")
+        # the Hessian penalty (Peebles et al. 2020) from the first step: the budget is short
+        hessian = {"hessian_weight": 0.1, "hessian_warmup_steps": 0} if kind == "vaeh" else {}
+        return build_encoder(TRAINED[kind], train.image_shape, preset="cpu64", **hessian)
+
+    encoder = build()
     if kind in TRAINED:
-        if train_steps:   # a fixed number of steps instead of the time budget
-            encoder.fit(train, max_steps=train_steps, batch_size=32, random_state=seed,
-                        verbose=False)
-        else:
-            encoder.fit(train, max_steps=10**6, time_limit=train_seconds, batch_size=32,
-                        random_state=seed, verbose=False)
-        encoder.steps_trained = int(encoder.history_["step"].iloc[-1])
+        steps = train_steps or steps_for_budget(build, train, train_seconds, seed)
+        tick = time.process_time()
+        encoder.fit(train, max_steps=steps, batch_size=32, random_state=seed, verbose=False)
+        encoder.cpu_seconds = round(time.process_time() - tick, 1)
+        encoder.steps_trained = steps
         if folder:
             encoder.save_pretrained(folder)
             with open(os.path.join(folder, "steps.json"), "w", encoding="utf-8") as handle:
-                json.dump(encoder.steps_trained, handle)
+                json.dump({"steps": steps, "cpu_seconds": encoder.cpu_seconds}, handle)
     return encoder.eval()
+
+
+def steps_for_budget(build, train, seconds: float, seed: int) -> int:
+    """How many training steps of the encoder ``build()`` makes fit in ``seconds`` of
+    process CPU time: a throwaway copy trains for :data:`CALIBRATION_STEPS` steps (its
+    first step's set-up included, so the estimate errs on the short side) on the first 256
+    training images, so that what a model does once after training (the DAE's pass over
+    its training set for the latent statistics) does not count as steps."""
+    import latentaudit as la
+
+    images = getattr(train, "images", None)
+    if images is not None and len(images) > 256:
+        train = la.ArrayDataset(np.ascontiguousarray(images[:256]))
+    probe = build()
+    tick = time.process_time()
+    probe.fit(train, max_steps=CALIBRATION_STEPS, batch_size=32, random_state=seed,
+              verbose=False)
+    per_step = (time.process_time() - tick) / CALIBRATION_STEPS
+    return max(CALIBRATION_STEPS, int(seconds / per_step))
 
 
 def supervised_table1(train, test, columns, *, seconds: float, seed: int,
                       max_steps: int | None = None) -> dict:
-    """A 2-D ResNet-10 trained with the labels (one per column, ``seconds`` or
-    ``max_steps`` of 32 images each, whichever ends first) on the training rows, scored
+    """A 2-D ResNet-10 trained with the labels (one per column, ``seconds`` of process CPU
+    time or ``max_steps`` of 32 images each, whichever ends first) on the training rows, scored
     on the audited rows: accuracy with a Wilson interval, or mean absolute error with a
     normal interval."""
     import torch
@@ -188,9 +227,9 @@ def supervised_table1(train, test, columns, *, seconds: float, seed: int,
         model = resnet10(num_classes=outputs, widths=(16, 32, 64, 128))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
         generator = torch.Generator().manual_seed(seed)
-        started, steps = time.perf_counter(), 0
+        started, steps = time.process_time(), 0
         model.train()
-        while time.perf_counter() - started < seconds and steps != max_steps:
+        while time.process_time() - started < seconds and steps != max_steps:
             rows = torch.randint(len(x_train), (32,), generator=generator)
             out = model(x_train[rows])
             loss = (torch.nn.functional.cross_entropy(out, y_train[rows]) if categorical
@@ -254,11 +293,11 @@ def run(args) -> dict:
            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
                       f"{args.threads} torch threads",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "limits": [], "table1": {}, "seconds": {}, "steps": {}}
+           "limits": [], "table1": {}, "seconds": {}, "steps": {}, "cpu_seconds": {}}
     if args.json and os.path.isfile(args.json):  # resume: keep what was measured
         with open(args.json, encoding="utf-8") as handle:
             saved = json.load(handle)
-        for key in ("limits", "table1", "seconds", "steps"):
+        for key in ("limits", "table1", "seconds", "steps", "cpu_seconds"):
             out[key] = saved.get(key, out[key])
         out["date"] = saved.get("date", out["date"])
         out["command"] = saved.get("command", out["command"])
@@ -282,10 +321,12 @@ def run(args) -> dict:
         tick = time.perf_counter()
         encoder = make_encoder(kind, train, train_seconds=args.train_seconds, seed=args.seed,
                                work=args.work, source=args.source,
-                               train_steps=args.vae_steps)
+                               train_steps=args.train_steps)
         out["seconds"].setdefault(f"{kind}_fit", round(time.perf_counter() - tick, 1))
         if kind in TRAINED:
             out.setdefault("steps", {})[kind] = encoder.steps_trained
+            if getattr(encoder, "cpu_seconds", None) is not None:
+                out.setdefault("cpu_seconds", {})[kind] = encoder.cpu_seconds
         if kind not in out["table1"]:
             out["table1"][kind] = table1(encoder, test, TABLE1[args.source], audit, args.seed)
             save(out, args.json)
@@ -393,7 +434,7 @@ def print_tables(runs: list[dict]) -> None:
         names = list(next(iter(probed.values())))
         print(f"| {r['source']} encoder | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
-        steps = r.get("steps", {})
+        steps, cpu = r.get("steps", {}), r.get("cpu_seconds", {})
         for kind, probes in [*probed.items(), ("resnet10", r["table1"].get("resnet10"))]:
             if probes is None:
                 continue
@@ -401,7 +442,8 @@ def print_tables(runs: list[dict]) -> None:
                      for p in probes.values()]
             label = {"resnet10": "ResNet-10, supervised"}.get(kind, kind)
             if kind in steps:
-                label += f" ({steps[kind]} steps)"
+                label += f" ({steps[kind]} steps" + (
+                    f", {cpu[kind]:.0f} CPU-s)" if kind in cpu else ")")
             print(f"| {label} | " + " | ".join(cells) + " |")
         chance = [f"{p['chance']:.3f}" for p in next(iter(probed.values())).values()]
         print("| chance | " + " | ".join(chance) + " |\n")
@@ -429,11 +471,13 @@ def main(argv=None):
                          "declared a nuisance")
     go.add_argument("--permutations", type=int, default=19)
     go.add_argument("--train-seconds", type=float, default=240,
-                    help="wall-clock budget of each label-free trained encoder (vae, vaeh)")
-    go.add_argument("--vae-steps", type=int, default=None,
-                    help="train vae and vaeh for this many steps instead of --train-seconds")
+                    help="CPU-time budget of each label-free trained encoder (vae, vaeh, "
+                         "daeb, sg2b), in seconds of process CPU time")
+    go.add_argument("--train-steps", "--vae-steps", dest="train_steps", type=int,
+                    default=None, help="train every such encoder for this many steps "
+                                       "instead of --train-seconds")
     go.add_argument("--resnet-seconds", type=float, default=60,
-                    help="training budget of the supervised ResNet-10, per column (0: none)")
+                    help="CPU-time budget of the supervised ResNet-10, per column (0: none)")
     go.add_argument("--work", default=None, help="folder keeping the trained encoders")
     go.add_argument("--time-limit", type=float, default=None,
                     help="stop starting new measurements after this many seconds (rerun "

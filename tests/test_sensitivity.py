@@ -347,3 +347,51 @@ def test_the_benchmark_supervised_resnet_scores_held_out_rows():
     assert kind["steps"] == 40 and kind["score"] >= 0.8
     assert kind["low"] <= kind["score"] <= kind["high"] <= 1.0
     assert score["low"] <= score["score"] <= score["high"] and score["score"] > 0
+
+
+def test_the_benchmark_budget_is_cpu_time_not_wall_clock():
+    """Every encoder the benchmark trains gets the same CPU budget: the steps it can afford
+    are measured in process CPU time, so a step that sleeps (another job holding the
+    core) costs nothing, and one that computes twice as long buys half the steps."""
+    import time
+
+    class Burner:
+        def __init__(self, cpu_per_step, sleep=0.0):
+            self.cpu_per_step, self.sleep = cpu_per_step, sleep
+
+        def fit(self, train, *, max_steps, **options):
+            for _ in range(max_steps):
+                tick = time.process_time()
+                while time.process_time() - tick < self.cpu_per_step:
+                    pass
+                time.sleep(self.sleep)
+            return self
+
+    steps_for_budget = _benchmark().steps_for_budget
+    cheap = steps_for_budget(lambda: Burner(0.01), None, 0.6, 0)
+    dear = steps_for_budget(lambda: Burner(0.02), None, 0.6, 0)
+    waiting = steps_for_budget(lambda: Burner(0.01, sleep=0.05), None, 0.6, 0)
+    assert 35 <= cheap <= 60 and 17 <= dear <= 30, (cheap, dear)
+    assert abs(waiting - cheap) <= 0.2 * cheap, (waiting, cheap)
+    # never fewer steps than the calibration run made
+    assert steps_for_budget(lambda: Burner(0.01), None, 0.0, 0) == _benchmark().CALIBRATION_STEPS
+
+
+@pytest.mark.parametrize("kind", ["daeb", "sg2b"])
+def test_the_benchmark_trains_the_dae_and_stylegan2_like_the_vaes(tmp_path, kind):
+    """The DAE and StyleGAN2 columns can be trained here on any source (not only the
+    shipped demo weights), kept in --work and read back by a rerun with their steps."""
+    import torch
+
+    bench = _benchmark()
+    images = np.random.default_rng(0).random((16, 1, 32, 32), dtype=np.float32)
+    train = la.ArrayDataset(images)
+    encoder = bench.make_encoder(kind, train, train_seconds=0, seed=0, work=str(tmp_path),
+                                 source="toy", train_steps=2)
+    assert encoder.steps_trained == 2 and encoder.cpu_seconds > 0
+    again = bench.make_encoder(kind, train, train_seconds=0, seed=0, work=str(tmp_path),
+                               source="toy", train_steps=2)
+    assert again.steps_trained == 2 and again.cpu_seconds == encoder.cpu_seconds
+    with torch.no_grad():
+        x = torch.from_numpy(images[:4])
+        assert torch.allclose(encoder.encode(x), again.encode(x), atol=1e-5)
