@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/subgroups_dae.py [--families tilt:1.0,bar:1.0,...]
         [--sizes 400,1000,2000] [--seeds 4] [--null-seeds 20] [--cache DIR]
+        [--encoder dae|sg2|pca|vae0|PATH] [--null-only]
 
 A random 10% of the 2,000 demo-cohort subjects (seed 0) gets one artefact of
 ``latentaudit.artefacts`` at the given strength; every image is embedded by the shipped
@@ -22,6 +23,11 @@ seed.  The null: the clean embedding (strength 0) audited with ``--null-seeds`` 
 each size; printed is the number of audits with any candidate-subgroup finding at
 q <= 0.05 (the false discovery rate bounds its expected share by 0.05), and the seconds of
 one fit.
+
+``--encoder`` swaps the embedding (default ``dae``): ``sg2`` the shipped StyleGAN2 demo
+weights (the inverter's ``w``), ``pca`` pixel PCA (32 components, fitted on the training
+rows of ``demo_split``), ``vae0`` an untrained beta-VAE (cpu64 preset, seed 0), or the
+folder of any saved encoder (``load_pretrained``).  ``--null-only`` runs the null alone.
 """
 
 from __future__ import annotations
@@ -71,6 +77,26 @@ def best_subgroups(aud: ClusterAuditor, group: np.ndarray) -> tuple[float, float
             max(scores.values(), default=0.0))
 
 
+def make_encoder(name: str, images: np.ndarray):
+    """The encoder ``--encoder`` names (see the module's docstring)."""
+    from latentaudit.encoders import build_encoder, load_pretrained
+
+    if name == "dae":
+        return la.DAEEncoder.from_pretrained("demo").eval()
+    if name == "sg2":
+        return la.StyleGAN2Encoder.from_pretrained("demo").eval()
+    if name == "pca":
+        train = np.ascontiguousarray(images[la.datasets.demo_split()[0]])
+        return build_encoder("pixel_pca", images.shape[1:], latent_dim=32,
+                             random_state=0).fit(la.ArrayDataset(train))
+    if name == "vae0":
+        torch.manual_seed(0)
+        return build_encoder("beta_vae", images.shape[1:], preset="cpu64").eval()
+    if Path(name).is_dir():
+        return load_pretrained(name).eval()
+    raise SystemExit(f"unknown encoder {name!r}: dae, sg2, pca, vae0 or a saved encoder's folder")
+
+
 def audited_rows(size: int, seed: int, n: int) -> np.ndarray:
     if size == 400:
         return np.sort(la.datasets.demo_split()[1])
@@ -86,15 +112,19 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--null-seeds", type=int, default=20)
     parser.add_argument("--cache", default="/tmp/latentaudit_subgroups_dae")
+    parser.add_argument("--encoder", default="dae")
+    parser.add_argument("--null-only", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cache = Path(args.cache)
+    if args.encoder != "dae":  # the DAE's embeddings keep the cache's top level
+        cache = cache / re.sub(r"[^A-Za-z0-9_.-]+", "_", args.encoder.strip("/"))
     cache.mkdir(parents=True, exist_ok=True)
     demo = la.datasets.load_demo_cohort()
     images = np.asarray(demo.images).astype(np.float32)
     metadata = demo.metadata
     n = len(metadata)
-    encoder = la.DAEEncoder.from_pretrained("demo").eval()
+    encoder = make_encoder(args.encoder, images)
     base_file = cache / "clean.npy"
     if base_file.exists():
         base = np.load(base_file)
@@ -105,14 +135,18 @@ def main(argv=None) -> None:
     group = np.zeros(n, bool)
     group[rng.choice(n, n // 10, replace=False)] = True
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"# {datetime.date.today()} {platform.node()} {platform.machine()}; demo DAE, "
-          f"10% planted, sizes {sizes}, {args.seeds} seeds, null {args.null_seeds} seeds")
-    header = " | ".join(f"n={s}: sig F1>=0.5 (median) / any F1>=0.5 (median)" for s in sizes)
-    print(f"| artefact | strength | probe AUC | {header} |")
-    print("|---|---|---|" + "---|" * len(sizes))
+    print(f"# {datetime.date.today()} {platform.node()} {platform.machine()}; demo cohort, "
+          f"encoder {args.encoder} ({base.shape[1]}-d), 10% planted, sizes {sizes}, "
+          f"{args.seeds} seeds, null {args.null_seeds} seeds")
     matched = {size: [0, 0] for size in sizes}  # significant and matching, audits
+    families = [] if args.null_only else args.families.split(",")
+    if families:
+        header = " | ".join(f"n={s}: sig F1>=0.5 (median) / any F1>=0.5 (median)"
+                            for s in sizes)
+        print(f"| artefact | strength | probe AUC | {header} |")
+        print("|---|---|---|" + "---|" * len(sizes))
     with threadpool_limits(1):
-        for item in args.families.split(","):
+        for item in families:
             family, strength = item.split(":")
             z_file = cache / f"{family}_{strength}.npy"
             z = base.copy()
@@ -126,7 +160,8 @@ def main(argv=None) -> None:
                 z[group] = embed(encoder, planted)
                 np.save(z_file, z[group])
             auc = roc_auc_score(group, cross_val_predict(
-                LogisticRegression(max_iter=3000), PCA(50, random_state=0).fit_transform(z),
+                LogisticRegression(max_iter=3000),
+                PCA(min(50, z.shape[1]), random_state=0).fit_transform(z),
                 group, cv=5, method="predict_proba")[:, 1])
             cells = []
             for size in sizes:
@@ -145,9 +180,10 @@ def main(argv=None) -> None:
                              f"{int((any_ >= 0.5).sum())}/{any_.size} ({np.median(any_):.2f})")
             print(f"| {family} | {strength} | {auc:.3f} | " + " | ".join(cells) + " |",
                   flush=True)
-        print("# in all, a significant candidate with F1 >= 0.5 in "
-              + ", ".join(f"{m}/{a} audits at n={s}" for s, (m, a) in matched.items()))
-        print()
+        if families:
+            print("# in all, a significant candidate with F1 >= 0.5 in "
+                  + ", ".join(f"{m}/{a} audits at n={s}" for s, (m, a) in matched.items()))
+            print()
         print("| null (strength 0) | " + " | ".join(f"n={s}" for s in sizes) + " |")
         print("|---|" + "---|" * len(sizes))
         counts, seconds = [], []
