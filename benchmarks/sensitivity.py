@@ -20,7 +20,8 @@ sex), ``fashion`` (Fashion-MNIST test images at 32x32; the class expected) and `
 (real MRI and CT slices of ``la.datasets.load_slice_bank`` at 64x64: 2,000 slices of seven
 volumes, the encoders fitted on the even position bands of ``slice_bank_split``, the
 audited rows drawn from the odd ones; volume, axis, position and the augmentation's gamma
-and angle expected).  Encoders: ``pca`` (pixel PCA, 32 components, fitted on the source's
+and angle expected).  Encoders: ``raw`` (the pixels themselves, flattened: the audit
+reduces them to its own PCA space), ``pca`` (pixel PCA, 32 components, fitted on the source's
 training rows), ``vae0`` (an untrained beta-VAE, cpu64 preset: a random conv net), ``vae``
 (the same trained label-free on the training rows for ``--train-seconds``), ``vaeh`` (the
 same with the Hessian penalty of Peebles et al. 2020 on the decoder, same time budget),
@@ -71,9 +72,9 @@ FAMILIES = {
     "acquisition": ("ghosting", {}),
 }
 STRENGTHS = (0.0, 0.1, 0.25, 0.5, 1.0)
-ENCODERS = {"demo": ("pca", "vae0", "vae", "vaeh", "daeb", "sg2b", "dae", "sg2"),
-            "fashion": ("pca", "vae0", "vae", "vaeh", "daeb", "sg2b"),
-            "mri": ("pca", "vae0", "vae", "vaeh", "daeb", "sg2b")}
+ENCODERS = {"demo": ("raw", "pca", "vae0", "vae", "vaeh", "daeb", "sg2b", "dae", "sg2"),
+            "fashion": ("raw", "pca", "vae0", "vae", "vaeh", "daeb", "sg2b"),
+            "mri": ("raw", "pca", "vae0", "vae", "vaeh", "daeb", "sg2b")}
 #: Encoders trained label-free here, each for the same CPU budget (--train-seconds), and
 #: the registry family they are built from.
 TRAINED = {"vae": "beta_vae", "vaeh": "beta_vae", "daeb": "dae", "sg2b": "stylegan2"}
@@ -132,6 +133,9 @@ def make_encoder(kind: str, train, *, train_seconds: float, seed: int, work: str
     from latentaudit.encoders import build_encoder, load_pretrained
 
     torch.manual_seed(seed)
+    if kind == "raw":  # the pixels themselves; the audit reduces them to its PCA space
+        return la.TorchEncoder(torch.nn.Identity(), input_shape=train.image_shape,
+                               pooling="flatten").eval()
     if kind == "pca":
         return build_encoder("pixel_pca", train.image_shape, latent_dim=32,
                              random_state=seed).fit(train)
@@ -390,6 +394,13 @@ def _limit(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:g}"
 
 
+def _in_order(kinds) -> list[str]:
+    """Encoder kinds once each, in the order of :data:`ENCODERS` (others after)."""
+    order = list(dict.fromkeys(k for kinds_ in ENCODERS.values() for k in kinds_))
+    kinds = list(dict.fromkeys(kinds))
+    return sorted(kinds, key=lambda k: (order.index(k) if k in order else len(order)))
+
+
 def print_tables(runs: list[dict]) -> None:
     """The detection-limit table (family x encoder x source) and the Table 1 layout."""
     rows = [{**row, "source": r.get("label", r["source"])} for r in runs
@@ -398,8 +409,8 @@ def print_tables(runs: list[dict]) -> None:
         return
     frame = pd.DataFrame(rows)
     print("\nDetection limits (lowest strength found; known / unforeseen; - = not found)\n")
-    columns = [(r.get("label", r["source"]), kind) for r in runs for kind in dict.fromkeys(
-        row["encoder"] for row in r["limits"])]
+    columns = [(r.get("label", r["source"]), kind) for r in runs
+               for kind in _in_order(row["encoder"] for row in r["limits"])]
     print("| family (artefact) | " + " | ".join(f"{s} {k}" for s, k in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for family in dict.fromkeys(frame["family"]):
@@ -413,7 +424,7 @@ def print_tables(runs: list[dict]) -> None:
     for r in runs:
         if not r["limits"]:
             continue
-        kinds = list(dict.fromkeys(row["encoder"] for row in r["limits"]))
+        kinds = _in_order(row["encoder"] for row in r["limits"])
         planted = [s for s in r["strengths"] if s > 0]
         print(f"\nProbe AUC of the hidden group, {r.get('label', r['source'])}, at strengths "
               + " / ".join(f"{s:g}" for s in planted) + "\n")
@@ -437,7 +448,8 @@ def print_tables(runs: list[dict]) -> None:
     for r in runs:
         if r.get("column_role", "other") != "other":
             continue  # the same clean embeddings as the run with the column undeclared
-        probed = {kind: probes for kind, probes in r["table1"].items() if kind != "resnet10"}
+        probed = {kind: r["table1"][kind] for kind in _in_order(r["table1"])
+                  if kind != "resnet10"}
         if not probed:
             continue
         names = list(next(iter(probed.values())))
