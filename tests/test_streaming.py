@@ -36,3 +36,24 @@ def test_streaming_pca_equals_scikit_learns_on_a_memory_map(tmp_path):
         project_rows(mapped, ours.mean_, ours.components_, block_rows=500), atol=1e-5)
     with pytest.raises(ConfigError, match="n_components"):
         StreamingPCA(13).fit(x)
+
+
+@pytest.mark.parametrize("k", [10, 298, 299, 300])
+def test_pca_with_fewer_rows_than_features_matches_scikit_learn(k):
+    """n < d: the components come from the rows' Gram matrix (k <= n - 2), the scatter's
+    eigensolver otherwise; both agree with scikit-learn."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(300, 20)) * np.geomspace(10, 1, 20)
+    basis = np.linalg.qr(rng.normal(size=(1024, 20)))[0].T
+    x = latent @ basis + 0.01 * rng.normal(size=(300, 1024))
+    ours = StreamingPCA(k, block_rows=64).fit(x)
+    theirs = PCA(k, svd_solver="full").fit(x)
+    lead = min(k, 10)  # the noise floor's components are not unique
+    assert np.allclose(ours.components_[:lead], theirs.components_[:lead], atol=1e-8)
+    assert np.allclose(ours.explained_variance_[:lead], theirs.explained_variance_[:lead])
+    assert np.allclose(ours.explained_variance_ratio_.sum(),
+                       theirs.explained_variance_ratio_.sum())
+    assert np.allclose(ours.transform(x, np.float64)[:, :lead],
+                       theirs.transform(x)[:, :lead], atol=1e-8)
