@@ -141,8 +141,18 @@ def _layer_resolution_class(base):
 
         def get_target_width_height(self, input_tensor):
             if input_tensor.ndim == 5:
+                self._volume_shape = tuple(input_tensor.shape[2:])
                 return None
             return super().get_target_width_height(input_tensor)
+
+        def aggregate_multi_layers(self, cam_per_target_layer):
+            # Several target layers of a 3-D network: their maps (each scaled to [0, 1] at
+            # its own resolution) are brought to the volume's shape before grad-cam
+            # averages them, as grad-cam resizes 2-D maps to the image first.
+            if len({cam.shape[2:] for cam in cam_per_target_layer}) > 1:
+                cam_per_target_layer = [_upsample(cam[:, 0], self._volume_shape)[:, None]
+                                        for cam in cam_per_target_layer]
+            return super().aggregate_multi_layers(cam_per_target_layer)
 
     return _AtLayerResolution
 

@@ -421,9 +421,21 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
                                                    "probability"])
         return self
 
-    def _resolve_target_layer(self, spec) -> tuple[str, list[nn.Module], tuple[int, ...]]:
+    def _resolve_target_layer(self, spec):
         """The name (in each member), the modules (one per member) and the map shape of a
-        ``target_layer`` specification."""
+        ``target_layer`` specification; for a list or tuple of layers, a tuple of names,
+        the modules of every layer (one per member each) and a tuple of shapes."""
+        if isinstance(spec, (list, tuple)):
+            if not spec:
+                raise ConfigError("target_layer is an empty list; give at least one layer")
+            resolved = [self._resolve_target_layer(one) for one in spec]
+            names = tuple(name for name, _, _ in resolved)
+            if len(set(names)) < len(names):
+                raise ConfigError(f"target_layer names a layer more than once: {names}")
+            if len(names) == 1:
+                return resolved[0]
+            return (names, [m for _, modules, _ in resolved for m in modules],
+                    tuple(shape for _, _, shape in resolved))
         members = getattr(self, "members_", None) or [self.model_]
         net = members[0]
         named = dict(net.named_modules())
@@ -446,8 +458,8 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
                                   "Explainer's ResNet; give a name such as 'stages.2' instead")
             candidates = found[:1]
         else:
-            raise ConfigError(f"target_layer must be 'auto', a stage index, a module name or "
-                              f"a module, got {spec!r}")
+            raise ConfigError(f"target_layer must be 'auto', a stage index, a module name, "
+                              f"a module or a list of them, got {spec!r}")
         shapes = self._layer_shapes(net, [named[name] for name in candidates])
         if isinstance(spec, str) and spec == "auto":
             fine = [name for name, shape in zip(candidates, shapes, strict=True)
