@@ -106,12 +106,15 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         images smaller than 32 pixels (voxels) on a side, where the standard stem leaves
         maps of at most 4 per side, too coarse to point at anything (a 16^3 volume's maps
         would be 4^3), and "standard" otherwise.
-    target_layer : "auto", int, str or torch.nn.Module, default "auto"
+    target_layer : "auto", int, str, torch.nn.Module or a list of them, default "auto"
         Where the maps are taken: ``"auto"`` is the deepest residual stage whose feature
         maps are at least 8 pixels (voxels) per side; an int ``i`` is ``stages[i]``; a
         string names a submodule of the ResNet (``"stages.2"``, ``"stages.3.0.conv2"``);
-        a module must belong to the ResNet.  :meth:`explain` can take the maps of another
-        layer of the same classifier.  See the Notes for thin artefacts in 3-D.
+        a module must belong to the ResNet.  A list or tuple of layers, e.g. ``(0, 1)``,
+        averages their maps (each scaled to [0, 1] and brought to the input's size, as
+        grad-cam does with several target layers, and as LayerCAM's authors fuse stages).
+        :meth:`explain` can take the maps of other layers of the same classifier.  See
+        the Notes for 3-D volumes.
     one_vs_rest : object, optional
         Train ``one_vs_rest`` against every other cluster (classes ``["rest", label]``)
         instead of one class per cluster.
@@ -184,10 +187,11 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         :meth:`counterfactual` moves, when they are in the encoder's latent space).
     id_column_ : str
         The name of the ids' column in :attr:`held_out_`.
-    target_layer_ : str
-        Name of the layer the maps are taken from.
+    target_layer_ : str or tuple of str
+        Name of the layer the maps are taken from (a tuple of names for several layers).
     cam_shape_ : tuple of int
-        Spatial shape of that layer's maps for the fitted image size.
+        Spatial shape of that layer's maps for the fitted image size (a tuple of shapes
+        for several layers).
     stem_ : str
         The stem the ResNet was built with ("auto" resolved).
     image_shape_ : tuple of int
@@ -230,6 +234,12 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     >>> exp = la.Explainer(widths=(8, 16, 32, 64), max_steps=60, random_state=0)
     >>> exp = exp.fit(images, labels)
     >>> exp.explain(images[:4]).shape
+    (4, 32, 32)
+
+    LayerCAM averaged over the first two stages (the 3-D setting of the Notes), from the
+    same classifier:
+
+    >>> exp.explain(images[:4], target=1, cam="layercam", target_layer=(0, 1)).shape
     (4, 32, 32)
     """
 

@@ -36,10 +36,11 @@ class _Maps:
             per image, or None for each image's predicted class.
         cam : str, optional
             Override the Explainer's ``cam`` method for this call.
-        target_layer : "auto", int, str or torch.nn.Module, optional
-            Take this call's maps from another layer of the classifier (as the
-            Explainer's ``target_layer``: ``0`` is the first, finest stage); default
-            :attr:`target_layer_`.  The classifier is not refitted.
+        target_layer : "auto", int, str, torch.nn.Module or a list of them, optional
+            Take this call's maps from other layers of the classifier (as the
+            Explainer's ``target_layer``: ``0`` is the first, finest stage; ``(0, 1)``
+            averages the maps of the first two stages); default :attr:`target_layer_`.
+            The classifier is not refitted.
         batch_size : int, default 32
             Images per pass.
         eigen_smooth : bool, default False
@@ -115,8 +116,8 @@ class _Maps:
             the classifier's predictions.  Each image is explained for its own class.
         cam : str, optional
             Override the CAM method.
-        target_layer : "auto", int, str or torch.nn.Module, optional
-            Override the target layer (see :meth:`explain`).
+        target_layer : "auto", int, str, torch.nn.Module or a list of them, optional
+            Override the target layer(s) (see :meth:`explain`).
         batch_size : int, default 32
             Images per pass.
 

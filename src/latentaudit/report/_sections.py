@@ -352,14 +352,18 @@ def gradcam(section: ReportSection, ctx: AuditContext) -> None:
     accuracy = (f"on {held_out} held-out subjects its accuracy is {explainer.accuracy_:.2f} "
                 f"(balanced {explainer.balanced_accuracy_:.2f})" if held_out
                 else "it kept no held-out subjects, so its accuracy is not measured")
+    layers = explainer.target_layer_
+    layer_text = (f"layer {layers}" if isinstance(layers, str)
+                  else f"layers {' + '.join(layers)}, averaged")
     section.paragraphs.append(
         f"A {explainer.arch} classifier was trained on the images to tell the "
         f"{explainer.n_classes_} {noun}s apart ({explainer.max_steps} steps); {accuracy}. "
-        f"The maps ({explainer.cam_}, layer {explainer.target_layer_}) show where it "
+        f"The maps ({explainer.cam_}, {layer_text}) show where it "
         f"looks to recognise each unexpected {noun}.")
     data = {"accuracy": explainer.accuracy_, "balanced_accuracy": explainer.balanced_accuracy_,
             "classes": classes, "confusion_matrix": explainer.confusion_matrix_,
-            "cam": explainer.cam_, "target_layer": explainer.target_layer_,
+            "cam": explainer.cam_,
+            "target_layer": layers if isinstance(layers, str) else list(layers),
             "clusters": {}}
     for cluster in shown:
         rows = _sample_rows(ctx.labels, cluster, n_images, ctx.random_state)
