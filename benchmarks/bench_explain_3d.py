@@ -9,8 +9,8 @@ out) and plays the pointing game (the map's maximum inside the planted mask dila
 0 / 1 / 2 voxels) on the held-out volumes of the site, for several (method, target layer)
 settings of the same classifier: Grad-CAM at the "auto" layer (the default) and at stage
 2, LayerCAM and HiResCAM at the full-resolution stage (``target_layer=0``) and averaged
-over the first two stages (``target_layer=(0, 1)``, the 3-D setting of the Explainer's
-Notes).
+over the first two stages (``target_layer=(0, 1)``); LayerCAM at stage 2 is the 3-D
+setting of the Explainer's Notes.
 
 It also checks that the classifier relies on the artefact: the share of held-out site
 volumes still classified as the site once the planted voxels are set to the background.
@@ -44,8 +44,9 @@ SETTINGS = {  # name -> (cam, target_layer)
     "gradcam @ auto (default)": ("gradcam", "auto"),
     "gradcam @ stage 2": ("gradcam", 2),
     "layercam @ stage 0": ("layercam", 0),
+    "layercam @ stage 2 (3-D setting)": ("layercam", 2),
     "hirescam @ stage 0": ("hirescam", 0),
-    "layercam @ stages 0+1 (3-D setting)": ("layercam", (0, 1)),
+    "layercam @ stages 0+1": ("layercam", (0, 1)),
     "hirescam @ stages 0+1": ("hirescam", (0, 1)),
 }
 TOLERANCES = (0, 1, 2)
