@@ -44,6 +44,7 @@ SETTINGS = {  # name -> (cam, target_layer)
     "gradcam @ auto (default)": ("gradcam", "auto"),
     "gradcam @ stage 2": ("gradcam", 2),
     "layercam @ stage 0": ("layercam", 0),
+    "layercam @ stage 1": ("layercam", 1),
     "layercam @ stage 2 (3-D setting)": ("layercam", 2),
     "hirescam @ stage 0": ("hirescam", 0),
     "layercam @ stages 0+1": ("layercam", (0, 1)),

@@ -236,9 +236,12 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     coarse: their maximum lands in the artefact, but much of their mass lies around it,
     and on this cohort the artefacts sit at about the same place in every volume, so the
     pointing game alone does not prove a map follows the artefact from volume to volume.
-    The default widths are wider still, slower on a CPU, and were not measured here, nor
-    were 32^3 volumes.  Figures: ``benchmarks/bench_explain_3d.py --widths
-    32,64,128,256`` (docs/benchmarks.md).
+    The default widths are wider still, slower on a CPU, and were not measured here.  At
+    32^3 (standard stem, stage 2's maps 2^3) the same classifier's maps do not hold for
+    any setting measured (seeds 0-4: site B 0.00-0.03 at some seed for every setting,
+    site C at best 0.13-0.17 at seed 3), so this is a setting for 16^3 volumes, not a
+    3-D rule.  Figures: ``benchmarks/bench_explain_3d.py --widths 32,64,128,256
+    [--size 32]`` (docs/benchmarks.md).
 
     Examples
     --------
