@@ -42,8 +42,6 @@ def test_streaming_pca_equals_scikit_learns_on_a_memory_map(tmp_path):
 def test_pca_with_fewer_rows_than_features_matches_scikit_learn(k):
     """n < d: the components come from the rows' Gram matrix (k <= n - 2), the scatter's
     eigensolver otherwise; both agree with scikit-learn."""
-    from sklearn.decomposition import PCA
-
     rng = np.random.default_rng(0)
     latent = rng.normal(size=(300, 20)) * np.geomspace(10, 1, 20)
     basis = np.linalg.qr(rng.normal(size=(1024, 20)))[0].T
@@ -57,3 +55,17 @@ def test_pca_with_fewer_rows_than_features_matches_scikit_learn(k):
                        theirs.explained_variance_ratio_.sum())
     assert np.allclose(ours.transform(x, np.float64)[:, :lead],
                        theirs.transform(x)[:, :lead], atol=1e-8)
+
+
+def test_pca_of_rank_deficient_rows_falls_back_to_the_scatter():
+    """Fewer rows than features and a wanted eigenvalue of zero (rank 5, 10 components):
+    the Gram path gives way to the scatter's eigensolver, finite and equal to scikit-learn
+    on the components that carry variance."""
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(50, 5)) * np.geomspace(5, 1, 5)) @ rng.normal(size=(5, 200))
+    ours = StreamingPCA(10).fit(x)
+    theirs = PCA(10, svd_solver="full").fit(x)
+    assert np.isfinite(ours.components_).all()
+    assert np.allclose(np.abs(ours.components_[:5]), np.abs(theirs.components_[:5]),
+                       atol=1e-8)
+    assert np.allclose(ours.explained_variance_[:5], theirs.explained_variance_[:5])
