@@ -248,21 +248,22 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     >>> import numpy as np
     >>> import latentaudit as la
     >>> rng = np.random.default_rng(0)
-    >>> images = rng.normal(size=(64, 1, 32, 32)).astype("float32")
+    >>> images = rng.normal(size=(64, 1, 24, 24)).astype("float32")
     >>> labels = np.repeat([0, 1], 32)
-    >>> images[labels == 1, :, 4:10, 20:26] += 3  # cluster 1 carries a bright patch
-    >>> exp = la.Explainer(widths=(8, 16, 32, 64), max_steps=60, random_state=0)
+    >>> images[labels == 1, :, 3:8, 15:20] += 3  # cluster 1 carries a bright patch
+    >>> exp = la.Explainer(widths=(4, 8, 16, 32), max_steps=30, batch_size=16,
+    ...                    random_state=0)
     >>> exp = exp.fit(images, labels)
     >>> exp.explain(images[:4]).shape
-    (4, 32, 32)
+    (4, 24, 24)
 
     LayerCAM at another stage (the 3-D setting of the Notes is ``target_layer=2``), or
     averaged over the first two stages, from the same classifier:
 
     >>> exp.explain(images[:4], target=1, cam="layercam", target_layer=2).shape
-    (4, 32, 32)
+    (4, 24, 24)
     >>> exp.explain(images[:4], target=1, cam="layercam", target_layer=(0, 1)).shape
-    (4, 32, 32)
+    (4, 24, 24)
     """
 
     def __init__(self, spatial_dims: int = 2, arch: str = "resnet10", cam: str = "gradcam",
