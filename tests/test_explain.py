@@ -350,7 +350,7 @@ def demo_site(demo_volumes, site_name, n=80):
             demo_volumes.artefact_masks[rows])
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 4])
 def test_3d_layercam_at_the_first_stage_points_into_the_3d_demo_cohorts_head_rest(
         demo_volumes, seed):
     """Site C's head-rest is a shell about one voxel thick at 16^3 (5-7% of the volume).
