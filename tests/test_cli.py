@@ -89,7 +89,8 @@ def trained(study, tmp_path_factory):
 # --------------------------------------------------------------------------------------
 # help, version, python -m
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command", [None, "demo", "train", "embed", "audit", "explain"])
+@pytest.mark.parametrize("command", [None, "demo", "train", "embed", "audit", "explain",
+                                     "sensitivity"])
 def test_every_command_has_help(command, capsys):
     argv = ([command] if command else []) + ["--help"]
     with pytest.raises(SystemExit) as exit_info:
@@ -164,6 +165,24 @@ def test_the_example_config_is_valid():
     example = Path(__file__).resolve().parents[1] / "examples" / "audit.toml"
     config = load_config(example)
     assert config["audit"]["nuisance"] == ["site"]
+
+
+def test_the_example_config_names_every_trainable_kind_and_preset(capsys):
+    from pathlib import Path
+
+    from latentaudit.encoders import encoder_class, encoder_names
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "audit.toml"
+    section = example.read_text(encoding="utf-8").split("[encoder]")[1].split("\n[")[0]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    preset_help = " ".join(out.split("--preset PRESET")[-1].split("--latent-dim")[0].split())
+    for name in encoder_names():
+        assert f'"{name}"' in section, f"examples/audit.toml does not name kind {name!r}"
+        for preset in encoder_class(name).presets:
+            assert re.search(rf"\b{preset}\b", section), (name, preset)
+            assert re.search(rf"\b{preset}\b", preset_help), (name, preset)
 
 
 @pytest.mark.parametrize("toml, fragments", [

@@ -102,8 +102,9 @@ OPTIONS = OptionSchema([
                "save_pretrained, or 'demo' for the shipped demo DAE (default: pixel PCA "
                "fitted on the images, a baseline without a deep model)")]),
     _opt("encoder.preset", "str", None, "the family's named configuration (default "
-         "cpu64); DAE: tiny, cpu64, paper64, paper256, tiny3d, volume64; beta-VAE: tiny, "
-         "cpu64", flags=[F(("--preset",), ("train",))]),
+         "cpu64; pixel PCA: base); DAE: tiny, cpu64, paper64, paper256, tiny3d, volume64; "
+         "beta-VAE: tiny, cpu64; StyleGAN2: tiny, tiny3d, cpu64, paper64, paper256; pixel "
+         "PCA: tiny, base", flags=[F(("--preset",), ("train",))]),
     _opt("encoder.latent_dim", "int", None, "embedding length (default: the preset's; 32 "
          "for pixel PCA)", low=1, metavar="N", flags=[F(("--latent-dim",), ("train",))]),
     _opt("encoder.channels", "int_list", None, "channels per level (default: the "
