@@ -8,10 +8,10 @@ What is counted here: the floating-point operations of one training image and of
 one image with the ``paper256`` Diffusion Autoencoder (and ``paper64``, to calibrate), by
 ``torch.utils.flop_counter`` on the meta device (no computation runs).  What is measured
 elsewhere and passed in: the ``paper64`` training throughput on this machine's CPU
-(``--cpu-images-per-s``, default 5.10 = 16 images / 3.139 s from docs/benchmarks.md) and the 10^6-row analysis
-(``--scale-json``, written by ``benchmarks/bench_scale.py --json``).  What is assumed,
-and printed as such: slices per subject, epochs, the sustained bfloat16 throughput of
-one GPU, the data-parallel efficiency, the DDIM steps of an explanation.
+(``--cpu-images-per-s``, default 5.10 = 16 images / 3.139 s from docs/benchmarks.md) and
+the 10^6-row analysis (``--scale-json``, written by ``benchmarks/bench_scale.py --json``).
+What is assumed, and printed as such: slices per subject, epochs, the sustained bfloat16
+throughput of one GPU, the data-parallel efficiency, the DDIM steps of an explanation.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -133,7 +134,7 @@ def test_a_metadata_column_named_id_survives_into_the_subjects_table(study, tmp_
     assert kept.to_dict() == table.set_index("subject")["id"].to_dict()
 
 
-@pytest.mark.parametrize("column", ["cluster", "map_x"])
+@pytest.mark.parametrize("column", ["cluster", "map_x", "map_y"])
 def test_a_metadata_column_named_like_the_audits_is_refused(column, study, tmp_path,
                                                              capsys):
     count("case", f"metadata column {column!r}")
@@ -283,6 +284,21 @@ def test_a_one_subject_audit_is_a_clear_error(capsys, tmp_path):
     code, _, err = run(capsys, "audit", "--embeddings", tmp_path / "emb", "--output",
                        tmp_path / "out", *FAST_AUDIT)
     refused(code, err, "needs at least 5 samples (rows, one per subject), got n_samples = 1")
+    # the boundary of "fewer than five subjects": four are refused, five audited
+    rng = np.random.default_rng(0)
+    for n in (4, 5):
+        la.Embeddings(rng.normal(size=(n, 4)).astype(np.float32),
+                      ids=[f"s{i}" for i in range(n)],
+                      metadata=pd.DataFrame({"sex": list("FMFMF")[:n]})).save(tmp_path / f"e{n}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # too few rows per group
+            code, _, err = run(capsys, "audit", "--embeddings", tmp_path / f"e{n}",
+                               "--output", tmp_path / f"out{n}", *FAST_AUDIT)
+        if n == 4:
+            refused(code, err, "needs at least 5 samples (rows, one per subject), "
+                               "got n_samples = 4")
+        else:
+            assert code == EXIT_OK, err
 
 
 def test_a_csv_that_is_not_utf8_names_the_byte_and_the_fix(study, tmp_path, capsys):
