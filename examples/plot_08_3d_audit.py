@@ -77,6 +77,17 @@ print(auditor.findings_[["kind", "cluster", "column", "effect_size", "q_value"]]
       .to_string(index=False))
 
 # %%
+# The audit finds site B: a significant cluster finding on the site whose cluster is site
+# B's volumes (checked when the gallery is built).
+site_findings = auditor.findings_.query("kind == 'cluster' and column == 'site' "
+                                        "and q_value <= 0.05")
+site = emb.metadata["site"].to_numpy()
+share_b = {int(c): float((site[auditor.labels_ == c] == "B").mean())
+           for c in site_findings["cluster"].dropna()}
+print("share of site B in each cluster of a site finding:", share_b)
+assert max(share_b.values(), default=0.0) >= 0.9, f"no site-B cluster found: {share_b}"
+
+# %%
 # Explain site B with a 3-D classifier and Grad-CAM
 # -------------------------------------------------
 # The classifier learns site B from the volumes; its Grad-CAM maps are volumes too.  The
