@@ -134,7 +134,7 @@ def test_a_metadata_column_named_id_survives_into_the_subjects_table(study, tmp_
     assert kept.to_dict() == table.set_index("subject")["id"].to_dict()
 
 
-@pytest.mark.parametrize("column", ["cluster", "map_x", "map_y"])
+@pytest.mark.parametrize("column", ["cluster", "map_x", "map_y", "classifier"])
 def test_a_metadata_column_named_like_the_audits_is_refused(column, study, tmp_path,
                                                              capsys):
     count("case", f"metadata column {column!r}")
