@@ -8,9 +8,10 @@ volumes a step, learning rate 3e-3; at 16^3: 80 + 80 volumes, 120 steps, a fifth
 out) and plays the pointing game (the map's maximum inside the planted mask dilated by
 0 / 1 / 2 voxels) on the held-out volumes of the site, for several (method, target layer)
 settings of the same classifier: Grad-CAM at the "auto" layer (the default) and at stage
-2, LayerCAM and HiResCAM at the full-resolution stage (``target_layer=0``) and averaged
-over the first two stages (``target_layer=(0, 1)``); LayerCAM at stage 2 is the 3-D
-setting of the Explainer's Notes.
+2, LayerCAM and HiResCAM at the first, finest stage (``target_layer=0``) and averaged
+over the first two stages (``target_layer=(0, 1)``); LayerCAM at stage 2 is the 16^3
+setting of the Explainer's Notes, LayerCAM at stage 0 with ``--padding replicate`` (the
+ResNet's ``padding_mode``) the 32^3 one.
 
 It also checks that the classifier relies on the artefact: the share of held-out site
 volumes still classified as the site once the planted voxels are set to the background.
@@ -19,9 +20,11 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_explain_3d.py              # 16^3, seeds 0-4, ~3 min
     .venv/bin/python benchmarks/bench_explain_3d.py --widths 32,64,128,256 \
-        --seeds 0,1,2,3,4,5,6,7,8,9                              # the 3-D setting, ~20 min
+        --seeds 0,1,2,3,4,5,6,7,8,9                              # the 16^3 setting, ~20 min
     .venv/bin/python benchmarks/bench_explain_3d.py --size 32    # 32^3 (100 + 100 volumes,
                                                                  # 300 steps, 30% held out)
+    .venv/bin/python benchmarks/bench_explain_3d.py --size 32 --widths 32,64,128,256 \
+        --padding replicate --sites C                            # the 32^3 setting, ~15 min
 
 ``--json PATH`` also writes the figures.
 """
@@ -43,9 +46,9 @@ from latentaudit.explain import Explainer, pointing_game
 SETTINGS = {  # name -> (cam, target_layer)
     "gradcam @ auto (default)": ("gradcam", "auto"),
     "gradcam @ stage 2": ("gradcam", 2),
-    "layercam @ stage 0": ("layercam", 0),
+    "layercam @ stage 0 (32^3 setting)": ("layercam", 0),
     "layercam @ stage 1": ("layercam", 1),
-    "layercam @ stage 2 (3-D setting)": ("layercam", 2),
+    "layercam @ stage 2 (16^3 setting)": ("layercam", 2),
     "hirescam @ stage 0": ("hirescam", 0),
     "layercam @ stages 0+1": ("layercam", (0, 1)),
     "hirescam @ stages 0+1": ("hirescam", (0, 1)),
@@ -65,14 +68,17 @@ def site_rows(cohort, site_name: str, n: int):
     return cohort.images[rows], (site[rows] == site_name).astype(int), masks
 
 
-def run(size: int, seeds, sites, widths=(4, 8, 8, 16)) -> dict:
+def run(size: int, seeds, sites, widths=(4, 8, 8, 16), padding_mode="zeros",
+        stem="auto", max_steps=None) -> dict:
     cohort = la.datasets.load_demo_cohort(size, spatial_dims=3)
     if size <= 16:
         n, steps, test_size = 80, 120, 0.2
     else:
         n, steps, test_size = 100, 300, 0.3
+    steps = steps if max_steps is None else max_steps
     results = {"size": size, "n_per_class": n, "max_steps": steps, "test_size": test_size,
-               "widths": list(widths), "sites": {}}
+               "widths": list(widths), "padding_mode": padding_mode, "stem": stem,
+               "sites": {}}
     for site_name in sites:
         images, labels, masks = site_rows(cohort, site_name, n)
         per_seed = []
@@ -80,7 +86,8 @@ def run(size: int, seeds, sites, widths=(4, 8, 8, 16)) -> dict:
             start = time.perf_counter()
             exp = Explainer(spatial_dims=3, max_steps=steps, test_size=test_size,
                             random_state=seed, widths=tuple(widths), batch_size=16,
-                            lr=3e-3).fit(images, labels)
+                            lr=3e-3, padding_mode=padding_mode,
+                            stem=stem).fit(images, labels)
             fit_s = time.perf_counter() - start
             held = exp.test_indices_[labels[exp.test_indices_] == 1]
             removed = images[held].copy()
@@ -105,7 +112,8 @@ def markdown(results: dict, command: str) -> str:
     lines = [f"Command: `{command}`. Date {datetime.date.today()}; {platform.machine()}, "
              f"{torch.get_num_threads()} torch thread(s). 3-D demo cohort at {size}^3, "
              f"{results['n_per_class']} site volumes + {results['n_per_class']} from A/D, "
-             f"ResNet10 of widths {tuple(results['widths'])}, "
+             f"ResNet10 of widths {tuple(results['widths'])}, stem {results['stem']!r}, "
+             f"padding {results['padding_mode']!r}, "
              f"{results['max_steps']} steps, {results['test_size']:.0%} held out.", ""]
     for site_name, rows in results["sites"].items():
         seeds = [r["seed"] for r in rows]
@@ -136,6 +144,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--widths", default="4,8,8,16",
                         help="the ResNet10's stage widths (the test suite's tiny network by "
                              "default; the 3-D setting of the Notes is 32,64,128,256)")
+    parser.add_argument("--padding", default="zeros", choices=("zeros", "replicate"),
+                        help="the ResNet's padding_mode (the 32^3 setting of the Notes is "
+                             "replicate)")
+    parser.add_argument("--stem", default="auto",
+                        choices=("auto", "standard", "strided", "small"))
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default 120 at 16^3, 300 at 32^3)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -143,7 +158,8 @@ def main(argv=None) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
     start = time.perf_counter()
     widths = tuple(int(w) for w in args.widths.split(","))
-    results = run(args.size, seeds, args.sites.split(","), widths)
+    results = run(args.size, seeds, args.sites.split(","), widths, args.padding, args.stem,
+                  args.steps)
     results["total_s"] = round(time.perf_counter() - start, 1)
     command = ".venv/bin/python benchmarks/bench_explain_3d.py " + " ".join(argv or [])
     print(markdown(results, command.strip()))

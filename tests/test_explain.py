@@ -170,6 +170,7 @@ def test_scikit_learn_shape():
     assert copy.get_params() == params
     assert "hirescam" in repr(exp)
     assert not hasattr(exp, "model_")
+    assert params["padding_mode"] == "zeros" and params["stem"] == "auto"
 
 
 # -- maps --------------------------------------------------------------------------------
@@ -514,6 +515,53 @@ def test_3d_setting_points_into_both_planted_artefacts_at_seeds_0_to_9(demo_volu
             held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
             maps = exp.explain(images[held_out], target=1)
             rates[site_name, seed] = pointing_game(maps, masks[held_out], tolerance=1).mean()
+    assert min(rates.values()) >= 0.8, rates
+
+
+# The 32^3 setting of the Explainer's Notes: the same wider classifier, its convolutions
+# padded by replicating the border, LayerCAM at stage 0 (8^3 maps under the standard stem;
+# bench_explain_3d.py --size 32 --widths 32,64,128,256 --padding replicate).
+WIDE_32 = {"widths": (32, 64, 128, 256), "batch_size": 16, "lr": 3e-3, "cam": "layercam",
+           "target_layer": 0, "padding_mode": "replicate"}
+
+
+def test_3d_layercam_with_replicate_padding_finds_the_head_rest_at_32(demo_volumes_32):
+    """At 32^3 the wider classifier with zero padding misses site C's head-rest at some
+    seeds (at seed 3 LayerCAM at stage 0 peaks on a face of the volume, in air); with
+    ``padding_mode="replicate"`` its LayerCAM at stage 0 points into the head-rest within
+    one voxel for at least 80% of the held-out volumes.  Seed 3, 120 steps instead of the
+    benchmark's 300 (about 30 s on one thread)."""
+    images, labels, masks = demo_site(demo_volumes_32, "C", n=100)
+    exp = Explainer(spatial_dims=3, max_steps=120, test_size=0.3, random_state=3,
+                    **WIDE_32).fit(images, labels)
+    assert exp.stem_ == "standard" and exp.model_.padding_mode == "replicate"
+    assert exp.target_layer_ == "stages.0" and exp.cam_shape_ == (8, 8, 8)
+    assert exp.accuracy_ >= 0.9
+    held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
+    maps = exp.explain(images[held_out], target=1)
+    rates = [pointing_game(maps, masks[held_out], tolerance=t).mean() for t in range(3)]
+    assert rates[1] >= 0.8, rates
+
+
+@pytest.mark.slow
+def test_3d_32_setting_points_into_the_head_rest_at_seeds_0_to_4(demo_volumes_32):
+    """Seeds 0-4 at 32^3, site C, the benchmark's training (100 + 100 volumes, 300 steps,
+    30% held out; about ten minutes on two cores): the 32^3 setting of the Notes points
+    into the head-rest within one voxel for at least 80% of the held-out volumes at every
+    seed, and the classifiers rely on the head-rest (with its voxels set to background
+    at most 10% of the held-out site volumes stay site C)."""
+    images, labels, masks = demo_site(demo_volumes_32, "C", n=100)
+    rates = {}
+    for seed in range(5):
+        exp = Explainer(spatial_dims=3, max_steps=300, test_size=0.3, random_state=seed,
+                        **WIDE_32).fit(images, labels)
+        assert exp.accuracy_ >= 0.9, (seed, exp.accuracy_)
+        held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
+        without = images[held_out].copy()
+        without[:, 0][masks[held_out][:, 0]] = images[labels == 0].min()
+        assert (exp.predict(without) == 1).mean() <= 0.1, seed
+        maps = exp.explain(images[held_out], target=1)
+        rates[seed] = pointing_game(maps, masks[held_out], tolerance=1).mean()
     assert min(rates.values()) >= 0.8, rates
 
 

@@ -35,6 +35,9 @@ def test_conv_keeps_size_and_strides(spatial_dims):
     assert conv(spatial_dims, 4, 6, kernel_size=1)(x).shape == (2, 6, *([8] * spatial_dims))
     expected = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
     assert isinstance(conv(spatial_dims, 4, 6), expected)
+    replicate = conv(spatial_dims, 4, 6, padding_mode="replicate")
+    assert replicate.padding_mode == "replicate"
+    assert replicate(x).shape == (2, 6, *([8] * spatial_dims))
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

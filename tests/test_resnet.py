@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from latentaudit.errors import ConfigError
 from latentaudit.nn import RESNET_LAYERS, BasicBlock, ResNet, resnet10, resnet18, resnet34
@@ -38,9 +39,9 @@ def test_named_depths_and_block_counts():
         assert len(blocks) == sum(layers), name
 
 
-def test_stage_resolutions_standard_and_small_stem():
+def test_stage_resolutions_standard_strided_and_small_stem():
     sizes = {}
-    for stem in ("standard", "small"):
+    for stem in ("standard", "strided", "small"):
         net = ResNet(widths=WIDTHS, stem=stem).eval()
         found = []
         hooks = [s.register_forward_hook(lambda m, i, o, found=found: found.append(o.shape[-1]))
@@ -51,7 +52,27 @@ def test_stage_resolutions_standard_and_small_stem():
             h.remove()
         sizes[stem] = found
     assert sizes["standard"] == [16, 8, 4, 2]
+    assert sizes["strided"] == [32, 16, 8, 4]
     assert sizes["small"] == [64, 32, 16, 8]
+    strided = ResNet(widths=WIDTHS, stem="strided")
+    assert not any(isinstance(m, nn.MaxPool2d) for m in strided.stem)
+
+
+def test_replicate_padding_makes_the_border_of_a_constant_image_no_edge():
+    """With zero padding, a constant image that is not zero (the background of images
+    scaled to [-1, 1]) gives the first convolution a different response at the border
+    than inside; with replicate padding every convolution sees a constant image as
+    constant, so the features are the same everywhere, border included."""
+    image = -torch.ones(1, 1, 16, 16, 16)
+    for mode, flat in (("zeros", False), ("replicate", True)):
+        net = ResNet(spatial_dims=3, widths=WIDTHS, stem="small", padding_mode=mode).eval()
+        assert all(m.padding_mode == mode for m in net.modules()
+                   if isinstance(m, nn.Conv3d) and max(m.kernel_size) > 1)
+        with torch.no_grad():
+            out = net.stages[0](net.stem(image))
+        spread = (out.amax(dim=(2, 3, 4)) - out.amin(dim=(2, 3, 4))).max().item()
+        assert (spread < 1e-5) == flat, (mode, spread)
+    assert "padding_mode='replicate'" in repr(ResNet(widths=WIDTHS, padding_mode="replicate"))
 
 
 def test_odd_sizes_keep_the_shortcut_aligned():
@@ -112,6 +133,7 @@ def test_features_are_pooled():
     ({"num_classes": 0}, "num_classes"),
     ({"stem": "smal"}, "did you mean 'small'"),
     ({"norm": "btch"}, "did you mean 'batch'"),
+    ({"padding_mode": "replicat"}, "did you mean 'replicate'"),
 ])
 def test_invalid_options(kwargs, message):
     with pytest.raises(ConfigError, match=message):

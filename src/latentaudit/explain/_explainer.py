@@ -100,12 +100,19 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         widths, e.g. (16, 32, 64, 128), train much faster on a CPU.
     norm : str, default "batch"
         The ResNet's normalisation ("batch", "group", "instance", "layer").
-    stem : {"auto", "standard", "small"}, default "auto"
+    stem : {"auto", "standard", "strided", "small"}, default "auto"
         The ResNet's stem (see :class:`latentaudit.nn.ResNet`): "standard" downsamples 4x
-        before the first stage, "small" keeps the full resolution.  "auto" is "small" for
+        before the first stage, "strided" 2x (the same strided convolution without the
+        max pooling), "small" keeps the full resolution.  "auto" is "small" for
         images smaller than 32 pixels (voxels) on a side, where the standard stem leaves
         maps of at most 4 per side, too coarse to point at anything (a 16^3 volume's maps
         would be 4^3), and "standard" otherwise.
+    padding_mode : {"zeros", "replicate"}, default "zeros"
+        What the ResNet's convolutions pad with.  With "zeros", a background that is not
+        zero (-1 in images scaled to [-1, 1]) makes every side of the image an edge, and
+        the maps can peak on the border of the field of view, away from any evidence;
+        "replicate" repeats the border pixels (voxels), so the border looks like more
+        background.  See the Notes for 3-D volumes.
     target_layer : "auto", int, str, torch.nn.Module or a list of them, default "auto"
         Where the maps are taken: ``"auto"`` is the deepest residual stage whose feature
         maps are at least 8 pixels (voxels) per side; an int ``i`` is ``stages[i]``; a
@@ -236,12 +243,37 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     coarse: their maximum lands in the artefact, but much of their mass lies around it,
     and on this cohort the artefacts sit at about the same place in every volume, so the
     pointing game alone does not prove a map follows the artefact from volume to volume.
-    The default widths are wider still, slower on a CPU, and were not measured here.  At
-    32^3 (standard stem, stage 2's maps 2^3) the same classifier's maps do not hold for
-    any setting measured (seeds 0-4: site B 0.00-0.03 at some seed for every setting,
-    site C at best 0.13-0.17 at seed 3), so this is a setting for 16^3 volumes, not a
-    3-D rule.  Figures: ``benchmarks/bench_explain_3d.py --widths 32,64,128,256
-    [--size 32]`` (docs/benchmarks.md).
+    The default widths are wider still, slower on a CPU, and were not measured here.  It
+    is a setting for 16^3 volumes: at 32^3 stage 2's maps are 2^3 and miss the head-rest
+    at every seed (next paragraph).  Figures: ``benchmarks/bench_explain_3d.py --widths
+    32,64,128,256`` (docs/benchmarks.md).
+
+    **32^3 volumes: replicate padding, LayerCAM at stage 0.**  With the default zero
+    padding, the same wider classifier's maps of 32^3 volumes (standard stem: stage 0's maps
+    8^3) held for no setting measured (seeds 0-4: site C at best 0.13-0.17 at seed 3, site B
+    0.00-0.03 at some seed for every setting).  The misses were not scattered: at seed 3
+    LayerCAM's maximum at stage 0 lay, for all but one missed volume, on the same voxel of
+    air on a face of the volume beside the head-rest, where blanking the image changes
+    nothing.  The images' background is -1 and the padding 0, so every face of the volume is
+    an edge to the first convolution.  ``padding_mode="replicate"`` pads every convolution
+    with its border voxels, so the border looks like more air; at seed 3 LayerCAM at stage 0
+    went from 0.13 to 1.00 within one voxel (shifting the images so that the air is 0 did
+    the same, in a run outside the benchmark).  ``Explainer(spatial_dims=3, widths=(32, 64,
+    128, 256), padding_mode="replicate", cam="layercam", target_layer=0)`` (300 steps on 200
+    volumes, half of site C) points into site C's head-rest within one voxel at every one of
+    seeds 0-4 (0.93-1.00) and at seeds 5, 6, 8 and 9 (0.97-1.00), but not at seed 7 (0.70;
+    0.93 within two voxels): there the maximum falls on the 8^3 cell just behind the
+    head-rest, a near miss of maps whose cells span 4 voxels; training longer (500 steps)
+    moves the miss to seed 6 (0.73) rather than removing it.  HiResCAM at stage 0 (0.50 at
+    seed 7, 0.60 at seed 9) and LayerCAM over stages 0+1 (0.60 at seed 7) do worse; Grad-CAM
+    at ``"auto"`` (0.00-1.00) stays unreliable.  A stem that halves once
+    (``stem="strided"``: stage 0's maps 16^3) does worse and fits more slowly (LayerCAM at
+    stage 0: 0.70 at seed 0, 0.30 at seed 6).  Site B's shifted field of view is not found
+    with this setting either (LayerCAM at stage 0 0.00-0.77 over seeds 0-4, Grad-CAM at
+    ``"auto"`` 0.63-1.00); blanking B's mask never changes the class, so B's evidence is
+    global and its pointing game of doubtful meaning.  Figures:
+    ``benchmarks/bench_explain_3d.py --size 32 --widths 32,64,128,256 --padding replicate``
+    (docs/benchmarks.md).
 
     Examples
     --------
@@ -257,7 +289,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     >>> exp.explain(images[:4]).shape
     (4, 24, 24)
 
-    LayerCAM at another stage (the 3-D setting of the Notes is ``target_layer=2``), or
+    LayerCAM at another stage (the 16^3 setting of the Notes is ``target_layer=2``), or
     averaged over the first two stages, from the same classifier:
 
     >>> exp.explain(images[:4], target=1, cam="layercam", target_layer=2).shape
@@ -268,6 +300,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
 
     def __init__(self, spatial_dims: int = 2, arch: str = "resnet10", cam: str = "gradcam",
                  *, widths=None, norm: str = "batch", stem: str = "auto",
+                 padding_mode: str = "zeros",
                  target_layer="auto", one_vs_rest=None, test_size: float = 0.2,
                  max_steps: int = 1000, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 1e-4, class_weight: str | None = "balanced",
@@ -279,6 +312,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         self.widths = widths
         self.norm = norm
         self.stem = stem
+        self.padding_mode = padding_mode
         self.target_layer = target_layer
         self.one_vs_rest = one_vs_rest
         self.test_size = test_size
@@ -381,7 +415,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
             weights = torch.tensor(len(train_pos) / (len(classes) * train_counts),
                                    dtype=torch.float32)
         widths = (64, 128, 256, 512) if self.widths is None else self.widths
-        stem = check_option("stem", self.stem, ("auto", "standard", "small"))
+        stem = check_option("stem", self.stem, ("auto", "standard", "strided", "small"))
         if stem == "auto":
             small = min(source.image_shape[1:]) < 4 * _MIN_CAM_SIDE
             stem = "small" if small else "standard"
@@ -395,7 +429,8 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
                 torch.manual_seed(seed + k)
                 net = ResNet(spatial_dims=spatial_dims, in_channels=source.image_shape[0],
                              num_classes=len(classes), layers=RESNET_LAYERS[self.arch],
-                             widths=tuple(widths), norm=self.norm, stem=stem)
+                             widths=tuple(widths), norm=self.norm, stem=stem,
+                             padding_mode=self.padding_mode)
             module = _ClassifierModule(net, weights)
             if self.device is not None:
                 module.to(self.device)

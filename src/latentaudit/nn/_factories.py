@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_PADDING_MODES = ("zeros", "replicate", "reflect")
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL = {
     "max": {2: nn.MaxPool2d, 3: nn.MaxPool3d},
@@ -39,7 +40,8 @@ NORMS = ("group", "batch", "instance", "layer", "none")
 
 
 def conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
-         stride: int = 1, padding: int | None = None, bias: bool = True) -> nn.Module:
+         stride: int = 1, padding: int | None = None, bias: bool = True,
+         padding_mode: str = "zeros") -> nn.Module:
     """A 2-D or 3-D convolution, padded to keep the size by default.
 
     Parameters
@@ -56,6 +58,8 @@ def conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: in
         Zero padding; default ``kernel_size // 2`` ("same" for odd kernels at stride 1).
     bias : bool, default True
         Add a learnable bias.
+    padding_mode : {"zeros", "replicate", "reflect"}, default "zeros"
+        What the padding holds: zeros, or the border pixels repeated or mirrored.
 
     Returns
     -------
@@ -69,10 +73,11 @@ def conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: in
     Conv3d(1, 8, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1))
     """
     spatial_dims = check_spatial_dims(spatial_dims)
+    check_option("padding_mode", padding_mode, _PADDING_MODES)
     if padding is None:
         padding = kernel_size // 2
     return _CONV[spatial_dims](in_channels, out_channels, kernel_size, stride=stride,
-                               padding=padding, bias=bias)
+                               padding=padding, bias=bias, padding_mode=padding_mode)
 
 
 def conv_transpose(spatial_dims: int, in_channels: int, out_channels: int,

@@ -22,7 +22,8 @@ RESNET_LAYERS = {
     "resnet18": (2, 2, 2, 2),
     "resnet34": (3, 4, 6, 3),
 }
-_STEMS = ("standard", "small")
+_STEMS = ("standard", "strided", "small")
+_PADDING_MODES = ("zeros", "replicate")
 
 
 class _HalvingPool(nn.Module):
@@ -56,6 +57,8 @@ class BasicBlock(nn.Module):
         Stride of the first convolution; 2 halves every spatial side.
     norm_kind : str, default "batch"
         Normalisation after each convolution (see :func:`latentaudit.nn.norm`).
+    padding_mode : {"zeros", "replicate"}, default "zeros"
+        What the 3x3 convolutions pad with (see :class:`ResNet`).
 
     Examples
     --------
@@ -66,13 +69,16 @@ class BasicBlock(nn.Module):
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int,
-                 stride: int = 1, norm_kind: str = "batch") -> None:
+                 stride: int = 1, norm_kind: str = "batch",
+                 padding_mode: str = "zeros") -> None:
         super().__init__()
         # No bias before a normalisation that has its own shift.
         bias = norm_kind == "none"
-        self.conv1 = conv(spatial_dims, in_channels, out_channels, 3, stride=stride, bias=bias)
+        self.conv1 = conv(spatial_dims, in_channels, out_channels, 3, stride=stride, bias=bias,
+                          padding_mode=padding_mode)
         self.norm1 = norm(norm_kind, spatial_dims, out_channels)
-        self.conv2 = conv(spatial_dims, out_channels, out_channels, 3, bias=bias)
+        self.conv2 = conv(spatial_dims, out_channels, out_channels, 3, bias=bias,
+                          padding_mode=padding_mode)
         self.norm2 = norm(norm_kind, spatial_dims, out_channels)
         self.act = nn.ReLU(inplace=True)
         if stride not in (1, 2):
@@ -118,13 +124,25 @@ class ResNet(nn.Module):
     norm : str, default "batch"
         Normalisation (see :func:`latentaudit.nn.norm`); "group" or "instance" suit tiny
         batches of 3-D volumes.
-    stem : {"standard", "small"}, default "standard"
+    stem : {"standard", "strided", "small"}, default "standard"
         ``"standard"``: a 7x7 convolution of stride 2 and a 2x2 max pooling (the map
-        entering the first stage is a quarter of the input's side).  ``"small"``: one 3x3
-        convolution of stride 1, for small inputs such as 28x28 or 32x32 images.
+        entering the first stage is a quarter of the input's side).  ``"strided"``: the
+        same convolution without the max pooling (half the input's side, as MONAI's
+        ``no_max_pool``): finer maps in the first stages, e.g. 16^3 instead of 8^3 for a
+        32^3 volume, at over twice the cost (on the 3-D demo cohort their class
+        activation maps pointed worse, see :class:`latentaudit.Explainer`'s Notes).
+        ``"small"``: one 3x3 convolution of stride 1 (the full side), for small inputs
+        such as 28x28 or 32x32 images.
     zero_init_residual : bool, default True
         Start every block's last normalisation scale at zero, so each block begins as the
         identity; short trainings converge faster.
+    padding_mode : {"zeros", "replicate"}, default "zeros"
+        What every convolution pads its input with.  ``"zeros"`` makes each side of the
+        image an edge wherever the background is not zero (images scaled to [-1, 1] with
+        a background of -1): the first layers respond to the borders of the field of view,
+        and class activation maps can peak there, away from any evidence.
+        ``"replicate"`` repeats the border pixels (voxels), so the field of view's edge
+        looks like more of the background.
 
     Attributes
     ----------
@@ -152,7 +170,8 @@ class ResNet(nn.Module):
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2,
                  layers: Sequence[int] = (1, 1, 1, 1),
                  widths: Sequence[int] = (64, 128, 256, 512), norm: str = "batch",
-                 stem: str = "standard", zero_init_residual: bool = True) -> None:
+                 stem: str = "standard", zero_init_residual: bool = True,
+                 padding_mode: str = "zeros") -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
         layers = _positive_ints("layers", layers)
@@ -164,29 +183,35 @@ class ResNet(nn.Module):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         check_option("stem", stem, _STEMS)
+        check_option("padding_mode", padding_mode, _PADDING_MODES)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.layers = layers
         self.widths = widths
         self.norm_kind = norm
         self.stem_kind = stem
+        self.padding_mode = padding_mode
 
         bias = norm == "none"
-        if stem == "standard":
-            self.stem = nn.Sequential(
-                conv(spatial_dims, in_channels, widths[0], 7, stride=2, padding=3, bias=bias),
-                _norm_layer(norm, spatial_dims, widths[0]), nn.ReLU(inplace=True),
-                pool("max", spatial_dims, 2))
+        if stem in ("standard", "strided"):
+            parts = [
+                conv(spatial_dims, in_channels, widths[0], 7, stride=2, padding=3, bias=bias,
+                     padding_mode=padding_mode),
+                _norm_layer(norm, spatial_dims, widths[0]), nn.ReLU(inplace=True)]
+            if stem == "standard":
+                parts.append(pool("max", spatial_dims, 2))
+            self.stem = nn.Sequential(*parts)
         else:
             self.stem = nn.Sequential(
-                conv(spatial_dims, in_channels, widths[0], 3, bias=bias),
+                conv(spatial_dims, in_channels, widths[0], 3, bias=bias,
+                     padding_mode=padding_mode),
                 _norm_layer(norm, spatial_dims, widths[0]), nn.ReLU(inplace=True))
         stages = []
         previous = widths[0]
         for i, (n_blocks, width) in enumerate(zip(layers, widths, strict=True)):
             stride = 1 if i == 0 else 2
-            blocks = [BasicBlock(spatial_dims, previous, width, stride, norm)]
-            blocks += [BasicBlock(spatial_dims, width, width, 1, norm)
+            blocks = [BasicBlock(spatial_dims, previous, width, stride, norm, padding_mode)]
+            blocks += [BasicBlock(spatial_dims, width, width, 1, norm, padding_mode)
                        for _ in range(n_blocks - 1)]
             stages.append(nn.Sequential(*blocks))
             previous = width
@@ -219,7 +244,8 @@ class ResNet(nn.Module):
     def extra_repr(self) -> str:
         return (f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, "
                 f"num_classes={self.num_classes}, layers={self.layers}, widths={self.widths}, "
-                f"norm={self.norm_kind!r}, stem={self.stem_kind!r}")
+                f"norm={self.norm_kind!r}, stem={self.stem_kind!r}, "
+                f"padding_mode={self.padding_mode!r}")
 
 
 def _norm_layer(kind: str, spatial_dims: int, channels: int) -> nn.Module:
