@@ -351,6 +351,15 @@ def demo_site(demo_volumes, site_name, n=80):
             demo_volumes.artefact_masks[rows])
 
 
+def held_out_pointing(exp, images, labels, masks, tolerances=(0, 1, 2), **options):
+    """The held-out site volumes of ``exp`` (fitted on :func:`demo_site`'s rows) and the
+    pointing game of their maps (``explain(..., target=1, **options)``) at each tolerance."""
+    held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
+    maps = exp.explain(images[held_out], target=1, **options)
+    return held_out, [pointing_game(maps, masks[held_out], tolerance=t).mean()
+                      for t in tolerances]
+
+
 @pytest.mark.parametrize("seed", [0, 4])
 def test_3d_layercam_at_the_first_stage_points_into_the_3d_demo_cohorts_head_rest(
         demo_volumes, seed):
@@ -365,12 +374,10 @@ def test_3d_layercam_at_the_first_stage_points_into_the_3d_demo_cohorts_head_res
                     random_state=seed, **TINY).fit(images, labels)
     assert exp.target_layer_ == "stages.0" and exp.cam_shape_ == (16, 16, 16)
     assert exp.accuracy_ >= 0.9
-    held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
+    held_out, rates = held_out_pointing(exp, images, labels, masks)
     without = images[held_out].copy()
     without[:, 0][masks[held_out][:, 0]] = images[labels == 0].min()
     assert (exp.predict(without) == 1).mean() <= 0.1
-    maps = exp.explain(images[held_out], target=1)
-    rates = [pointing_game(maps, masks[held_out], tolerance=t).mean() for t in range(3)]
     assert rates[1] >= 0.8, rates
 
 
@@ -387,9 +394,8 @@ def test_3d_maps_point_into_both_planted_artefacts_at_seeds_0_to_4(demo_volumes)
             exp = Explainer(spatial_dims=3, max_steps=120, random_state=seed,
                             **TINY).fit(images, labels)
             assert exp.accuracy_ >= 0.9, (site_name, seed, exp.accuracy_)
-            held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
-            maps = exp.explain(images[held_out], target=1, cam=cam, target_layer=layer)
-            rates[site_name, seed] = pointing_game(maps, masks[held_out], tolerance=1).mean()
+            _, (rates[site_name, seed],) = held_out_pointing(
+                exp, images, labels, masks, (1,), cam=cam, target_layer=layer)
     assert min(rates.values()) >= 0.8, rates
 
 
@@ -492,9 +498,7 @@ def test_3d_layercam_at_stage_2_of_a_wider_classifier_finds_the_head_rest(demo_v
     exp.fit(images, labels)
     assert exp.target_layer_ == "stages.2" and exp.cam_shape_ == (4, 4, 4)
     assert exp.accuracy_ >= 0.9
-    held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
-    maps = exp.explain(images[held_out], target=1)
-    rates = [pointing_game(maps, masks[held_out], tolerance=t).mean() for t in range(3)]
+    held_out, rates = held_out_pointing(exp, images, labels, masks)
     assert rates[1] >= 0.8, rates
     both = exp.explain(images[held_out[:2]], target=1, target_layer=(0, 1))
     assert both.shape == (2, 16, 16, 16) and np.isfinite(both).all()
@@ -512,9 +516,7 @@ def test_3d_setting_points_into_both_planted_artefacts_at_seeds_0_to_9(demo_volu
             exp = Explainer(spatial_dims=3, max_steps=120, random_state=seed,
                             **WIDE_3D).fit(images, labels)
             assert exp.accuracy_ >= 0.9, (site_name, seed, exp.accuracy_)
-            held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
-            maps = exp.explain(images[held_out], target=1)
-            rates[site_name, seed] = pointing_game(maps, masks[held_out], tolerance=1).mean()
+            _, (rates[site_name, seed],) = held_out_pointing(exp, images, labels, masks, (1,))
     assert min(rates.values()) >= 0.8, rates
 
 
@@ -537,9 +539,7 @@ def test_3d_layercam_with_replicate_padding_finds_the_head_rest_at_32(demo_volum
     assert exp.stem_ == "standard" and exp.model_.padding_mode == "replicate"
     assert exp.target_layer_ == "stages.0" and exp.cam_shape_ == (8, 8, 8)
     assert exp.accuracy_ >= 0.9
-    held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
-    maps = exp.explain(images[held_out], target=1)
-    rates = [pointing_game(maps, masks[held_out], tolerance=t).mean() for t in range(3)]
+    _, rates = held_out_pointing(exp, images, labels, masks)
     assert rates[1] >= 0.8, rates
 
 
@@ -556,12 +556,10 @@ def test_3d_32_setting_points_into_the_head_rest_at_seeds_0_to_4(demo_volumes_32
         exp = Explainer(spatial_dims=3, max_steps=300, test_size=0.3, random_state=seed,
                         **WIDE_32).fit(images, labels)
         assert exp.accuracy_ >= 0.9, (seed, exp.accuracy_)
-        held_out = exp.test_indices_[labels[exp.test_indices_] == 1]
+        held_out, (rates[seed],) = held_out_pointing(exp, images, labels, masks, (1,))
         without = images[held_out].copy()
         without[:, 0][masks[held_out][:, 0]] = images[labels == 0].min()
         assert (exp.predict(without) == 1).mean() <= 0.1, seed
-        maps = exp.explain(images[held_out], target=1)
-        rates[seed] = pointing_game(maps, masks[held_out], tolerance=1).mean()
     assert min(rates.values()) >= 0.8, rates
 
 
