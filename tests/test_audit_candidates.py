@@ -83,8 +83,16 @@ def test_a_group_no_column_names_is_a_candidate_subgroup(cohort, family, strengt
     z, group = _plant(images, family, strength, fraction, seed=2)
     assert _probe_auc(z, group) >= 0.95
     aud = ClusterAuditor(random_state=0).fit(z, metadata)  # site, sex, age...: no group
-    found = aud.findings_[aud.findings_["kind"] == "subgroup"]
+    found = aud.findings_[aud.findings_["kind"].isin(["subgroup", "far_tail"])]
     assert len(found) == len(aud.subgroups_) > 0
+    # a candidate's kind and test follow its evidence; its q-value is its finding's
+    kinds = {"second mode": ("subgroup", "held_out_mode"),
+             "far tail": ("far_tail", "held_out_far_tail")}
+    for row in aud.subgroups_.itertuples():
+        finding = found[found["description"].str.match(rf"candidate subgroup {row.subgroup}\b")]
+        assert len(finding) == 1
+        assert tuple(finding[["kind", "test"]].iloc[0]) == kinds[row.evidence]
+        assert finding["q_value"].iloc[0] == row.q_value
     best = max(aud.subgroups_["subgroup"], key=lambda k: _f1(aud.subgroup_labels(k), group))
     assert _f1(aud.subgroup_labels(best), group) >= 0.5
     members = aud.subgroup_members(best)
@@ -163,11 +171,10 @@ def test_image_statistics_single_out_a_group_the_embedding_does_not_carry(cohort
     z = PCA(20, random_state=0).fit_transform(images.reshape(len(images), -1))
     emb = la.Embeddings(z, metadata=metadata, images=planted)
 
-    def best(aud):
-        found = aud.findings_[(aud.findings_["kind"] == "subgroup")
-                              & (aud.findings_["q_value"] <= aud.alpha)]
-        numbers = [int(text.split(":")[0].split()[-1]) for text in found["description"]]
-        return max((_f1(aud.subgroup_labels(k), group) for k in numbers), default=0.0)
+    def best(aud):  # (a candidate of either kind: "subgroup" or "far_tail")
+        table = aud.subgroups_[aud.subgroups_["q_value"] <= aud.alpha]
+        return max((_f1(aud.subgroup_labels(k), group) for k in table["subgroup"]),
+                   default=0.0)
 
     assert best(ClusterAuditor(random_state=0).fit(emb)) < 0.5
     aud = ClusterAuditor(image_statistics=True, random_state=0).fit(emb)

@@ -75,8 +75,9 @@ def test_a_hidden_group_inside_strong_known_structure_is_found(fraction):
     found = find_subgroups(x, known_design(meta, kinds), random_state=0)
     best = max(found, key=lambda s: _f1(s.members, group))
     assert _f1(best.members, group) >= 0.8
-    # (the p-value is the smaller of two held-out tests, doubled: 0.012 for the 5% group)
+    # (the p-value is the smallest of three held-out tests, tripled)
     assert best.p_value < (1e-3 if fraction >= 0.1 else 0.025)
+    assert best.evidence == "second mode"  # a compact group: a finding of kind "subgroup"
 
 
 def test_the_falling_density_test_sees_a_group_the_gap_windows_miss():
@@ -135,6 +136,7 @@ def test_a_comet_inside_strong_known_structure_is_significant():
     assert _f1(best.members, group) >= 0.8
     assert best.p_value < 1e-4  # (before the far-tail test: 0.55)
     assert best.far_counts[1] == 500 and best.far_counts[0] >= 25
+    assert best.evidence == "far tail"  # no second mode: a finding of kind "far_tail"
 
 
 def test_nothing_is_found_in_null_data():

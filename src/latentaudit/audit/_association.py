@@ -319,7 +319,7 @@ class _AssociationTests:
         expected = frame["column"].map(self.column_roles_).eq("expected")
         significant = frame["q_value"] <= self.alpha
         # candidate subgroups name no column: after the significant findings about columns
-        subgroup = frame["kind"].eq("subgroup").to_numpy()
+        subgroup = frame["kind"].isin(["subgroup", "far_tail"]).to_numpy()
         order = np.lexsort((frame["q_value"].to_numpy(), -strength, subgroup,
                             ~significant.to_numpy(), expected.to_numpy()))
         frame = frame.iloc[order].reset_index(drop=True)

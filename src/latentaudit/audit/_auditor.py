@@ -28,7 +28,7 @@ from .._validation import validate_embedding
 from ..errors import ConfigError, DataError, InputShapeError, InputTypeError, NotFittedError
 from ..utils import check_option, check_random_state
 from ._association import _MIN_GROUP, _AssociationTests
-from ._candidates import _CandidateSubgroups
+from ._candidates import _CandidateSubgroups, with_q_values
 from ._clustering import _CLUSTERERS, _NOISE, _Clustering
 from ._diagnostics import _Diagnostics
 from ._persistence import _Persistence
@@ -132,8 +132,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         never saw: is there a second mode where the search found the group, or do more
         rows lie far out along its direction than a tail would hold?  (Three held-out
         tests, two of them valid for any unimodal population; see :attr:`subgroups_` and
-        :func:`latentaudit.audit._subgroups.find_subgroups`.)  Each is a finding of kind
-        ``"subgroup"``.
+        :func:`latentaudit.audit._subgroups.find_subgroups`.)  Each is a finding: of kind
+        ``"subgroup"`` when the evidence is a second mode, of kind ``"far_tail"`` when it
+        is only more rows far out than a tail holds, which a group of varying severity
+        gives and so does an encoder that places some ordinary images far out (the
+        members' images tell the two apart).
     subgroup_max_samples : int or None, default 6000
         Rows (a random subsample) that the subgroup search and test use; every row still
         gets a score and a membership.
@@ -170,10 +173,10 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         Number of clusters (``-1`` not counted).
     findings_ : pandas.DataFrame
         Everything tested, most important first: columns ``kind`` ("cluster",
-        "probe" or "subgroup"), ``cluster`` (``<NA>`` for tests of the whole clustering,
+        "probe", "subgroup" or "far_tail"), ``cluster`` (``<NA>`` for tests of the whole clustering,
         probes and subgroups), ``column`` (None for subgroups), ``test`` ("chi2",
         "fisher", "chi2_mc", "kruskal", "ami", "probe_logistic", "probe_ridge",
-        "held_out_mode"), ``statistic`` (χ², H, AMI; a probe's held-out AUC or
+        "held_out_mode", "held_out_far_tail"), ``statistic`` (χ², H, AMI; a probe's held-out AUC or
         Spearman's ρ; a subgroup's separation in SDs), ``effect_size`` (Cramér's V, ε²,
         AMI; a probe's Somers' D = 2 AUC - 1 or held-out R²; a subgroup's correlation
         ratio), ``p_value``, ``q_value`` (Benjamini–Hochberg over
@@ -185,13 +188,15 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         ``{column: "categorical" or "continuous"}`` of the columns tested.
     subgroups_ : pandas.DataFrame
         One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
-        ``space`` (where it was found: "embedding" or "image statistics"), ``n``,
-        ``fraction``, ``p_value`` (held-out test of a second mode or of too many rows
-        far out), ``separation``, ``effect_size``, ``n_test`` (held-out rows tested),
-        ``gap_rows`` and ``group_rows`` (held-out rows in the gap and group windows),
-        ``tail_rows`` and ``rise_rows`` (held-out rows beyond the gap's start, and how many
-        of them sit above a falling density), ``far_rows`` (held-out rows more than 6
-        robust SD out).  Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
+        ``space`` (where it was found: "embedding" or "image statistics"), ``evidence``
+        ("second mode", the finding's kind "subgroup", or "far tail", kind "far_tail"),
+        ``n``, ``fraction``, ``p_value`` (held-out test of a second mode or of too many rows
+        far out), ``q_value`` (its finding's), ``separation``, ``effect_size``, ``n_test``
+        (held-out rows tested), ``gap_rows`` and ``group_rows`` (held-out rows in the gap
+        and group windows), ``tail_rows`` and ``rise_rows`` (held-out rows beyond the gap's
+        start, and how many of them sit above a falling density), ``far_rows`` (held-out
+        rows more than 6 robust SD out).  Members: :meth:`subgroup_members`,
+        :meth:`subgroup_labels`.
     subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
         Each row's score along each candidate's direction (members: positive).
     image_statistics_ : pandas.DataFrame or None
@@ -527,6 +532,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         lap("subgroups")
         steps.close()
         self.findings_ = self._rank(rows)
+        self.subgroups_ = with_q_values(self.subgroups_, self.findings_)
         logger.info("audit of %d x %d: %d clusters, %d findings with q <= %g",
                     n, d, self.n_clusters_, int((self.findings_["q_value"] <= self.alpha).sum()),
                     self.alpha)

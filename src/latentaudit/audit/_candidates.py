@@ -3,8 +3,12 @@
 ``fit`` removes from the analysis space what every tested metadata column explains (their
 levels, pairwise cells and smooth trends; :func:`~._known.known_design`), searches the
 residual for groups that sit apart (:func:`~._subgroups.find_subgroups`) and appends one
-finding of kind ``"subgroup"`` per candidate, tested on rows the search never saw, to the
-rows that the false discovery rate is controlled over.  With ``image_statistics=True`` the
+finding per candidate, tested on rows the search never saw, to the rows that the false
+discovery rate is controlled over: of kind ``"subgroup"`` when the held-out rows show a
+second mode where the search found the group, of kind ``"far_tail"`` when their evidence
+is only that more of them lie far out along its direction than a tail holds (a group whose
+severity varies, or an encoder that places some ordinary images far out: the images
+tell).  With ``image_statistics=True`` the
 images' own statistics (:func:`latentaudit.data.image_statistics`, each scaled by its
 interquartile range) are searched the same way, as a second space.
 """
@@ -18,22 +22,36 @@ from ..errors import ConfigError
 from ._known import known_design
 from ._subgroups import find_subgroups
 
-__all__ = ["SUBGROUP_COLUMNS", "SUBGROUP_TEST", "empty_subgroups"]
+__all__ = ["CANDIDATE_KINDS", "SUBGROUP_COLUMNS", "empty_subgroups", "with_q_values"]
 
 #: Columns of ``ClusterAuditor.subgroups_``.
-SUBGROUP_COLUMNS = ["subgroup", "space", "n", "fraction", "p_value", "separation", "effect_size",
-                    "n_test", "gap_rows", "group_rows", "tail_rows", "rise_rows", "far_rows"]
+SUBGROUP_COLUMNS = ["subgroup", "space", "evidence", "n", "fraction", "p_value", "q_value",
+                    "separation", "effect_size", "n_test", "gap_rows", "group_rows", "tail_rows",
+                    "rise_rows", "far_rows"]
+
+#: Finding kind and test of a candidate, by its evidence (``Subgroup.evidence``).
+CANDIDATE_KINDS = {"second mode": ("subgroup", "held_out_mode"),
+                   "far tail": ("far_tail", "held_out_far_tail")}
 
 
 def empty_subgroups() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c == "space" else np.float64
-                                      if c in ("fraction", "p_value", "separation",
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("space", "evidence") else np.float64
+                                      if c in ("fraction", "p_value", "q_value", "separation",
                                                "effect_size") else np.int64)
                          for c in SUBGROUP_COLUMNS})
 
 
-#: The test of a candidate subgroup in ``findings_["test"]``.
-SUBGROUP_TEST = "held_out_mode"
+def with_q_values(subgroups: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+    """``subgroups`` with each candidate's q-value, read from the findings.
+
+    Benjamini-Hochberg q-values are a monotone function of the p-value within one set of
+    tests, so a candidate's q-value is that of the finding with its p-value (its own).
+    """
+    q_of = dict(zip(findings["p_value"].astype(float), findings["q_value"].astype(float),
+                    strict=True))
+    out = subgroups.copy()
+    out["q_value"] = [q_of.get(float(p), np.nan) for p in out["p_value"]]
+    return out
 
 
 def _scaled_statistics(statistics: pd.DataFrame) -> np.ndarray:
@@ -92,25 +110,36 @@ class _CandidateSubgroups:
             gap, group = candidate.window_counts
             tail, rise = candidate.rise_counts
             far, tested = candidate.far_counts
-            description = (
-                f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from the "
-                f"rest along one direction of the {space}{beyond} (on held-out rows, "
-                f"{group} near the group's centre against {gap} in the gap before it, and "
-                f"{rise} of {tail} beyond the gap above a falling density, and {far} of "
-                f"{tested} far out; {candidate.separation:.1f} SD apart)")
+            held_out = (f"on held-out rows, {group} near the group's centre against {gap} "
+                        f"in the gap before it, {rise} of {tail} beyond the gap above a "
+                        f"falling density, and {far} of {tested} far out; "
+                        f"{candidate.separation:.1f} SD apart")
+            if candidate.evidence == "far tail":
+                description = (
+                    f"candidate subgroup {k} (far tail): {size} subjects ({size / n:.0%}) on "
+                    f"one side of a direction of the {space}{beyond} along which more rows "
+                    f"lie far out than a tail holds, with no second mode ({held_out}): a "
+                    f"group whose severity varies, or an embedding that places some "
+                    f"ordinary images far out; its images tell which")
+            else:
+                description = (
+                    f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from "
+                    f"the rest along one direction of the {space}{beyond} ({held_out})")
+            kind, test = CANDIDATE_KINDS[candidate.evidence]
             rows.append({
-                "kind": "subgroup",
+                "kind": kind,
                 "cluster": None,
                 "column": None,
-                "test": SUBGROUP_TEST,
+                "test": test,
                 "statistic": float(candidate.separation),
                 "effect_size": float(candidate.effect_size),
                 "p_value": float(candidate.p_value),
                 "n": int(size),
                 "description": description,
             })
-            table.append({"subgroup": k, "space": space, "n": int(size), "fraction": size / n,
-                          "p_value": float(candidate.p_value),
+            table.append({"subgroup": k, "space": space, "evidence": candidate.evidence,
+                          "n": int(size), "fraction": size / n,
+                          "p_value": float(candidate.p_value), "q_value": np.nan,
                           "separation": float(candidate.separation),
                           "effect_size": float(candidate.effect_size),
                           "n_test": int(candidate.n_test), "gap_rows": int(gap),

@@ -51,6 +51,14 @@ accounted for:
 
    The search is accounted for because it never saw the test rows.
 
+   A candidate whose smallest p-value is the far tail's has ``evidence="far tail"``:
+   it says that more rows lie far out along one direction than a tail holds, not that
+   they form a group.  Both are true of a group whose severity varies; the second alone
+   is also true of an encoder that places some ordinary images far out (the shipped
+   StyleGAN2 demo inverter's ``w`` does on the clean demo cohort, where the images of
+   the far rows barely differ from the rest; docs/benchmarks.md).  ``ClusterAuditor``
+   reports the two as findings of different kinds.
+
 A group that a probe would separate but that forms only a short shoulder of the bulk (no
 second mode, and few rows far out) is still returned as a candidate, with its members, but
 it does not reach significance: one-dimensional shape alone cannot tell such a group from a
@@ -129,6 +137,12 @@ class Subgroup:
         density (:func:`rise_test`).
     far_counts : tuple of int
         Test rows beyond the far-tail threshold and all test rows (:func:`tail_test`).
+    evidence : {"second mode", "far tail"}
+        Which held-out test gave the smallest p-value: a second mode where the search
+        found the group (:func:`gap_test` or :func:`rise_test`), or only more rows far
+        out than a tail holds (:func:`tail_test`).  The second is a statement about the
+        embedding that an encoder's own heavy tail can make true without any group in
+        the images (see the module's notes).
     """
 
     members: np.ndarray
@@ -142,6 +156,7 @@ class Subgroup:
     window_counts: tuple[int, int]
     rise_counts: tuple[int, int] = (0, 0)
     far_counts: tuple[int, int] = (0, 0)
+    evidence: str = "second mode"
 
     @property
     def size(self) -> int:
@@ -324,7 +339,8 @@ def tail_test(search_scores, test_scores, *, share: float = _TAIL_SHARE,
     embedding such a tail is itself worth a look.  The shipped StyleGAN2 demo inverter's
     ``w`` has such tails along the directions the search finds (up to 4.5% on the demo
     cohort, the same rows at every seed), so on it this test reports candidates without
-    any planted group (docs/benchmarks.md).
+    any planted group (docs/benchmarks.md); :func:`find_subgroups` marks a candidate
+    whose evidence is this test's alone (``Subgroup.evidence``).
 
     Parameters
     ----------
@@ -622,6 +638,7 @@ def find_subgroups(x, design=None, *, min_fraction: float = 0.05, max_fraction: 
         p_rise, rise = rise_test(honest, members, test_scores)
         p_far, far = tail_test(honest, test_scores)
         p = min(1.0, 3.0 * min(p_gap, p_rise, p_far))
+        evidence = "far tail" if p_far < min(p_gap, p_rise) else "second mode"
         separation, effect = _correlation_ratio(test_scores, test_scores > 0)
         direction = whitening @ w
         offset = b - float(mean @ direction)
@@ -629,7 +646,8 @@ def find_subgroups(x, design=None, *, min_fraction: float = 0.05, max_fraction: 
         found.append(Subgroup(members=score > 0, score=score, direction=direction,
                               offset=offset, p_value=p, separation=separation,
                               effect_size=effect, n_test=int(test.size),
-                              window_counts=counts, rise_counts=rise, far_counts=far))
+                              window_counts=counts, rise_counts=rise, far_counts=far,
+                              evidence=evidence))
     return found
 
 

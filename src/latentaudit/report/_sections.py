@@ -123,7 +123,8 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
         f"The embedding was clustered ({auditor.cluster_method_}{within}) into "
         f"{auditor.n_clusters_} clusters; every cluster was tested against every metadata "
         f"column, every column that is not expected was probed, what the columns do not "
-        f"explain was searched for candidate subgroups (kind 'subgroup'), and the false "
+        f"explain was searched for candidate subgroups (kind 'subgroup', or 'far_tail' where "
+        f"the held-out evidence is only rows far out), and the false "
         f"discovery rate was controlled over all {len(table)} tests. {len(significant)} "
         f"pass q ≤ {auditor.alpha:g}. Findings of expected columns ({expected}) are ranked last: "
         f"they are structure the embedding should show.")
@@ -133,8 +134,9 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
         "All findings", table[["rank", "description", "column", "role", "kind", "cluster",
                                "test", "effect_size", "q_value", "n"]],
         "Effect sizes: Cramér's V (chi2, fisher), ε² (kruskal), AMI (ami), Somers' D "
-        "(probe_logistic), R² (probe_ridge) or correlation ratio (held_out_mode, a "
-        "candidate subgroup: ClusterAuditor.subgroup_members gives its subjects); q: "
+        "(probe_logistic), R² (probe_ridge) or correlation ratio (held_out_mode or "
+        "held_out_far_tail, a candidate subgroup: ClusterAuditor.subgroup_members gives its "
+        "subjects); q: "
         "Benjamini-Hochberg adjusted p-value.",
         max_rows=25))
     section.tables.append(ReportTable("Clusters", auditor.summary(),

@@ -1,7 +1,8 @@
 """The report's section on candidate subgroups: groups that no metadata column names.
 
 ``ClusterAuditor.fit`` searches what the columns do not explain for groups that sit apart
-(findings of kind "subgroup"; ``subgroups_``).  This section lists every candidate with
+(findings of kind "subgroup", or "far_tail" where the held-out evidence is only rows far
+out; ``subgroups_``).  This section lists every candidate with
 its size, statistic, p- and q-value and its first members by id, and shows each
 significant one as the clusters are shown (a few members, the mean of the members
 against the mean of the rest, their difference), with the call that hands it to the
@@ -9,8 +10,6 @@ against the mean of the rest, their difference), with the call that hands it to 
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 
@@ -20,17 +19,6 @@ from ._report import ReportSection, ReportTable
 __all__ = ["subgroup_images"]
 
 _MEMBERS_LISTED = 10
-
-
-def _q_values(auditor) -> dict[int, float]:
-    """Each candidate's q-value, read from the finding that names it."""
-    findings = auditor.findings_[auditor.findings_["kind"] == "subgroup"]
-    out = {}
-    for text, q in zip(findings["description"], findings["q_value"], strict=True):
-        match = re.match(r"candidate subgroup (\d+):", str(text))
-        if match:
-            out[int(match.group(1))] = float(q)
-    return out
 
 
 def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
@@ -47,10 +35,8 @@ def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
                         "(it needs a metadata column to test and at least 100 rows; "
                         "ClusterAuditor(n_subgroups=0) switches it off).")
         return
-    q_values = _q_values(auditor)
-    table = candidates[["subgroup", "space", "n", "fraction", "separation", "effect_size",
-                        "p_value"]].copy()
-    table["q_value"] = [q_values.get(int(k), np.nan) for k in table["subgroup"]]
+    table = candidates[["subgroup", "space", "evidence", "n", "fraction", "separation",
+                        "effect_size", "p_value", "q_value"]].copy()
     members = {int(k): auditor.subgroup_members(int(k)) for k in table["subgroup"]}
     table["first members"] = [
         ", ".join(str(i) for i in members[int(k)][auditor.id_column_].head(_MEMBERS_LISTED))
@@ -63,14 +49,23 @@ def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
         "direction than a tail would hold?) inside the false discovery rate of all "
         "findings. Members: ClusterAuditor.subgroup_members(k) "
         "(most typical first).")
+    if candidates["evidence"].eq("far tail").any():
+        section.paragraphs.append(
+            "A candidate whose evidence is 'far tail' (finding kind 'far_tail') has no second "
+            "mode: more of its subjects lie far out along its direction than a tail holds. "
+            "That is what a group of varying severity looks like, and also what an encoder "
+            "that places some ordinary images far out gives; compare its members' images "
+            "with the rest's before reading it as a group.")
     section.tables.append(ReportTable(
         "Candidate subgroups", table,
         "space: where the group was found (the embedding, or the images' statistics); "
+        "evidence: a second mode on held-out subjects, or only a far tail; "
         "separation: distance of the members' mean from the rest's on held-out subjects, "
         "in the rest's standard deviations; effect_size: correlation ratio; q: "
         "Benjamini-Hochberg over all findings; first members: ids, most typical first."))
     alpha = float(auditor.alpha)
-    shown = [int(k) for k in table["subgroup"] if q_values.get(int(k), 1.0) <= alpha]
+    shown = [int(k) for k, q in zip(table["subgroup"], table["q_value"], strict=True)
+             if q <= alpha]
     shown = shown[: int(ctx.options["explain"]["clusters"])]
     data = {"candidates": table.drop(columns=["first members"]),
             "members": {str(k): [str(i) for i in frame[auditor.id_column_]]
