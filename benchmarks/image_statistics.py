@@ -12,8 +12,8 @@ group.  For each family the script prints the probe AUC of the group on the embe
 logistic regression on its 50 leading principal components, 5 folds: is the group in the
 embedding at all?), then the default ``ClusterAuditor(random_state=0).fit(emb)`` with and
 without ``image_statistics=True``: the F1 of the best candidate subgroup against the group
-among the significant findings (q <= 0.05; 0 when none is significant) and among all
-candidates, and the fit's seconds.
+among the significant candidates (a finding of kind "subgroup" or "far_tail" at q <= 0.05;
+0 when none is significant) and among all candidates, and the fit's seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -49,15 +48,12 @@ def audit(emb, group: np.ndarray, statistics: bool) -> tuple[float, float, float
     start = time.perf_counter()
     aud = ClusterAuditor(random_state=0, image_statistics=statistics).fit(emb)
     seconds = time.perf_counter() - start
-    findings = aud.findings_[aud.findings_["kind"] == "subgroup"]
-    numbers = [int(k) for k in aud.subgroups_["subgroup"]]
-    scores = {k: f1(aud.subgroup_labels(k), group) for k in numbers}
-    # each subgroup finding names its candidate: "candidate subgroup <k>: ..."
-    significant = [int(re.match(r"candidate subgroup (\d+):", text).group(1))
-                   for text, q in zip(findings["description"], findings["q_value"],
-                                      strict=True) if q <= aud.alpha]
-    best_significant = max((scores[k] for k in significant), default=0.0)
-    return best_significant, max(scores.values(), default=0.0), seconds
+    table = aud.subgroups_
+    scores = [f1(aud.subgroup_labels(int(k)), group) for k in table["subgroup"]]
+    # significant: its second mode, its far tail or both at q <= alpha
+    best_significant = max((score for score, evidence in zip(
+        scores, table["evidence"], strict=True) if evidence != "none"), default=0.0)
+    return best_significant, max(scores, default=0.0), seconds
 
 
 def main(argv=None) -> None:

@@ -41,8 +41,12 @@ auditor.fit(emb)
 # %%
 # The findings, most important first
 # ----------------------------------
-# ``kind`` is "cluster" (a cluster over-represents a value of a column) or "probe" (a
-# linear probe predicts the column from the embedding).  ``q_value`` is FDR-corrected.
+# ``kind`` is "cluster" (a cluster over-represents a value of a column), "probe" (a
+# linear probe predicts the column from the embedding), or, for a group that no column
+# names, "subgroup" (a second mode along one direction, on subjects the search never saw)
+# and "far_tail" (more subjects far out along it than a tail holds; a group of varying
+# severity, or an encoder's own heavy tail: look at the members' images,
+# ``auditor.subgroup_members(k)``).  ``q_value`` is FDR-corrected over all of them.
 findings = auditor.findings_
 print(findings[["kind", "cluster", "column", "effect_size", "q_value"]].head(6)
       .to_string(index=False))

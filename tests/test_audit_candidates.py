@@ -83,16 +83,20 @@ def test_a_group_no_column_names_is_a_candidate_subgroup(cohort, family, strengt
     z, group = _plant(images, family, strength, fraction, seed=2)
     assert _probe_auc(z, group) >= 0.95
     aud = ClusterAuditor(random_state=0).fit(z, metadata)  # site, sex, age...: no group
-    found = aud.findings_[aud.findings_["kind"].isin(["subgroup", "far_tail"])]
-    assert len(found) == len(aud.subgroups_) > 0
-    # a candidate's kind and test follow its evidence; its q-value is its finding's
-    kinds = {"second mode": ("subgroup", "held_out_mode"),
-             "far tail": ("far_tail", "held_out_far_tail")}
+    # two findings per candidate: a second mode (kind "subgroup") and a far tail
+    # ("far_tail"); the table's q-values and evidence are theirs
+    assert len(aud.subgroups_) > 0
     for row in aud.subgroups_.itertuples():
-        finding = found[found["description"].str.match(rf"candidate subgroup {row.subgroup}\b")]
-        assert len(finding) == 1
-        assert tuple(finding[["kind", "test"]].iloc[0]) == kinds[row.evidence]
-        assert finding["q_value"].iloc[0] == row.q_value
+        mine = aud.findings_[aud.findings_["description"].str.match(
+            rf"candidate subgroup {row.subgroup}\b")].set_index("kind")
+        assert sorted(mine.index) == ["far_tail", "subgroup"]
+        assert mine.loc["subgroup", "test"] == "held_out_mode"
+        assert mine.loc["far_tail", "test"] == "held_out_far_tail"
+        assert mine.loc["subgroup", "q_value"] == row.q_mode
+        assert mine.loc["far_tail", "q_value"] == row.q_far
+        named = [name for name, q in (("second mode", row.q_mode), ("far tail", row.q_far))
+                 if q <= aud.alpha]
+        assert row.evidence == (" and ".join(named) or "none")
     best = max(aud.subgroups_["subgroup"], key=lambda k: _f1(aud.subgroup_labels(k), group))
     assert _f1(aud.subgroup_labels(best), group) >= 0.5
     members = aud.subgroup_members(best)
@@ -120,6 +124,21 @@ def test_subgroups_are_saved_and_options_checked(cohort, tmp_path):
     again = ClusterAuditor.load(aud.save(tmp_path / "aud"))
     pd.testing.assert_frame_equal(again.subgroups_, aud.subgroups_)
     assert np.array_equal(again.subgroup_labels(1), aud.subgroup_labels(1))
+    # saved before a candidate had two findings: one p-value, no evidence
+    import json
+
+    table = tmp_path / "aud" / "subgroups.json"
+    old = json.loads(table.read_text())
+    keep = [i for i, c in enumerate(old["columns"])
+            if c not in ("evidence", "q_mode", "p_far", "q_far")]
+    old["columns"] = ["p_value" if old["columns"][i] == "p_mode" else old["columns"][i]
+                      for i in keep]
+    old["data"] = [old["data"][i] for i in keep]
+    table.write_text(json.dumps(old))
+    legacy = ClusterAuditor.load(tmp_path / "aud").subgroups_
+    assert list(legacy.columns) == list(aud.subgroups_.columns)
+    assert (legacy["evidence"] == "not recorded").all() and legacy["p_far"].isna().all()
+    pd.testing.assert_series_equal(legacy["q_mode"], aud.subgroups_["q_mode"])
     off = ClusterAuditor(n_subgroups=0, random_state=0).fit(z, metadata)
     assert off.subgroups_.empty and "subgroup" not in set(off.findings_["kind"])
     with pytest.raises(ConfigError, match="subgroup must be one of"):
@@ -171,8 +190,8 @@ def test_image_statistics_single_out_a_group_the_embedding_does_not_carry(cohort
     z = PCA(20, random_state=0).fit_transform(images.reshape(len(images), -1))
     emb = la.Embeddings(z, metadata=metadata, images=planted)
 
-    def best(aud):  # (a candidate of either kind: "subgroup" or "far_tail")
-        table = aud.subgroups_[aud.subgroups_["q_value"] <= aud.alpha]
+    def best(aud):  # (a second mode, a far tail or both)
+        table = aud.subgroups_[aud.subgroups_["evidence"] != "none"]
         return max((_f1(aud.subgroup_labels(k), group) for k in table["subgroup"]),
                    default=0.0)
 

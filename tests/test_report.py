@@ -70,9 +70,11 @@ def embeddings(cohort):
     return Embeddings(z, ids=metadata["subject"], metadata=recorded), encoder
 
 
+# (99 permutations: with 49 the smallest Monte-Carlo p-value, 0.02, missed q <= 0.05 here
+# once each candidate subgroup was two findings; the audit's default is 199)
 AUDIT_OPTIONS = {"projection": {"method": "pca"},
                  "audit": {"expected": ["sex", "age"], "nuisance": ["site"], "within": "sex",
-                           "n_permutations": 49},
+                           "n_permutations": 99},
                  "explain": TINY_EXPLAIN}
 
 
@@ -432,8 +434,9 @@ def test_candidate_subgroups_are_shown_with_members_and_images():
     assert section.ok, section.note
     table = section.tables[0].frame
     first = table.iloc[0]
-    # (20 held-out members: the held-out test's p, the smaller of two doubled, is about 1e-3)
-    assert first["n"] == 40 and first["q_value"] < 0.01 and first["p_value"] < 0.01
+    # (20 held-out members: the second mode's p, the smaller of two doubled, is about 1e-3)
+    assert first["n"] == 40 and first["q_mode"] < 0.01
+    assert first["evidence"] in ("second mode", "second mode and far tail")
     members = section.data["members"]["1"]
     assert set(members) == set(metadata["subject"][group])
     assert first["first members"].split(", ")[0] in members

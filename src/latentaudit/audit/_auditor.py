@@ -132,11 +132,11 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         never saw: is there a second mode where the search found the group, or do more
         rows lie far out along its direction than a tail would hold?  (Three held-out
         tests, two of them valid for any unimodal population; see :attr:`subgroups_` and
-        :func:`latentaudit.audit._subgroups.find_subgroups`.)  Each is a finding: of kind
-        ``"subgroup"`` when the evidence is a second mode, of kind ``"far_tail"`` when it
-        is only more rows far out than a tail holds, which a group of varying severity
-        gives and so does an encoder that places some ordinary images far out (the
-        members' images tell the two apart).
+        :func:`latentaudit.audit._subgroups.find_subgroups`.)  Each gives two findings:
+        of kind ``"subgroup"`` (a second mode) and of kind ``"far_tail"`` (more rows far
+        out than a tail holds, which a group of varying severity gives and so does an
+        encoder that places some ordinary images far out; the members' images tell the
+        two apart).
     subgroup_max_samples : int or None, default 6000
         Rows (a random subsample) that the subgroup search and test use; every row still
         gets a score and a membership.
@@ -189,14 +189,15 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
     subgroups_ : pandas.DataFrame
         One row per candidate subgroup, in the order found: ``subgroup`` (1, 2, ...),
         ``space`` (where it was found: "embedding" or "image statistics"), ``evidence``
-        ("second mode", the finding's kind "subgroup", or "far tail", kind "far_tail"),
-        ``n``, ``fraction``, ``p_value`` (held-out test of a second mode or of too many rows
-        far out), ``q_value`` (its finding's), ``separation``, ``effect_size``, ``n_test``
-        (held-out rows tested), ``gap_rows`` and ``group_rows`` (held-out rows in the gap
-        and group windows), ``tail_rows`` and ``rise_rows`` (held-out rows beyond the gap's
-        start, and how many of them sit above a falling density), ``far_rows`` (held-out
-        rows more than 6 robust SD out).  Members: :meth:`subgroup_members`,
-        :meth:`subgroup_labels`.
+        (its findings at q <= ``alpha``: "second mode", "far tail", "second mode and far
+        tail" or "none"), ``n``, ``fraction``, ``p_mode`` and ``q_mode`` (its finding of
+        kind "subgroup": held-out test of a second mode), ``p_far`` and ``q_far`` (kind
+        "far_tail": held-out test of too many rows far out), ``separation``,
+        ``effect_size``, ``n_test`` (held-out rows tested), ``gap_rows`` and
+        ``group_rows`` (held-out rows in the gap and group windows), ``tail_rows`` and
+        ``rise_rows`` (held-out rows beyond the gap's start, and how many of them sit above
+        a falling density), ``far_rows`` (held-out rows more than 6 robust SD out).
+        Members: :meth:`subgroup_members`, :meth:`subgroup_labels`.
     subgroup_scores_ : numpy.ndarray of shape (n_subgroups, n_samples)
         Each row's score along each candidate's direction (members: positive).
     image_statistics_ : pandas.DataFrame or None
@@ -532,7 +533,7 @@ class ClusterAuditor(_AnalysisSpace, _Clustering, _AssociationTests, _CandidateS
         lap("subgroups")
         steps.close()
         self.findings_ = self._rank(rows)
-        self.subgroups_ = with_q_values(self.subgroups_, self.findings_)
+        self.subgroups_ = with_q_values(self.subgroups_, self.findings_, self.alpha)
         logger.info("audit of %d x %d: %d clusters, %d findings with q <= %g",
                     n, d, self.n_clusters_, int((self.findings_["q_value"] <= self.alpha).sum()),
                     self.alpha)

@@ -2,15 +2,15 @@
 
 ``fit`` removes from the analysis space what every tested metadata column explains (their
 levels, pairwise cells and smooth trends; :func:`~._known.known_design`), searches the
-residual for groups that sit apart (:func:`~._subgroups.find_subgroups`) and appends one
-finding per candidate, tested on rows the search never saw, to the rows that the false
-discovery rate is controlled over: of kind ``"subgroup"`` when the held-out rows show a
-second mode where the search found the group, of kind ``"far_tail"`` when their evidence
-is only that more of them lie far out along its direction than a tail holds (a group whose
-severity varies, or an encoder that places some ordinary images far out: the images
-tell).  With ``image_statistics=True`` the
-images' own statistics (:func:`latentaudit.data.image_statistics`, each scaled by its
-interquartile range) are searched the same way, as a second space.
+residual for groups that sit apart (:func:`~._subgroups.find_subgroups`) and appends two
+findings per candidate, tested on rows the search never saw, to the rows that the false
+discovery rate is controlled over: of kind ``"subgroup"``, do the held-out rows show a
+second mode where the search found the group, and of kind ``"far_tail"``, do more of them
+lie far out along its direction than a tail holds (true of a group whose severity
+varies, and of an encoder that places some ordinary images far out: the images tell).
+With ``image_statistics=True`` the images' own statistics
+(:func:`latentaudit.data.image_statistics`, each scaled by its interquartile range) are
+searched the same way, as a second space.
 """
 
 from __future__ import annotations
@@ -22,35 +22,41 @@ from ..errors import ConfigError
 from ._known import known_design
 from ._subgroups import find_subgroups
 
-__all__ = ["CANDIDATE_KINDS", "SUBGROUP_COLUMNS", "empty_subgroups", "with_q_values"]
+__all__ = ["SUBGROUP_COLUMNS", "empty_subgroups", "with_q_values"]
 
 #: Columns of ``ClusterAuditor.subgroups_``.
-SUBGROUP_COLUMNS = ["subgroup", "space", "evidence", "n", "fraction", "p_value", "q_value",
-                    "separation", "effect_size", "n_test", "gap_rows", "group_rows", "tail_rows",
-                    "rise_rows", "far_rows"]
+SUBGROUP_COLUMNS = ["subgroup", "space", "evidence", "n", "fraction", "p_mode", "q_mode",
+                    "p_far", "q_far", "separation", "effect_size", "n_test", "gap_rows",
+                    "group_rows", "tail_rows", "rise_rows", "far_rows"]
 
-#: Finding kind and test of a candidate, by its evidence (``Subgroup.evidence``).
-CANDIDATE_KINDS = {"second mode": ("subgroup", "held_out_mode"),
-                   "far tail": ("far_tail", "held_out_far_tail")}
+_FLOATS = ("fraction", "p_mode", "q_mode", "p_far", "q_far", "separation", "effect_size")
 
 
 def empty_subgroups() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object if c in ("space", "evidence") else np.float64
-                                      if c in ("fraction", "p_value", "q_value", "separation",
-                                               "effect_size") else np.int64)
+                                      if c in _FLOATS else np.int64)
                          for c in SUBGROUP_COLUMNS})
 
 
-def with_q_values(subgroups: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
-    """``subgroups`` with each candidate's q-value, read from the findings.
+def with_q_values(subgroups: pd.DataFrame, findings: pd.DataFrame,
+                  alpha: float) -> pd.DataFrame:
+    """``subgroups`` with each candidate's q-values and evidence, read from the findings.
 
-    Benjamini-Hochberg q-values are a monotone function of the p-value within one set of
-    tests, so a candidate's q-value is that of the finding with its p-value (its own).
+    Each candidate has two findings, kind "subgroup" (a second mode) and "far_tail";
+    ``evidence`` names those with q <= ``alpha`` ("second mode", "far tail", both joined
+    by " and ", or "none").  Benjamini-Hochberg q-values are a monotone function of the
+    p-value within one set of tests, so a finding's q-value is that of any finding with
+    its p-value.
     """
+    out = subgroups.copy()
     q_of = dict(zip(findings["p_value"].astype(float), findings["q_value"].astype(float),
                     strict=True))
-    out = subgroups.copy()
-    out["q_value"] = [q_of.get(float(p), np.nan) for p in out["p_value"]]
+    for p_column, q_column in (("p_mode", "q_mode"), ("p_far", "q_far")):
+        out[q_column] = [q_of.get(float(p), np.nan) for p in out[p_column]]
+    out["evidence"] = [
+        " and ".join(name for name, q in (("second mode", q_mode), ("far tail", q_far))
+                     if q <= alpha) or "none"
+        for q_mode, q_far in zip(out["q_mode"], out["q_far"], strict=True)]
     return out
 
 
@@ -84,7 +90,7 @@ class _CandidateSubgroups:
         return design, list(kinds)
 
     def _subgroup_findings(self, metadata: pd.DataFrame, seed: int) -> list[dict]:
-        """Search the residual of the known columns; one finding per candidate."""
+        """Search the residual of the known columns; two findings per candidate."""
         n = self.reduced_.shape[0]
         self.subgroups_ = empty_subgroups()
         self.subgroup_scores_ = np.zeros((0, n), dtype=np.float64)
@@ -110,36 +116,38 @@ class _CandidateSubgroups:
             gap, group = candidate.window_counts
             tail, rise = candidate.rise_counts
             far, tested = candidate.far_counts
-            held_out = (f"on held-out rows, {group} near the group's centre against {gap} "
-                        f"in the gap before it, {rise} of {tail} beyond the gap above a "
-                        f"falling density, and {far} of {tested} far out; "
-                        f"{candidate.separation:.1f} SD apart")
-            if candidate.evidence == "far tail":
-                description = (
-                    f"candidate subgroup {k} (far tail): {size} subjects ({size / n:.0%}) on "
-                    f"one side of a direction of the {space}{beyond} along which more rows "
-                    f"lie far out than a tail holds, with no second mode ({held_out}): a "
-                    f"group whose severity varies, or an embedding that places some "
-                    f"ordinary images far out; its images tell which")
-            else:
-                description = (
+            where_found = f"along one direction of the {space}{beyond}"
+            texts = {
+                "subgroup": (
                     f"candidate subgroup {k}: {size} subjects ({size / n:.0%}) sit apart from "
-                    f"the rest along one direction of the {space}{beyond} ({held_out})")
-            kind, test = CANDIDATE_KINDS[candidate.evidence]
-            rows.append({
-                "kind": kind,
-                "cluster": None,
-                "column": None,
-                "test": test,
-                "statistic": float(candidate.separation),
-                "effect_size": float(candidate.effect_size),
-                "p_value": float(candidate.p_value),
-                "n": int(size),
-                "description": description,
-            })
-            table.append({"subgroup": k, "space": space, "evidence": candidate.evidence,
+                    f"the rest {where_found} (a second mode on held-out rows: {group} near "
+                    f"the group's centre against {gap} in the gap before it, {rise} of {tail} "
+                    f"beyond the gap above a falling density; {candidate.separation:.1f} SD "
+                    f"apart)"),
+                "far_tail": (
+                    f"candidate subgroup {k} (far tail): {far} of {tested} held-out subjects "
+                    f"lie far out {where_found}, more than a tail holds ({size} subjects, "
+                    f"{size / n:.0%}, on that side): a group whose severity varies, or an "
+                    f"embedding that places some ordinary images far out; the members' "
+                    f"images tell which"),
+            }
+            for kind, test, p in (("subgroup", "held_out_mode", candidate.p_mode),
+                                  ("far_tail", "held_out_far_tail", candidate.p_far)):
+                rows.append({
+                    "kind": kind,
+                    "cluster": None,
+                    "column": None,
+                    "test": test,
+                    "statistic": float(candidate.separation),
+                    "effect_size": float(candidate.effect_size),
+                    "p_value": float(p),
+                    "n": int(size),
+                    "description": texts[kind],
+                })
+            table.append({"subgroup": k, "space": space, "evidence": "",
                           "n": int(size), "fraction": size / n,
-                          "p_value": float(candidate.p_value), "q_value": np.nan,
+                          "p_mode": float(candidate.p_mode), "q_mode": np.nan,
+                          "p_far": float(candidate.p_far), "q_far": np.nan,
                           "separation": float(candidate.separation),
                           "effect_size": float(candidate.effect_size),
                           "n_test": int(candidate.n_test), "gap_rows": int(gap),

@@ -195,14 +195,14 @@ class _Persistence:
             "subgroup_scores", np.zeros((0, auditor.labels_.size), dtype=np.float64))
         if "space" not in subgroups:  # saved before image statistics were searched
             subgroups.insert(1, "space", "embedding")
-        if "evidence" not in subgroups:  # saved before the evidence was recorded
-            subgroups.insert(2, "evidence", "not recorded")
         # saved before the falling-density test or the far-tail test
         for column in ("tail_rows", "rise_rows", "far_rows"):
             if column not in subgroups:
                 subgroups[column] = np.zeros(len(subgroups), dtype=np.int64)
-        if "q_value" not in subgroups:  # saved before subgroups_ held the q-values
-            subgroups = with_q_values(subgroups, findings)
+        if "p_mode" not in subgroups:  # saved when a candidate had one finding
+            subgroups = subgroups.rename(columns={"p_value": "p_mode"}).assign(p_far=np.nan)
+            subgroups = with_q_values(subgroups, findings, state["params"]["alpha"])
+            subgroups["evidence"] = "not recorded"
         auditor.subgroups_ = subgroups[SUBGROUP_COLUMNS]
         auditor.embedding_ = arrays.get("z")
         auditor.image_statistics_ = (

@@ -51,13 +51,14 @@ accounted for:
 
    The search is accounted for because it never saw the test rows.
 
-   A candidate whose smallest p-value is the far tail's has ``evidence="far tail"``:
-   it says that more rows lie far out along one direction than a tail holds, not that
-   they form a group.  Both are true of a group whose severity varies; the second alone
-   is also true of an encoder that places some ordinary images far out (the shipped
-   StyleGAN2 demo inverter's ``w`` does on the clean demo cohort, where the images of
-   the far rows barely differ from the rest; docs/benchmarks.md).  ``ClusterAuditor``
-   reports the two as findings of different kinds.
+   The two kinds of evidence say different things, and each has its own p-value
+   (``p_mode``: the gap windows and the falling density, the smaller doubled; ``p_far``:
+   the far tail).  A second mode says the rows form a group.  A far tail says only that
+   more rows lie far out along one direction than a tail holds: true of a group whose
+   severity varies, and also of an encoder that places some ordinary images far out (the
+   shipped StyleGAN2 demo inverter's ``w`` does on the clean demo cohort, where the
+   images of the far rows barely differ from the rest; docs/benchmarks.md).
+   ``ClusterAuditor`` reports them as two findings of different kinds.
 
 A group that a probe would separate but that forms only a short shoulder of the bulk (no
 second mode, and few rows far out) is still returned as a candidate, with its members, but
@@ -120,8 +121,14 @@ class Subgroup:
     offset : float
         See ``direction``.
     p_value : float
-        The held-out test: three times the smallest p-value of :func:`gap_test`,
-        :func:`rise_test` and :func:`tail_test` (at most 1).
+        The held-out test of any evidence: three times the smallest p-value of
+        :func:`gap_test`, :func:`rise_test` and :func:`tail_test` (at most 1).
+    p_mode : float
+        The held-out test of a second mode: twice the smaller p-value of :func:`gap_test`
+        and :func:`rise_test` (at most 1).
+    p_far : float
+        The held-out test of a far tail (:func:`tail_test`): a group of varying severity,
+        or a heavy tail of the analysis space itself (see the module's notes).
     separation : float
         Distance between the members' and the other rows' mean projection, in standard
         deviations of the others, on the test rows.
@@ -137,12 +144,6 @@ class Subgroup:
         density (:func:`rise_test`).
     far_counts : tuple of int
         Test rows beyond the far-tail threshold and all test rows (:func:`tail_test`).
-    evidence : {"second mode", "far tail"}
-        Which held-out test gave the smallest p-value: a second mode where the search
-        found the group (:func:`gap_test` or :func:`rise_test`), or only more rows far
-        out than a tail holds (:func:`tail_test`).  The second is a statement about the
-        embedding that an encoder's own heavy tail can make true without any group in
-        the images (see the module's notes).
     """
 
     members: np.ndarray
@@ -156,7 +157,8 @@ class Subgroup:
     window_counts: tuple[int, int]
     rise_counts: tuple[int, int] = (0, 0)
     far_counts: tuple[int, int] = (0, 0)
-    evidence: str = "second mode"
+    p_mode: float = 1.0
+    p_far: float = 1.0
 
     @property
     def size(self) -> int:
@@ -339,8 +341,8 @@ def tail_test(search_scores, test_scores, *, share: float = _TAIL_SHARE,
     embedding such a tail is itself worth a look.  The shipped StyleGAN2 demo inverter's
     ``w`` has such tails along the directions the search finds (up to 4.5% on the demo
     cohort, the same rows at every seed), so on it this test reports candidates without
-    any planted group (docs/benchmarks.md); :func:`find_subgroups` marks a candidate
-    whose evidence is this test's alone (``Subgroup.evidence``).
+    any planted group (docs/benchmarks.md); a candidate keeps this test's p-value apart
+    (``Subgroup.p_far``).
 
     Parameters
     ----------
@@ -638,7 +640,6 @@ def find_subgroups(x, design=None, *, min_fraction: float = 0.05, max_fraction: 
         p_rise, rise = rise_test(honest, members, test_scores)
         p_far, far = tail_test(honest, test_scores)
         p = min(1.0, 3.0 * min(p_gap, p_rise, p_far))
-        evidence = "far tail" if p_far < min(p_gap, p_rise) else "second mode"
         separation, effect = _correlation_ratio(test_scores, test_scores > 0)
         direction = whitening @ w
         offset = b - float(mean @ direction)
@@ -647,7 +648,7 @@ def find_subgroups(x, design=None, *, min_fraction: float = 0.05, max_fraction: 
                               offset=offset, p_value=p, separation=separation,
                               effect_size=effect, n_test=int(test.size),
                               window_counts=counts, rise_counts=rise, far_counts=far,
-                              evidence=evidence))
+                              p_mode=min(1.0, 2.0 * min(p_gap, p_rise)), p_far=p_far))
     return found
 
 

@@ -1,7 +1,7 @@
 """The report's section on candidate subgroups: groups that no metadata column names.
 
 ``ClusterAuditor.fit`` searches what the columns do not explain for groups that sit apart
-(findings of kind "subgroup", or "far_tail" where the held-out evidence is only rows far
+(each candidate two findings: kind "subgroup", a second mode, and kind "far_tail", rows far
 out; ``subgroups_``).  This section lists every candidate with
 its size, statistic, p- and q-value and its first members by id, and shows each
 significant one as the clusters are shown (a few members, the mean of the members
@@ -36,7 +36,7 @@ def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
                         "ClusterAuditor(n_subgroups=0) switches it off).")
         return
     table = candidates[["subgroup", "space", "evidence", "n", "fraction", "separation",
-                        "effect_size", "p_value", "q_value"]].copy()
+                        "effect_size", "q_mode", "q_far"]].copy()
     members = {int(k): auditor.subgroup_members(int(k)) for k in table["subgroup"]}
     table["first members"] = [
         ", ".join(str(i) for i in members[int(k)][auditor.id_column_].head(_MEMBERS_LISTED))
@@ -51,21 +51,23 @@ def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
         "(most typical first).")
     if candidates["evidence"].eq("far tail").any():
         section.paragraphs.append(
-            "A candidate whose evidence is 'far tail' (finding kind 'far_tail') has no second "
-            "mode: more of its subjects lie far out along its direction than a tail holds. "
-            "That is what a group of varying severity looks like, and also what an encoder "
-            "that places some ordinary images far out gives; compare its members' images "
-            "with the rest's before reading it as a group.")
+            "A candidate whose only evidence is 'far tail' (finding kind 'far_tail') has no "
+            "second mode: more of its subjects lie far out along its direction than a tail "
+            "holds. That is what a group of varying severity looks like, and also what an "
+            "encoder that places some ordinary images far out gives; compare its members' "
+            "images with the rest's before reading it as a group.")
     section.tables.append(ReportTable(
         "Candidate subgroups", table,
         "space: where the group was found (the embedding, or the images' statistics); "
-        "evidence: a second mode on held-out subjects, or only a far tail; "
+        "evidence: what passes q: a second mode on held-out subjects (q_mode), more of "
+        "them far out than a tail holds (q_far), both or none; "
         "separation: distance of the members' mean from the rest's on held-out subjects, "
-        "in the rest's standard deviations; effect_size: correlation ratio; q: "
+        "in the rest's standard deviations; effect_size: correlation ratio; q_mode, q_far: "
         "Benjamini-Hochberg over all findings; first members: ids, most typical first."))
     alpha = float(auditor.alpha)
-    shown = [int(k) for k, q in zip(table["subgroup"], table["q_value"], strict=True)
-             if q <= alpha]
+    shown = [int(k) for k, q_mode, q_far in zip(table["subgroup"], table["q_mode"],
+                                                 table["q_far"], strict=True)
+             if min(q_mode, q_far) <= alpha]
     shown = shown[: int(ctx.options["explain"]["clusters"])]
     data = {"candidates": table.drop(columns=["first members"]),
             "members": {str(k): [str(i) for i in frame[auditor.id_column_]]
