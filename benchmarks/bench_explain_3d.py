@@ -25,8 +25,12 @@ Run from the repository root::
                                                                  # 300 steps, 30% held out)
     .venv/bin/python benchmarks/bench_explain_3d.py --size 32 --widths 32,64,128,256 \
         --padding replicate --sites C                            # the 32^3 setting, ~15 min
+    .venv/bin/python benchmarks/bench_explain_3d.py --size 32 --widths 32,64,128,256 \
+        --padding replicate --members 3 --sites C                # 3 classifiers a fit, ~3x
 
-``--json PATH`` also writes the figures.
+``--members N`` trains N classifiers a fit (``Explainer(n_members=N)``: their maps are
+averaged).  ``--seeds`` may list the seeds in any order (they run in that order); the
+tables list them in increasing order.  ``--json PATH`` also writes the figures.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def site_rows(cohort, site_name: str, n: int):
 
 
 def run(size: int, seeds, sites, widths=(4, 8, 8, 16), padding_mode="zeros",
-        stem="auto", max_steps=None) -> dict:
+        stem="auto", max_steps=None, n_members=1) -> dict:
     cohort = la.datasets.load_demo_cohort(size, spatial_dims=3)
     if size <= 16:
         n, steps, test_size = 80, 120, 0.2
@@ -78,7 +82,7 @@ def run(size: int, seeds, sites, widths=(4, 8, 8, 16), padding_mode="zeros",
     steps = steps if max_steps is None else max_steps
     results = {"size": size, "n_per_class": n, "max_steps": steps, "test_size": test_size,
                "widths": list(widths), "padding_mode": padding_mode, "stem": stem,
-               "sites": {}}
+               "n_members": n_members, "sites": {}}
     for site_name in sites:
         images, labels, masks = site_rows(cohort, site_name, n)
         per_seed = []
@@ -87,7 +91,7 @@ def run(size: int, seeds, sites, widths=(4, 8, 8, 16), padding_mode="zeros",
             exp = Explainer(spatial_dims=3, max_steps=steps, test_size=test_size,
                             random_state=seed, widths=tuple(widths), batch_size=16,
                             lr=3e-3, padding_mode=padding_mode,
-                            stem=stem).fit(images, labels)
+                            stem=stem, n_members=n_members).fit(images, labels)
             fit_s = time.perf_counter() - start
             held = exp.test_indices_[labels[exp.test_indices_] == 1]
             removed = images[held].copy()
@@ -109,13 +113,19 @@ def run(size: int, seeds, sites, widths=(4, 8, 8, 16), padding_mode="zeros",
 
 def markdown(results: dict, command: str) -> str:
     size = results["size"]
+    n_members = results.get("n_members", 1)
+    members = ("" if n_members == 1 else
+               f" x {n_members} (`n_members={n_members}`: {n_members} classifiers a fit, "
+               f"their maps averaged)")
     lines = [f"Command: `{command}`. Date {datetime.date.today()}; {platform.machine()}, "
              f"{torch.get_num_threads()} torch thread(s). 3-D demo cohort at {size}^3, "
              f"{results['n_per_class']} site volumes + {results['n_per_class']} from A/D, "
-             f"ResNet10 of widths {tuple(results['widths'])}, stem {results['stem']!r}, "
+             f"ResNet10 of widths {tuple(results['widths'])}{members}, "
+             f"stem {results['stem']!r}, "
              f"padding {results['padding_mode']!r}, "
              f"{results['max_steps']} steps, {results['test_size']:.0%} held out.", ""]
     for site_name, rows in results["sites"].items():
+        rows = sorted(rows, key=lambda r: r["seed"])  # --seeds may list them in any order
         seeds = [r["seed"] for r in rows]
         accuracy = ", ".join(f"{r['accuracy']:.2f}" for r in rows)
         still = ", ".join(f"{r['still_site_without_artefact']:.2f}" for r in rows)
@@ -151,6 +161,9 @@ def main(argv=None) -> dict:
                         choices=("auto", "standard", "strided", "small"))
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default 120 at 16^3, 300 at 32^3)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="the Explainer's n_members: classifiers trained per fit, their "
+                             "maps averaged (each fit takes that many times as long)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -159,7 +172,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     widths = tuple(int(w) for w in args.widths.split(","))
     results = run(args.size, seeds, args.sites.split(","), widths, args.padding, args.stem,
-                  args.steps)
+                  args.steps, args.members)
     results["total_s"] = round(time.perf_counter() - start, 1)
     command = ".venv/bin/python benchmarks/bench_explain_3d.py " + " ".join(argv or [])
     print(markdown(results, command.strip()))

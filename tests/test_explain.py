@@ -563,6 +563,25 @@ def test_3d_32_setting_points_into_the_head_rest_at_seeds_0_to_4(demo_volumes_32
     assert min(rates.values()) >= 0.8, rates
 
 
+@pytest.mark.slow
+def test_3d_32_setting_with_three_members_points_into_the_head_rest_at_seed_7(
+        demo_volumes_32):
+    """Seed 7 at 32^3, site C, the benchmark's training: the one seed of 0-9 where a single
+    classifier of the 32^3 setting misses the head-rest (0.70 within one voxel).  With
+    ``n_members=3`` (three classifiers on the same split, their maps averaged) the maps
+    point into it within one voxel for at least 80% of the held-out volumes (0.93 in the
+    benchmark; about four minutes on two shared cores: three fits)."""
+    images, labels, masks = demo_site(demo_volumes_32, "C", n=100)
+    exp = Explainer(spatial_dims=3, max_steps=300, test_size=0.3, random_state=7,
+                    n_members=3, **WIDE_32).fit(images, labels)
+    assert len(exp.members_) == 3 and exp.accuracy_ >= 0.9
+    held_out, (rate,) = held_out_pointing(exp, images, labels, masks, (1,))
+    without = images[held_out].copy()
+    without[:, 0][masks[held_out][:, 0]] = images[labels == 0].min()
+    assert (exp.predict(without) == 1).mean() <= 0.1
+    assert rate >= 0.8, rate
+
+
 @pytest.mark.parametrize("method", cam_methods(3))
 def test_3d_maps_have_the_input_shape(fitted_3d, method):
     exp, volumes = fitted_3d
