@@ -67,7 +67,7 @@ def subgroup_images(section: ReportSection, ctx: AuditContext) -> None:
     alpha = float(auditor.alpha)
     shown = [int(k) for k, q_mode, q_far in zip(table["subgroup"], table["q_mode"],
                                                  table["q_far"], strict=True)
-             if min(q_mode, q_far) <= alpha]
+             if np.fmin(q_mode, q_far) <= alpha]  # (an old save has no q_far: NaN)
     shown = shown[: int(ctx.options["explain"]["clusters"])]
     data = {"candidates": table.drop(columns=["first members"]),
             "members": {str(k): [str(i) for i in frame[auditor.id_column_]]
