@@ -64,7 +64,7 @@ def test_replicate_padding_makes_the_border_of_a_constant_image_no_edge():
     than inside; with replicate padding every convolution sees a constant image as
     constant, so the features are the same everywhere, border included."""
     image = -torch.ones(1, 1, 16, 16, 16)
-    for mode, flat in (("zeros", False), ("replicate", True)):
+    for mode, flat in (("zeros", False), ("replicate", True), ("reflect", True)):
         net = ResNet(spatial_dims=3, widths=WIDTHS, stem="small", padding_mode=mode).eval()
         assert all(m.padding_mode == mode for m in net.modules()
                    if isinstance(m, nn.Conv3d) and max(m.kernel_size) > 1)

@@ -107,7 +107,7 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
         images smaller than 32 pixels (voxels) on a side, where the standard stem leaves
         maps of at most 4 per side, too coarse to point at anything (a 16^3 volume's maps
         would be 4^3), and "standard" otherwise.
-    padding_mode : {"zeros", "replicate"}, default "zeros"
+    padding_mode : {"zeros", "replicate", "reflect"}, default "zeros"
         What the ResNet's convolutions pad with.  With "zeros", a background that is not
         zero (-1 in images scaled to [-1, 1]) makes every side of the image an edge, and
         the maps can peak on the border of the field of view, away from any evidence;

@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_PADDING_MODES = ("zeros", "replicate", "reflect")
+#: What :func:`conv` (and every network built from it) may pad with.
+PADDING_MODES = ("zeros", "replicate", "reflect")
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL = {
     "max": {2: nn.MaxPool2d, 3: nn.MaxPool3d},
@@ -73,7 +74,7 @@ def conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: in
     Conv3d(1, 8, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1))
     """
     spatial_dims = check_spatial_dims(spatial_dims)
-    check_option("padding_mode", padding_mode, _PADDING_MODES)
+    check_option("padding_mode", padding_mode, PADDING_MODES)
     if padding is None:
         padding = kernel_size // 2
     return _CONV[spatial_dims](in_channels, out_channels, kernel_size, stride=stride,

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..utils import check_option, check_spatial_dims
-from ._factories import conv, norm, pool
+from ._factories import PADDING_MODES, conv, norm, pool
 
 __all__ = ["RESNET_LAYERS", "BasicBlock", "ResNet", "resnet10", "resnet18", "resnet34"]
 
@@ -23,7 +23,6 @@ RESNET_LAYERS = {
     "resnet34": (3, 4, 6, 3),
 }
 _STEMS = ("standard", "strided", "small")
-_PADDING_MODES = ("zeros", "replicate")
 
 
 class _HalvingPool(nn.Module):
@@ -57,7 +56,7 @@ class BasicBlock(nn.Module):
         Stride of the first convolution; 2 halves every spatial side.
     norm_kind : str, default "batch"
         Normalisation after each convolution (see :func:`latentaudit.nn.norm`).
-    padding_mode : {"zeros", "replicate"}, default "zeros"
+    padding_mode : {"zeros", "replicate", "reflect"}, default "zeros"
         What the 3x3 convolutions pad with (see :class:`ResNet`).
 
     Examples
@@ -136,13 +135,13 @@ class ResNet(nn.Module):
     zero_init_residual : bool, default True
         Start every block's last normalisation scale at zero, so each block begins as the
         identity; short trainings converge faster.
-    padding_mode : {"zeros", "replicate"}, default "zeros"
+    padding_mode : {"zeros", "replicate", "reflect"}, default "zeros"
         What every convolution pads its input with.  ``"zeros"`` makes each side of the
         image an edge wherever the background is not zero (images scaled to [-1, 1] with
         a background of -1): the first layers respond to the borders of the field of view,
         and class activation maps can peak there, away from any evidence.
         ``"replicate"`` repeats the border pixels (voxels), so the field of view's edge
-        looks like more of the background.
+        looks like more of the background (``"reflect"`` mirrors them; not measured).
 
     Attributes
     ----------
@@ -183,7 +182,7 @@ class ResNet(nn.Module):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         check_option("stem", stem, _STEMS)
-        check_option("padding_mode", padding_mode, _PADDING_MODES)
+        check_option("padding_mode", padding_mode, PADDING_MODES)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.layers = layers

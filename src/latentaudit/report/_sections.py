@@ -123,8 +123,9 @@ def findings(section: ReportSection, ctx: AuditContext) -> None:
         f"The embedding was clustered ({auditor.cluster_method_}{within}) into "
         f"{auditor.n_clusters_} clusters; every cluster was tested against every metadata "
         f"column, every column that is not expected was probed, what the columns do not "
-        f"explain was searched for candidate subgroups (kind 'subgroup', or 'far_tail' where "
-        f"the held-out evidence is only rows far out), and the false "
+        f"explain was searched for candidate subgroups (two findings each: kind 'subgroup', a "
+        f"second mode, and kind 'far_tail', more subjects far out than a tail holds), and "
+        f"the false "
         f"discovery rate was controlled over all {len(table)} tests. {len(significant)} "
         f"pass q ≤ {auditor.alpha:g}. Findings of expected columns ({expected}) are ranked last: "
         f"they are structure the embedding should show.")
