@@ -330,6 +330,21 @@ def test_latent_ddim(fitted):
         DAEEncoder.from_preset("tiny", latent_ddim=False).fit_latent(images, max_steps=1)
 
 
+@pytest.mark.parametrize(("name", "shape", "layout"), [
+    ("tiny", (4, 1, 16, 16), torch.contiguous_format),
+    ("tiny3d", (4, 1, 8, 8, 8), torch.channels_last_3d)])
+def test_training_layout_on_the_cpu_is_the_faster_one(name, shape, layout):
+    # 2-D trains contiguous, 3-D channels-last (measured, docs/benchmarks.md)
+    enc = DAEEncoder.from_preset(name)
+    seen = []
+    weight = enc.unet.down.stages[0].block.in_conv.weight
+    enc.fit(torch.zeros(shape), max_steps=1, batch_size=4, ema_decay=None, verbose=False,
+            callbacks=[lambda done, info: seen.append(
+                weight.is_contiguous(memory_format=layout))])
+    assert seen == [True]
+    assert weight.is_contiguous()  # back to the default layout after training
+
+
 def test_v_prediction_trains_and_inverts():
     torch.manual_seed(0)
     images = _blobs(16)

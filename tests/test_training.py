@@ -350,6 +350,27 @@ def test_channels_last_gives_the_same_result():
     assert a.conv.weight.is_contiguous()  # back to the default layout after training
 
 
+def test_auto_channels_last_follows_the_models_preference():
+    class ConvNet(NoisyNet):
+        def loss(self, batch):
+            h = self.conv(batch["image"])  # 4 channels: the layouts differ
+            layouts.append(h.is_contiguous())
+            h = torch.relu(h).mean(dim=(2, 3))
+            return ((self.head(h) - 0.5) ** 2).mean()
+
+    class ContiguousNet(ConvNet):
+        channels_last_on_cpu = False
+
+    for cls, contiguous in ((ConvNet, False), (ContiguousNet, True)):
+        layouts = []
+        train(_net(0, cls), _dataset(), max_steps=2, batch_size=4, verbose=False)
+        assert layouts == [contiguous, contiguous], cls.__name__
+    layouts = []  # an explicit choice wins over the model's preference
+    train(_net(0, ContiguousNet), _dataset(), max_steps=1, batch_size=4, channels_last=True,
+          verbose=False)
+    assert layouts == [False]
+
+
 def test_invalid_inputs_are_rejected():
     data = _dataset()
     with pytest.raises(InputTypeError, match="loss"):

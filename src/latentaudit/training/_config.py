@@ -112,7 +112,9 @@ class TrainingConfig:
         Where to train; default: where the model is.  Under ``torchrun`` on GPUs,
         ``"cuda"`` means each process's own GPU (``cuda:LOCAL_RANK``).
     channels_last : bool or "auto", default "auto"
-        Channels-last memory format; ``"auto"``: on for convolutional models on the CPU.
+        Channels-last memory format; ``"auto"``: on for convolutional models on the CPU,
+        unless the model's ``channels_last_on_cpu`` attribute says otherwise (a 2-D
+        Diffusion Autoencoder trains faster contiguous; see ``docs/benchmarks.md``).
     compile : bool, default False
         Compile the model for the run with :func:`torch.compile` (inductor: fused
         kernels, a C++ compiler on CPUs): the submodules the model names in its

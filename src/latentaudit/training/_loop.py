@@ -215,6 +215,7 @@ class _Trainer:
         cl = config.channels_last
         self.channels_last = (device.type == "cpu" and any(
             isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+            and getattr(model, "channels_last_on_cpu", True)
             if cl == "auto" else bool(cl))
 
         self.train_set, self.val_set, self.val_indices = data.split(
