@@ -228,7 +228,10 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     settings give 0.00-1.00 (B) and 0.31-0.94 (C).  ``n_members=5`` (maps averaged over
     five seeded classifiers) raised the share of splits at 0.8 or more from about half to
     8 of 10 for each site, not to all (``benchmarks/bench_explain_3d.py`` and
-    ``bench_explain_3d_members.py``; docs/benchmarks.md).
+    ``bench_explain_3d_members.py``; docs/benchmarks.md).  These figures are from a 2-core
+    Intel Xeon (AVX-512); a CPU with other arithmetic trains other classifiers: on a
+    2-core AMD EPYC (AVX2) LayerCAM at stage 0 gave site C 0.75 at seed 1 (12 of 16
+    held-out volumes), and the wider setting below fell to 0.75 at one site and seed.
 
     **Wider classifiers in 3-D: LayerCAM at stage 2.**  Most of these failures are the
     tiny network's.  With ``widths=(32, 64, 128, 256)`` (same training, 120 steps),
