@@ -386,12 +386,7 @@ def test_3d_maps_point_into_both_planted_artefacts_at_seeds_0_to_4(demo_volumes)
     """Seeds 0-4 at 16^3 (about two minutes): Grad-CAM at the "auto" layer into site B's
     moved region, LayerCAM at stage 0 into site C's head-rest, both within one voxel for at
     least 80% of the held-out volumes, from one fitted classifier per site and seed (the
-    other map through ``explain(cam=..., target_layer=...)``).
-
-    The trained classifiers follow the CPU's arithmetic: on a 2-core Intel Xeon (AVX-512)
-    every rate was at least 0.88, on a 2-core AMD EPYC (AVX2) site C's seed 1 gave 0.75
-    (12 of 16 held-out volumes), so the floor is 0.75 at every seed and 0.85 on average
-    per site."""
+    other map through ``explain(cam=..., target_layer=...)``)."""
     rates = {}
     for site_name, (cam, layer) in (("B", ("gradcam", "auto")), ("C", ("layercam", 0))):
         images, labels, masks = demo_site(demo_volumes, site_name)
@@ -401,9 +396,7 @@ def test_3d_maps_point_into_both_planted_artefacts_at_seeds_0_to_4(demo_volumes)
             assert exp.accuracy_ >= 0.9, (site_name, seed, exp.accuracy_)
             _, (rates[site_name, seed],) = held_out_pointing(
                 exp, images, labels, masks, (1,), cam=cam, target_layer=layer)
-    assert min(rates.values()) >= 0.75, rates
-    for site_name in ("B", "C"):
-        assert np.mean([v for k, v in rates.items() if k[0] == site_name]) >= 0.85, rates
+    assert min(rates.values()) >= 0.8, rates
 
 
 def test_members_are_seeded_classifiers_whose_logits_and_maps_are_averaged():
@@ -515,10 +508,7 @@ def test_3d_layercam_at_stage_2_of_a_wider_classifier_finds_the_head_rest(demo_v
 def test_3d_setting_points_into_both_planted_artefacts_at_seeds_0_to_9(demo_volumes):
     """Seeds 0-9 at 16^3, both planted sites (about 20 minutes on two cores): the 3-D
     setting of the Notes points into site B's moved region and into site C's head-rest
-    within one voxel for at least 80% of the held-out volumes at every seed on a 2-core
-    Intel Xeon (AVX-512; 0.88-1.00); on a 2-core AMD EPYC (AVX2), whose arithmetic trains
-    other classifiers, one site and seed gave 0.75 (12 of 16 volumes).  The floor: 0.75 at
-    every seed, 0.85 on average per site."""
+    within one voxel for at least 80% of the held-out volumes at every seed."""
     rates = {}
     for site_name in ("B", "C"):
         images, labels, masks = demo_site(demo_volumes, site_name)
@@ -527,9 +517,7 @@ def test_3d_setting_points_into_both_planted_artefacts_at_seeds_0_to_9(demo_volu
                             **WIDE_3D).fit(images, labels)
             assert exp.accuracy_ >= 0.9, (site_name, seed, exp.accuracy_)
             _, (rates[site_name, seed],) = held_out_pointing(exp, images, labels, masks, (1,))
-    assert min(rates.values()) >= 0.75, rates
-    for site_name in ("B", "C"):
-        assert np.mean([v for k, v in rates.items() if k[0] == site_name]) >= 0.85, rates
+    assert min(rates.values()) >= 0.8, rates
 
 
 # The 32^3 setting of the Explainer's Notes: the same wider classifier, its convolutions
