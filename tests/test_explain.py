@@ -483,7 +483,8 @@ def test_several_target_layers_average_their_maps(fitted_3d):
 
 
 # The 3-D setting of the Explainer's Notes: a wider classifier than TINY, LayerCAM at
-# stage 2 (bench_explain_3d.py --widths 32,64,128,256).
+# stage 2 (bench_explain_3d.py --widths 32,64,128,256); the Notes fit three of them
+# (n_members=3, the slow test below), the fast test one.
 WIDE_3D = {"widths": (32, 64, 128, 256), "batch_size": 16, "lr": 3e-3, "cam": "layercam",
            "target_layer": 2}
 
@@ -505,18 +506,21 @@ def test_3d_layercam_at_stage_2_of_a_wider_classifier_finds_the_head_rest(demo_v
 
 
 @pytest.mark.slow
-def test_3d_setting_points_into_both_planted_artefacts_at_seeds_0_to_9(demo_volumes):
-    """Seeds 0-9 at 16^3, both planted sites (about 20 minutes on two cores): the 3-D
-    setting of the Notes points into site B's moved region and into site C's head-rest
-    within one voxel for at least 80% of the held-out volumes at every seed."""
+@pytest.mark.parametrize("site_name", ["B", "C"])
+def test_3d_setting_with_three_members_points_into_the_planted_artefact_at_seeds_0_to_9(
+        demo_volumes, site_name):
+    """Seeds 0-9 at 16^3, one planted site each (about 30 minutes on one core): the 3-D
+    setting of the Notes, three classifiers a fit (``n_members=3``), points into site B's
+    moved region and into site C's head-rest within one voxel for at least 80% of the
+    held-out volumes at every seed.  (One classifier a fit missed that at site C, seed 8
+    on a 2-core AMD EPYC: 0.75; the Notes give both.)"""
+    images, labels, masks = demo_site(demo_volumes, site_name)
     rates = {}
-    for site_name in ("B", "C"):
-        images, labels, masks = demo_site(demo_volumes, site_name)
-        for seed in range(10):
-            exp = Explainer(spatial_dims=3, max_steps=120, random_state=seed,
-                            **WIDE_3D).fit(images, labels)
-            assert exp.accuracy_ >= 0.9, (site_name, seed, exp.accuracy_)
-            _, (rates[site_name, seed],) = held_out_pointing(exp, images, labels, masks, (1,))
+    for seed in range(10):
+        exp = Explainer(spatial_dims=3, max_steps=120, random_state=seed, n_members=3,
+                        **WIDE_3D).fit(images, labels)
+        assert exp.accuracy_ >= 0.9, (site_name, seed, exp.accuracy_)
+        _, (rates[seed],) = held_out_pointing(exp, images, labels, masks, (1,))
     assert min(rates.values()) >= 0.8, rates
 
 

@@ -233,23 +233,29 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     2-core AMD EPYC (AVX2) LayerCAM at stage 0 gave site C 0.75 at seed 1 (12 of 16
     held-out volumes), and the wider setting below fell to 0.75 at one site and seed.
 
-    **Wider classifiers in 3-D: LayerCAM at stage 2.**  Most of these failures are the
-    tiny network's.  With ``widths=(32, 64, 128, 256)`` (same training, 120 steps),
-    ``cam="layercam", target_layer=2`` (LayerCAM at the third stage, 4^3 maps of a 16^3
-    volume) points into both planted artefacts within one voxel at every one of seeds
-    0-9: 0.88-1.00 on site B and on site C.  It is the one setting measured that holds
-    for both sites at every seed.  LayerCAM averaged over the first two stages
-    (``target_layer=(0, 1)``) finds site B at every seed (1.00) but falls to 0.31-0.69
-    on site C at seeds 6, 8 and 9; LayerCAM at stage 0 holds site C (0.81-1.00) but not
-    B (0.50, 0.62 at seeds 8, 9); plain Grad-CAM stays unreliable on the wider network
-    (at the ``"auto"`` layer 0.19-1.00 on B and 0.00-0.75 on C).  Stage 2's maps are
-    coarse: their maximum lands in the artefact, but much of their mass lies around it,
+    **Wider classifiers in 3-D: LayerCAM at stage 2, three members.**  Most of these
+    failures are the tiny network's.  With ``widths=(32, 64, 128, 256)`` (same training,
+    120 steps), ``cam="layercam", target_layer=2`` (LayerCAM at the third stage, 4^3 maps
+    of a 16^3 volume) points into both planted artefacts within one voxel at every one of
+    seeds 0-9 on the Intel machine: 0.88-1.00 on site B and on site C.  On the AMD
+    machine one classifier a fit fell to 0.75 at site C, seed 8; with ``n_members=3``
+    (three classifiers on the same split, their maps averaged) it held there at every
+    one of seeds 0-9 (site B 1.00, site C 0.88-1.00; 0.94 at seed 8), at three times
+    the cost (about 280 s a fit on one CPU thread).  So ``Explainer(spatial_dims=3,
+    widths=(32, 64, 128, 256), n_members=3, cam="layercam", target_layer=2)`` is the
+    16^3 setting; of the single-classifier settings it is the one measured that holds
+    for both sites at every seed on the first machine.  LayerCAM averaged over the first
+    two stages (``target_layer=(0, 1)``) finds site B at every seed (1.00) but falls to
+    0.31-0.69 on site C at seeds 6, 8 and 9; LayerCAM at stage 0 holds site C
+    (0.81-1.00) but not B (0.50, 0.62 at seeds 8, 9); plain Grad-CAM stays unreliable on
+    the wider network (at the ``"auto"`` layer 0.19-1.00 on B and 0.00-0.75 on C).
+    Stage 2's maps are coarse: their maximum lands in the artefact, but much of their mass lies around it,
     and on this cohort the artefacts sit at about the same place in every volume, so the
     pointing game alone does not prove a map follows the artefact from volume to volume.
     The default widths are wider still, slower on a CPU, and were not measured here.  It
     is a setting for 16^3 volumes: at 32^3 stage 2's maps are 2^3 and miss the head-rest
     at every seed (next paragraph).  Figures: ``benchmarks/bench_explain_3d.py --widths
-    32,64,128,256`` (docs/benchmarks.md).
+    32,64,128,256`` (with ``--members 3`` for three members; docs/benchmarks.md).
 
     **32^3 volumes: replicate padding, LayerCAM at stage 0, three members.**  With the
     default zero padding, the same wider classifier's maps of 32^3 volumes (standard stem:
