@@ -249,9 +249,10 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     0.31-0.69 on site C at seeds 6, 8 and 9; LayerCAM at stage 0 holds site C
     (0.81-1.00) but not B (0.50, 0.62 at seeds 8, 9); plain Grad-CAM stays unreliable on
     the wider network (at the ``"auto"`` layer 0.19-1.00 on B and 0.00-0.75 on C).
-    Stage 2's maps are coarse: their maximum lands in the artefact, but much of their mass lies around it,
-    and on this cohort the artefacts sit at about the same place in every volume, so the
-    pointing game alone does not prove a map follows the artefact from volume to volume.
+    Stage 2's maps are coarse: their maximum lands in the artefact, but much of their
+    mass lies around it, and on this cohort the artefacts sit at about the same place in
+    every volume, so the pointing game alone does not prove a map follows the artefact
+    from volume to volume.
     The default widths are wider still, slower on a CPU, and were not measured here.  It
     is a setting for 16^3 volumes: at 32^3 stage 2's maps are 2^3 and miss the head-rest
     at every seed (next paragraph).  Figures: ``benchmarks/bench_explain_3d.py --widths
