@@ -509,7 +509,8 @@ def test_3d_layercam_at_stage_2_of_a_wider_classifier_finds_the_head_rest(demo_v
 @pytest.mark.parametrize("site_name", ["B", "C"])
 def test_3d_setting_with_three_members_points_into_the_planted_artefact_at_seeds_0_to_9(
         demo_volumes, site_name):
-    """Seeds 0-9 at 16^3, one planted site each (about 30 minutes on one core): the 3-D
+    """Seeds 0-9 at 16^3, one planted site each (about an hour on one core; 3,380 s for
+    site C on a 2-core AMD EPYC beside other jobs): the 3-D
     setting of the Notes, three classifiers a fit (``n_members=3``), points into site B's
     moved region and into site C's head-rest within one voxel for at least 80% of the
     held-out volumes at every seed.  (One classifier a fit missed that at site C, seed 8

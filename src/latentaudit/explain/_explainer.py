@@ -243,12 +243,13 @@ class Explainer(_Maps, _ClusterViews, BaseEstimator):
     one of seeds 0-9 (site B 1.00, site C 0.88-1.00; 0.94 at seed 8), at three times
     the cost (about 280 s a fit on one CPU thread).  So ``Explainer(spatial_dims=3,
     widths=(32, 64, 128, 256), n_members=3, cam="layercam", target_layer=2)`` is the
-    16^3 setting; of the single-classifier settings it is the one measured that holds
-    for both sites at every seed on the first machine.  LayerCAM averaged over the first
-    two stages (``target_layer=(0, 1)``) finds site B at every seed (1.00) but falls to
-    0.31-0.69 on site C at seeds 6, 8 and 9; LayerCAM at stage 0 holds site C
-    (0.81-1.00) but not B (0.50, 0.62 at seeds 8, 9); plain Grad-CAM stays unreliable on
-    the wider network (at the ``"auto"`` layer 0.19-1.00 on B and 0.00-0.75 on C).
+    16^3 setting; with one classifier a fit, LayerCAM at stage 2 is the one setting
+    measured that held for both sites at every seed on the first machine.  LayerCAM
+    averaged over the first two stages (``target_layer=(0, 1)``) finds site B at every
+    seed (1.00) but falls to 0.31-0.69 on site C at seeds 6, 8 and 9; LayerCAM at
+    stage 0 holds site C (0.81-1.00) but not B (0.50, 0.62 at seeds 8, 9); plain
+    Grad-CAM stays unreliable on the wider network (at the ``"auto"`` layer 0.19-1.00 on
+    B and 0.00-0.75 on C).
     Stage 2's maps are coarse: their maximum lands in the artefact, but much of their
     mass lies around it, and on this cohort the artefacts sit at about the same place in
     every volume, so the pointing game alone does not prove a map follows the artefact
